@@ -98,8 +98,8 @@ class ExchangeType(ABC):
     def route(self, message: RoutableMessage) -> Iterable[Destination]:
         """Destinations for ``message``. Hot path: no I/O, no allocation that can be avoided."""
 
-    def delete(self) -> None:  # noqa: B027 - optional hook
+    def delete(self) -> None:
         """The exchange is being deleted; release any state held outside the instance."""
 
-    def policy_changed(self, policy: Mapping[str, Any] | None) -> None:  # noqa: B027 - optional hook
+    def policy_changed(self, policy: Mapping[str, Any] | None) -> None:
         """The effective policy of the exchange changed (None: no policy applies)."""

@@ -1,0 +1,3 @@
+from amqp_server.cli import main
+
+main()

@@ -1,0 +1,745 @@
+"""An AMQP channel: content assembly, the basic/queue/exchange/confirm/tx methods, consumers,
+unacked deliveries and publisher confirms.
+
+Hot-path frames (basic.publish with its content, basic.ack/nack/reject) are handled
+synchronously as they are read. Methods that change metadata run as one task each; while one
+runs, later frames of the channel wait in ``_backlog`` so that the channel's order holds
+(a publish after queue.declare reaches the new queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pamqp import commands
+
+from amqp_server import access
+from amqp_server.errors import (
+    ACCESS_REFUSED,
+    CHANNEL_ERROR,
+    COMMAND_INVALID,
+    FRAME_ERROR,
+    NO_ROUTE,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
+    UNEXPECTED_FRAME,
+    AMQPError,
+    ChannelError,
+    ConnectionError,
+)
+from amqp_server.frame_codec import (
+    BASIC_ACK,
+    BASIC_CLASS,
+    BASIC_NACK,
+    BASIC_PUBLISH,
+    FRAME_BODY,
+    FRAME_HEADER,
+    FRAME_METHOD,
+    Ack,
+    Publish,
+    build,
+    decode_content_header,
+    decode_method,
+    deliver_prefix,
+    encode_ack,
+    encode_deliver,
+    encode_get_ok,
+    encode_return,
+    method_id,
+)
+from amqp_server.message import Message
+from exchanges.base import EXCHANGE, QUEUE, Destination
+from queues.base import QueueEntry, QueueType
+
+if TYPE_CHECKING:
+    from amqp_server.connection import Connection
+    from amqp_server.vhost import Exchange
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_SIZE = 134_217_728  # RabbitMQ's default max_message_size
+
+
+class ChannelConsumer:
+    """A basic.consume subscription; the queue sees it through ``queues.base.Consumer``."""
+
+    __slots__ = ("tag", "channel", "queue", "no_ack", "exclusive", "priority", "prefetch", "unacked", "prefix")
+
+    def __init__(
+        self, tag: str, channel: Channel, queue: QueueType, no_ack: bool, exclusive: bool, priority: int
+    ) -> None:
+        self.tag = tag
+        self.channel = channel
+        self.queue = queue
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        self.priority = priority
+        self.prefetch = channel.consumer_prefetch
+        self.unacked = 0
+        self.prefix = deliver_prefix(tag)
+
+    def can_take(self) -> bool:
+        channel = self.channel
+        if not channel.deliverable:
+            return False
+        if self.no_ack:
+            return True
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        return not channel.global_prefetch or channel.unacked_count < channel.global_prefetch
+
+    def deliver(self, entry: QueueEntry) -> None:
+        self.channel.deliver(self, entry)
+
+    def cancelled_by_server(self) -> None:
+        self.channel.consumer_cancelled_by_server(self)
+
+
+class Channel:
+    def __init__(self, connection: Connection, number: int) -> None:
+        self.connection = connection
+        self.number = number
+        self.vhost = connection.vhost
+        self.closing = False  # we sent channel.close and wait for close-ok
+        self.consumers: dict[str, ChannelConsumer] = {}
+        self.unacked: dict[int, QueueEntry] = {}  # delivery tag -> entry, in tag order
+        self.next_delivery_tag = 0
+        self.consumer_prefetch = 0  # basic.qos global=false: applies to consumers made later
+        self.global_prefetch = 0  # basic.qos global=true: shared by the channel's consumers
+        self.flow_active = True
+        self.confirm_mode = False
+        self.publish_seq = 0
+        self._confirms: list[tuple[int, bool]] = []
+        self.tx: list[Callable[[], None]] | None = None  # pending publishes/acks in tx mode
+        self._publish: Publish | None = None  # basic.publish awaiting its content
+        self._header: bytes = b""
+        self._body: list[bytes] = []
+        self._body_remaining = 0
+        self._backlog: deque[tuple[int, bytes]] | None = None
+        self._write_allowed: dict[str, bool] = {}  # exchange -> write permission, cached
+
+    # -- frame intake --------------------------------------------------------------------
+
+    @property
+    def deliverable(self) -> bool:
+        return self.flow_active and not self.closing and self.connection.writable
+
+    @property
+    def unacked_count(self) -> int:
+        return len(self.unacked)
+
+    def handle_frame(self, frame_type: int, payload: bytes) -> None:
+        if self._backlog is not None:
+            self._backlog.append((frame_type, payload))
+            return
+        if frame_type == FRAME_METHOD:
+            if self._publish is not None:
+                raise ConnectionError(
+                    UNEXPECTED_FRAME,
+                    f"expected content header for class {BASIC_CLASS}, got non content header frame instead",
+                )
+            mid = method_id(payload)
+            if self.closing:
+                if mid in (0x00140028, 0x00140029):  # channel.close / close-ok
+                    self._handle_method(decode_method(payload))
+                return
+            if mid == BASIC_PUBLISH:
+                self._start_publish(decode_method(payload))  # type: ignore[arg-type]
+            else:
+                self._handle_method(decode_method(payload))
+        elif frame_type == FRAME_HEADER:
+            self._content_header(payload)
+        elif frame_type == FRAME_BODY:
+            self._content_body(payload)
+
+    def _handle_method(self, method: Any) -> None:
+        if isinstance(method, Ack):
+            self._settle(method)
+            return
+        handler = _HANDLERS.get(type(method))
+        if handler is None:
+            raise ConnectionError(COMMAND_INVALID, f"unexpected method {method.name} on a channel")
+        try:
+            result = handler(self, method)
+        except ChannelError as error:
+            if error.method == (0, 0):
+                error.method = (method.index >> 16, method.index & 0xFFFF)
+            self.close_with(error)
+            return
+        if asyncio.iscoroutine(result):
+            self._backlog = deque()
+            self.connection.broker.spawn(self._run(result, method))
+
+    async def _run(self, coro: Any, method: Any) -> None:
+        try:
+            await coro
+        except ChannelError as error:
+            if error.method == (0, 0):
+                error.method = (method.index >> 16, method.index & 0xFFFF)
+            self.close_with(error)
+        except ConnectionError as error:
+            self.connection.close_with(error)
+        except Exception as exc:
+            log.exception("%s failed", method.name)
+            self.connection.close_with(ConnectionError(541, f"internal error: {exc}"))
+        backlog, self._backlog = self._backlog, None
+        self._replay(backlog or deque())
+
+    def _replay(self, backlog: deque[tuple[int, bytes]]) -> None:
+        connection = self.connection
+        while backlog and not connection.closed:
+            frame_type, payload = backlog.popleft()
+            try:
+                self.handle_frame(frame_type, payload)
+            except ChannelError as error:
+                self.close_with(error)
+            except ConnectionError as error:
+                connection.close_with(error)
+                return
+            if self._backlog is not None:  # another metadata method started: wait for it
+                self._backlog.extend(backlog)
+                return
+        connection.resume_if_drained()
+
+    # -- publish -------------------------------------------------------------------------
+
+    def _start_publish(self, publish: Publish) -> None:
+        if publish.immediate:
+            raise ConnectionError(NOT_IMPLEMENTED, "immediate=true", (60, 40))
+        self._publish = publish
+
+    def _content_header(self, payload: bytes) -> None:
+        if self._publish is None or self._header:
+            raise ConnectionError(
+                UNEXPECTED_FRAME, "expected method frame, got non method frame instead", (0, 0)
+            )
+        class_id, body_size = decode_content_header(payload)
+        if class_id != BASIC_CLASS:
+            raise ConnectionError(
+                UNEXPECTED_FRAME, f"expected content header for class {BASIC_CLASS}, got one for class {class_id} instead"
+            )
+        if body_size > MAX_MESSAGE_SIZE:
+            self._publish = None
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"message size {body_size} is larger than configured max size {MAX_MESSAGE_SIZE}",
+                (60, 40),
+            )
+        self._header = payload
+        self._body_remaining = body_size
+        if body_size == 0:
+            self._content_complete(b"")
+
+    def _content_body(self, payload: bytes) -> None:
+        if not self._header:
+            raise ConnectionError(
+                UNEXPECTED_FRAME, "expected content header for class 60, got non content header frame instead"
+            )
+        remaining = self._body_remaining - len(payload)
+        if remaining < 0:
+            raise ConnectionError(FRAME_ERROR, "body frame exceeds declared body size")
+        if remaining == 0 and not self._body:
+            self._content_complete(payload)
+            return
+        self._body.append(payload)
+        self._body_remaining = remaining
+        if remaining == 0:
+            body = b"".join(self._body)
+            self._body = []
+            self._content_complete(body)
+
+    def _content_complete(self, body: bytes) -> None:
+        publish = self._publish
+        header = self._header
+        self._publish = None
+        self._header = b""
+        assert publish is not None
+        message = Message(publish.exchange, publish.routing_key, publish.exchange_and_key, header, body)
+        try:
+            self._publish_message(publish, message)
+        except ChannelError as error:
+            error.method = (60, 40)
+            raise
+
+    def _publish_message(self, publish: Publish, message: Message) -> None:
+        vhost = self.vhost
+        name = publish.exchange
+        allowed = self._write_allowed.get(name)
+        if allowed is None:
+            permission = self.connection.permission
+            allowed = self._write_allowed[name] = permission is not None and permission.allows("write", name)
+        if not allowed:
+            access.check(None, "write", "exchange", name, vhost.name, self.connection.username)
+        exchange = vhost.exchanges.get(name)
+        if exchange is None:
+            raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{vhost.name}'")
+        if exchange.internal:
+            raise ChannelError(
+                ACCESS_REFUSED, f"cannot publish to internal exchange '{name}' in vhost '{vhost.name}'"
+            )
+        if message.header[13] & 0x10:  # user_id property present: it must be the logged-in user
+            user_id = message.user_id
+            if user_id is not None and user_id != self.connection.username:
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    f"user_id property set to '{user_id}' but authenticated user was '{self.connection.username}'",
+                )
+        if self.confirm_mode:
+            self.publish_seq += 1
+        if self.tx is not None:
+            seq = self.publish_seq
+            self.tx.append(lambda: self._route(exchange, publish.mandatory, message, seq))
+            return
+        self._route(exchange, publish.mandatory, message, self.publish_seq)
+
+    def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> None:
+        queues = self.vhost.route(exchange, message)
+        accepted = True
+        for queue in queues:
+            if not queue.publish(message):
+                accepted = False
+        if not queues and mandatory:
+            connection = self.connection
+            connection.write_chunks(
+                encode_return(
+                    self.number,
+                    NO_ROUTE,
+                    "NO_ROUTE",
+                    message.exchange_and_key,
+                    message.header,
+                    message.body,
+                    connection.frame_max,
+                )
+            )
+        if self.confirm_mode:
+            self._confirms.append((seq, accepted))
+            self.connection.confirms_pending(self)
+
+    def emit_confirms(self) -> None:
+        """Write the confirms gathered this tick: runs of acks become one multiple-ack."""
+        confirms = self._confirms
+        self._confirms = []
+        write = self.connection.write
+        run_end = 0
+        for index, (seq, ok) in enumerate(confirms):
+            if ok:
+                run_end = seq
+                last = index + 1 == len(confirms)
+                if last or not confirms[index + 1][1]:
+                    write(encode_ack(self.number, BASIC_ACK, run_end, True))
+            else:
+                write(encode_ack(self.number, BASIC_NACK, seq, False))
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def deliver(self, consumer: ChannelConsumer, entry: QueueEntry) -> None:
+        self.next_delivery_tag = tag = self.next_delivery_tag + 1
+        if not consumer.no_ack:
+            self.unacked[tag] = entry
+            consumer.unacked += 1
+        message = entry.message
+        connection = self.connection
+        connection.write_chunks(
+            encode_deliver(
+                self.number,
+                consumer.prefix,
+                tag,
+                entry.redelivered,
+                message.exchange_and_key,
+                message.header,
+                message.body,
+                connection.frame_max,
+            )
+        )
+
+    def consumer_cancelled_by_server(self, consumer: ChannelConsumer) -> None:
+        if self.consumers.pop(consumer.tag, None) is None:
+            return
+        if self.connection.capabilities.get("consumer_cancel_notify"):
+            self.connection.write_method(self.number, build(commands.Basic.Cancel, consumer_tag=consumer.tag))
+
+    # -- acks ----------------------------------------------------------------------------
+
+    def _settle(self, ack: Ack) -> None:
+        if self.tx is not None:
+            # Acks in a transaction take effect at commit; until then the messages stay unacked.
+            if ack.delivery_tag and ack.delivery_tag not in self.unacked:
+                raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {ack.delivery_tag}", (60, 80))
+            self.tx.append(lambda: self._settle_entries(self._take_unacked(ack.delivery_tag, ack.multiple), ack))
+            return
+        self._settle_entries(self._take_unacked(ack.delivery_tag, ack.multiple), ack)
+
+    def _take_unacked(self, tag: int, multiple: bool) -> list[QueueEntry]:
+        unacked = self.unacked
+        if not multiple:
+            entry = unacked.pop(tag, None)
+            if entry is None:
+                raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}", (60, 80))
+            return [entry]
+        if tag == 0:
+            entries = list(unacked.values())
+            unacked.clear()
+            return entries
+        if tag not in unacked:
+            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}", (60, 80))
+        entries = []
+        for key in list(unacked):
+            if key > tag:
+                break
+            entries.append(unacked.pop(key))
+        return entries
+
+    def _settle_entries(self, entries: list[QueueEntry], ack: Ack) -> None:
+        requeue = ack.method_id != BASIC_ACK and ack.requeue
+        touched: set[QueueType] = set()
+        for entry in entries:
+            consumer = entry.consumer
+            if consumer is not None:
+                consumer.unacked -= 1  # type: ignore[attr-defined]
+            queue = entry.queue
+            touched.add(queue)
+            if not requeue:
+                queue.settle(entry)
+        if requeue:
+            self._requeue(entries)
+        else:
+            for queue in touched:
+                queue.dispatch()
+        if self.global_prefetch:
+            self._dispatch_all()
+
+    def _requeue(self, entries: list[QueueEntry]) -> None:
+        by_queue: dict[QueueType, list[QueueEntry]] = {}
+        for entry in entries:
+            by_queue.setdefault(entry.queue, []).append(entry)
+        for queue, queue_entries in by_queue.items():
+            queue.requeue(queue_entries)
+
+    def _dispatch_all(self) -> None:
+        for queue in {c.queue for c in self.consumers.values()}:
+            queue.dispatch()
+
+    # -- closing -------------------------------------------------------------------------
+
+    def close_with(self, error: AMQPError) -> None:
+        """Close this channel with ``error`` (we send channel.close, then await close-ok)."""
+        if self.closing:
+            return
+        self.release()
+        self.closing = True
+        self.connection.write_method(
+            self.number,
+            build(
+                commands.Channel.Close,
+                reply_code=error.code,
+                reply_text=error.reply_text,
+                class_id=error.method[0],
+                method_id=error.method[1],
+            ),
+        )
+
+    def release(self) -> None:
+        """Cancel consumers and requeue unacked messages (channel or connection closing)."""
+        self._publish = None
+        self._header = b""
+        self._body = []
+        for consumer in list(self.consumers.values()):
+            self._remove_consumer(consumer)
+        entries = list(self.unacked.values())
+        self.unacked.clear()
+        if entries:
+            for entry in entries:
+                if entry.consumer is not None:
+                    entry.consumer.unacked -= 1  # type: ignore[attr-defined]
+            self._requeue(entries)
+
+    def _remove_consumer(self, consumer: ChannelConsumer) -> None:
+        self.consumers.pop(consumer.tag, None)
+        consumer.queue.remove_consumer(consumer)
+
+    # -- method handlers -----------------------------------------------------------------
+
+    def _reply(self, method: Any) -> None:
+        self.connection.write_method(self.number, method)
+
+    def _check(self, kind: str, resource: str, name: str) -> None:
+        connection = self.connection
+        access.check(connection.permission, kind, resource, name, self.vhost.name, connection.username)
+
+    def _queue_name(self, name: str) -> str:
+        """An empty queue name means the channel's last declared queue (AMQP's rule)."""
+        if name:
+            return name
+        if self.connection.last_queue.get(self.number):
+            return self.connection.last_queue[self.number]
+        raise ChannelError(NOT_FOUND, "no previously declared queue")
+
+    def on_channel_close(self, method: commands.Channel.Close) -> None:
+        self.release()
+        self._reply(commands.Channel.CloseOk())
+        self.connection.channel_closed(self.number)
+
+    def on_channel_close_ok(self, method: commands.Channel.CloseOk) -> None:
+        self.connection.channel_closed(self.number)
+
+    def on_channel_open(self, method: commands.Channel.Open) -> None:
+        raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen", (20, 10))
+
+    def on_channel_flow(self, method: commands.Channel.Flow) -> None:
+        self.flow_active = method.active
+        self._reply(commands.Channel.FlowOk(active=method.active))
+        if method.active:
+            self._dispatch_all()
+
+    def on_basic_qos(self, method: commands.Basic.Qos) -> None:
+        if method.prefetch_size:
+            raise ChannelError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({method.prefetch_size})", (60, 10))
+        if method.global_:
+            self.global_prefetch = method.prefetch_count
+            self._dispatch_all()
+        else:
+            self.consumer_prefetch = method.prefetch_count
+        self._reply(commands.Basic.QosOk())
+
+    def on_basic_consume(self, method: commands.Basic.Consume) -> None:
+        name = self._queue_name(method.queue)
+        self._check("read", "queue", name)
+        queue = self.vhost.queue_or_404(name)
+        self.vhost.check_exclusive(queue, self.connection.id)
+        tag = method.consumer_tag or self.connection.new_consumer_tag()
+        if tag in self.consumers:
+            raise ConnectionError(530, f"attempt to reuse consumer tag '{tag}'", (60, 20))
+        existing = getattr(queue, "consumers", ())
+        if existing and any(c.exclusive for c in existing):
+            raise ChannelError(
+                ACCESS_REFUSED, f"queue '{name}' in vhost '{self.vhost.name}' in exclusive use", (60, 20)
+            )
+        if method.exclusive and existing:
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"cannot obtain exclusive access to queue '{name}' in vhost '{self.vhost.name}'",
+                (60, 20),
+            )
+        priority = (method.arguments or {}).get("x-priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ChannelError(
+                PRECONDITION_FAILED, f"invalid arg 'x-priority' for queue '{name}' in vhost '{self.vhost.name}'"
+            )
+        consumer = ChannelConsumer(tag, self, queue, method.no_ack, method.exclusive, priority)
+        self.consumers[tag] = consumer
+        if not method.nowait:
+            self._reply(build(commands.Basic.ConsumeOk, consumer_tag=tag))
+        queue.add_consumer(consumer)
+
+    def on_basic_cancel(self, method: commands.Basic.Cancel) -> None:
+        consumer = self.consumers.get(method.consumer_tag)
+        if consumer is not None:
+            self._remove_consumer(consumer)
+        if not method.nowait:
+            self._reply(build(commands.Basic.CancelOk, consumer_tag=method.consumer_tag))
+
+    def on_basic_get(self, method: commands.Basic.Get) -> None:
+        name = self._queue_name(method.queue)
+        self._check("read", "queue", name)
+        queue = self.vhost.queue_or_404(name)
+        self.vhost.check_exclusive(queue, self.connection.id)
+        entry = queue.get()
+        if entry is None:
+            self._reply(commands.Basic.GetEmpty())
+            return
+        self.next_delivery_tag = tag = self.next_delivery_tag + 1
+        if method.no_ack:
+            queue.settle(entry)
+        else:
+            self.unacked[tag] = entry
+        message = entry.message
+        connection = self.connection
+        connection.write_chunks(
+            encode_get_ok(
+                self.number,
+                tag,
+                entry.redelivered,
+                message.exchange_and_key,
+                queue.message_count,
+                message.header,
+                message.body,
+                connection.frame_max,
+            )
+        )
+
+    def on_basic_recover(self, method: commands.Basic.Recover) -> None:
+        if not method.requeue:
+            raise ConnectionError(NOT_IMPLEMENTED, "requeue=false", (60, 110))
+        entries = list(self.unacked.values())
+        self.unacked.clear()
+        for entry in entries:
+            if entry.consumer is not None:
+                entry.consumer.unacked -= 1  # type: ignore[attr-defined]
+        self._requeue(entries)
+        self._reply(commands.Basic.RecoverOk())
+
+    def on_basic_recover_async(self, method: commands.Basic.RecoverAsync) -> None:
+        self.on_basic_recover(method)  # type: ignore[arg-type]
+
+    def on_confirm_select(self, method: commands.Confirm.Select) -> None:
+        if self.tx is not None:
+            raise ChannelError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode", (85, 10))
+        self.confirm_mode = True
+        if not method.nowait:
+            self._reply(commands.Confirm.SelectOk())
+
+    def on_tx_select(self, method: commands.Tx.Select) -> None:
+        if self.confirm_mode:
+            raise ChannelError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode", (90, 10))
+        if self.tx is None:
+            self.tx = []
+        self._reply(commands.Tx.SelectOk())
+
+    def on_tx_commit(self, method: commands.Tx.Commit) -> None:
+        if self.tx is None:
+            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional", (90, 20))
+        pending, self.tx = self.tx, []
+        for action in pending:
+            action()
+        self._reply(commands.Tx.CommitOk())
+
+    def on_tx_rollback(self, method: commands.Tx.Rollback) -> None:
+        if self.tx is None:
+            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional", (90, 30))
+        self.tx = []
+        self._reply(commands.Tx.RollbackOk())
+
+    async def on_exchange_declare(self, method: commands.Exchange.Declare) -> None:
+        name = method.exchange
+        if not method.passive:
+            self._check("configure", "exchange", name)
+        await self.vhost.declare_exchange(
+            name,
+            method.exchange_type,
+            passive=method.passive,
+            durable=method.durable,
+            auto_delete=method.auto_delete,
+            internal=method.internal,
+            arguments=method.arguments,
+        )
+        if not method.nowait:
+            self._reply(commands.Exchange.DeclareOk())
+
+    async def on_exchange_delete(self, method: commands.Exchange.Delete) -> None:
+        self._check("configure", "exchange", method.exchange)
+        await self.vhost.delete_exchange(method.exchange, method.if_unused)
+        if not method.nowait:
+            self._reply(commands.Exchange.DeleteOk())
+
+    async def on_exchange_bind(self, method: commands.Exchange.Bind) -> None:
+        self._check("write", "exchange", method.destination)
+        self._check("read", "exchange", method.source)
+        await self.vhost.bind(
+            method.source, Destination(EXCHANGE, method.destination), method.routing_key, method.arguments
+        )
+        if not method.nowait:
+            self._reply(commands.Exchange.BindOk())
+
+    async def on_exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
+        self._check("write", "exchange", method.destination)
+        self._check("read", "exchange", method.source)
+        await self.vhost.unbind(
+            method.source, Destination(EXCHANGE, method.destination), method.routing_key, method.arguments
+        )
+        if not method.nowait:
+            self._reply(commands.Exchange.UnbindOk())
+
+    async def on_queue_declare(self, method: commands.Queue.Declare) -> None:
+        connection = self.connection
+        name = method.queue or connection.new_queue_name()
+        if not method.passive:
+            self._check("configure", "queue", name)
+        queue = await self.vhost.declare_queue(
+            name,
+            passive=method.passive,
+            durable=method.durable,
+            exclusive_owner=connection.id if method.exclusive else None,
+            auto_delete=method.auto_delete,
+            arguments=method.arguments,
+            server_named=not method.queue,
+        )
+        connection.last_queue[self.number] = name
+        if not method.nowait:
+            self._reply(
+                build(
+                    commands.Queue.DeclareOk,
+                    queue=name,
+                    message_count=queue.message_count,
+                    consumer_count=queue.consumer_count,
+                )
+            )
+
+    async def on_queue_bind(self, method: commands.Queue.Bind) -> None:
+        name = self._queue_name(method.queue)
+        self._check("write", "queue", name)
+        self._check("read", "exchange", method.exchange)
+        queue = self.vhost.queue_or_404(name)
+        self.vhost.check_exclusive(queue, self.connection.id)
+        await self.vhost.bind(method.exchange, Destination(QUEUE, name), method.routing_key, method.arguments)
+        if not method.nowait:
+            self._reply(commands.Queue.BindOk())
+
+    async def on_queue_unbind(self, method: commands.Queue.Unbind) -> None:
+        name = self._queue_name(method.queue)
+        self._check("write", "queue", name)
+        self._check("read", "exchange", method.exchange)
+        queue = self.vhost.queue_or_404(name)
+        self.vhost.check_exclusive(queue, self.connection.id)
+        await self.vhost.unbind(method.exchange, Destination(QUEUE, name), method.routing_key, method.arguments)
+        self._reply(commands.Queue.UnbindOk())
+
+    def on_queue_purge(self, method: commands.Queue.Purge) -> None:
+        name = self._queue_name(method.queue)
+        self._check("read", "queue", name)
+        queue = self.vhost.queue_or_404(name)
+        self.vhost.check_exclusive(queue, self.connection.id)
+        count = queue.purge()
+        if not method.nowait:
+            self._reply(build(commands.Queue.PurgeOk, message_count=count))
+
+    async def on_queue_delete(self, method: commands.Queue.Delete) -> None:
+        name = self._queue_name(method.queue)
+        self._check("configure", "queue", name)
+        queue = self.vhost.queues.get(name)
+        if queue is not None:
+            self.vhost.check_exclusive(queue, self.connection.id)
+        count = await self.vhost.delete_queue(name, method.if_unused, method.if_empty)
+        if not method.nowait:
+            self._reply(build(commands.Queue.DeleteOk, message_count=count))
+
+
+_HANDLERS: dict[type, Callable[[Channel, Any], Any]] = {
+    commands.Channel.Close: Channel.on_channel_close,
+    commands.Channel.CloseOk: Channel.on_channel_close_ok,
+    commands.Channel.Open: Channel.on_channel_open,
+    commands.Channel.Flow: Channel.on_channel_flow,
+    commands.Basic.Qos: Channel.on_basic_qos,
+    commands.Basic.Consume: Channel.on_basic_consume,
+    commands.Basic.Cancel: Channel.on_basic_cancel,
+    commands.Basic.Get: Channel.on_basic_get,
+    commands.Basic.Recover: Channel.on_basic_recover,
+    commands.Basic.RecoverAsync: Channel.on_basic_recover_async,
+    commands.Confirm.Select: Channel.on_confirm_select,
+    commands.Tx.Select: Channel.on_tx_select,
+    commands.Tx.Commit: Channel.on_tx_commit,
+    commands.Tx.Rollback: Channel.on_tx_rollback,
+    commands.Exchange.Declare: Channel.on_exchange_declare,
+    commands.Exchange.Delete: Channel.on_exchange_delete,
+    commands.Exchange.Bind: Channel.on_exchange_bind,
+    commands.Exchange.Unbind: Channel.on_exchange_unbind,
+    commands.Queue.Declare: Channel.on_queue_declare,
+    commands.Queue.Bind: Channel.on_queue_bind,
+    commands.Queue.Unbind: Channel.on_queue_unbind,
+    commands.Queue.Purge: Channel.on_queue_purge,
+    commands.Queue.Delete: Channel.on_queue_delete,
+}

@@ -1,0 +1,99 @@
+"""``amqp-server``: command line and rabbitmq.conf-style configuration file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import fields
+
+from amqp_server.broker import BrokerConfig
+from amqp_server.server import serve
+
+# rabbitmq.conf keys understood in --config files, mapped to BrokerConfig fields.
+CONFIG_KEYS = {
+    "listeners.tcp.default": "port",
+    "management.tcp.port": "management_port",
+    "default_user": "default_user",
+    "default_pass": "default_pass",
+    "default_vhost": "default_vhost",
+    "heartbeat": "heartbeat",
+    "frame_max": "frame_max",
+    "channel_max": "channel_max",
+    "handshake_timeout": "handshake_timeout",
+    "consumer_timeout": "consumer_timeout_ms",
+    "cluster_name": "cluster_name",
+}
+
+
+def read_config_file(path: str, config: BrokerConfig) -> None:
+    """Apply ``key = value`` lines (rabbitmq.conf syntax; ``#`` starts a comment)."""
+    types = {f.name: f.type for f in fields(BrokerConfig)}
+    loopback: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            key, sep, value = (part.strip() for part in line.partition("="))
+            if not sep:
+                raise SystemExit(f"{path}:{number}: expected 'key = value'")
+            if key.startswith("loopback_users."):
+                if value == "true":
+                    loopback.append(key.split(".", 1)[1])
+                continue
+            if key == "loopback_users" and value == "none":
+                config.loopback_users = []
+                continue
+            name = CONFIG_KEYS.get(key)
+            if name is None:
+                raise SystemExit(f"{path}:{number}: unknown setting '{key}'")
+            kind = types[name]
+            if kind in ("int", int):
+                setattr(config, name, int(value))
+            elif kind in ("float", float):
+                setattr(config, name, float(value) / (1000 if name == "handshake_timeout" else 1))
+            else:
+                setattr(config, name, value)
+    if loopback:
+        config.loopback_users = loopback
+
+
+def parse_args(argv: list[str] | None = None) -> BrokerConfig:
+    parser = argparse.ArgumentParser(prog="amqp-server", description="AMQP 0-9-1 message broker")
+    parser.add_argument("--config", help="configuration file (rabbitmq.conf syntax)")
+    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="AMQP port (default 5672)")
+    parser.add_argument("--management-port", type=int, help="management HTTP port (default 15672)")
+    parser.add_argument("--data-dir", help="directory for the message store (default ./data)")
+    parser.add_argument("--node-name", help="node name (default rabbit@localhost)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = BrokerConfig()
+    if args.config:
+        read_config_file(args.config, config)
+    for option, name in (
+        ("host", "host"),
+        ("port", "port"),
+        ("management_port", "management_port"),
+        ("data_dir", "data_dir"),
+        ("node_name", "node_name"),
+    ):
+        value = getattr(args, option)
+        if value is not None:
+            setattr(config, name, value)
+    return config
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    try:
+        import uvloop  # optional: a faster event loop when installed
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))

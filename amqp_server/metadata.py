@@ -1,0 +1,50 @@
+"""The metadata-store seam: every change to vhosts, users, permissions, exchanges, queues,
+bindings and policies is a ``Change`` committed here before it takes effect.
+
+Routing never reads the store: the broker applies a committed change to its in-memory tables
+(``Broker.apply``). An embedded store persists durable changes (SQLite); a clustered store
+replicates the change log to the other nodes, which apply the same changes in the same order.
+The in-memory store below is what a RAM node or a single transient broker uses: a commit is
+final as soon as it is made.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metadata change. ``kind`` names the table, ``op`` is "put" or "delete"."""
+
+    kind: str  # vhost, user, permission, exchange, queue, binding, policy
+    op: str
+    vhost: str | None
+    name: str
+    record: dict[str, Any] = field(default_factory=dict)
+    durable: bool = True  # whether the change survives a restart of the node
+
+
+class MetadataStore(ABC):
+    @abstractmethod
+    async def commit(self, change: Change) -> None:
+        """Return once the change is final (on disk, or agreed by the cluster's voters)."""
+
+    @abstractmethod
+    async def load(self) -> list[Change]:
+        """The durable changes to apply at boot, oldest first."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+
+class MemoryStore(MetadataStore):
+    """Nothing to wait for: the broker's own tables are the only copy."""
+
+    async def commit(self, change: Change) -> None:
+        return None
+
+    async def load(self) -> list[Change]:
+        return []

@@ -1,0 +1,121 @@
+"""The queue-type contract, modelled on RabbitMQ's ``rabbit_queue_type`` behaviour.
+
+A queue instance lives on its home node. The broker core reaches it through this interface
+only: ``publish`` on the publish path, ``add_consumer``/``dispatch`` on the consume path,
+``settle``/``requeue`` when a channel acks, nacks or closes. Consumers are objects of the
+channel layer, seen here through the small ``Consumer`` protocol.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Protocol
+
+
+class QueueEntry:
+    """A message's place in one queue: the message is shared, the entry is per queue."""
+
+    __slots__ = ("message", "seq", "queue", "redelivered", "consumer")
+
+    def __init__(self, message: Any, seq: int, queue: QueueType) -> None:
+        self.message = message
+        self.seq = seq  # position in the queue; requeued entries go back to it
+        self.queue = queue
+        self.redelivered = False
+        self.consumer: Consumer | None = None  # who holds it unacked, None if ready or got
+
+
+class Consumer(Protocol):
+    """What a queue needs from a consumer (implemented by the channel layer)."""
+
+    tag: str
+    priority: int
+    no_ack: bool
+    exclusive: bool
+
+    def can_take(self) -> bool:
+        """True when prefetch windows and the socket allow one more delivery."""
+
+    def deliver(self, entry: QueueEntry) -> None:
+        """Send ``entry`` to the client (the consumer records it as unacked unless no_ack)."""
+
+    def cancelled_by_server(self) -> None:
+        """The queue went away: tell the client with basic.cancel if it supports that."""
+
+
+class QueueType(ABC):
+    """Base class for queue types."""
+
+    #: Value of the ``x-queue-type`` argument that selects this type.
+    type_name: ClassVar[str]
+
+    def __init__(
+        self,
+        vhost: str,
+        name: str,
+        *,
+        durable: bool,
+        exclusive_owner: object | None,
+        auto_delete: bool,
+        arguments: Mapping[str, Any],
+        home_node: str,
+    ) -> None:
+        self.vhost = vhost
+        self.name = name
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner
+        self.auto_delete = auto_delete
+        self.arguments = dict(arguments)
+        self.home_node = home_node
+
+    @classmethod
+    def validate_arguments(cls, arguments: Mapping[str, Any]) -> None:
+        """Check queue.declare arguments; raise ``ChannelError`` to refuse them."""
+
+    @abstractmethod
+    def publish(self, message: Any) -> bool:
+        """Enqueue (or hand straight to a consumer). False: the queue refused the message."""
+
+    @abstractmethod
+    def get(self) -> QueueEntry | None:
+        """basic.get: the head entry, now unacked by the caller, or None when empty."""
+
+    @abstractmethod
+    def add_consumer(self, consumer: Consumer) -> None: ...
+
+    @abstractmethod
+    def remove_consumer(self, consumer: Consumer) -> None: ...
+
+    @abstractmethod
+    def dispatch(self) -> None:
+        """Deliver ready entries to consumers that can take them."""
+
+    @abstractmethod
+    def settle(self, entry: QueueEntry) -> None:
+        """The entry was acked (or rejected without requeue): forget it."""
+
+    @abstractmethod
+    def requeue(self, entries: Iterable[QueueEntry]) -> None:
+        """Return entries to their places, marked redelivered."""
+
+    @abstractmethod
+    def purge(self) -> int:
+        """Drop every ready entry; returns how many."""
+
+    @abstractmethod
+    def delete(self) -> int:
+        """Release the queue; consumers are told. Returns the ready count it held."""
+
+    @property
+    @abstractmethod
+    def message_count(self) -> int:
+        """Ready messages."""
+
+    @property
+    @abstractmethod
+    def consumer_count(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def unacked_count(self) -> int: ...
