@@ -103,7 +103,6 @@ class Connection(asyncio.Protocol):
         self.heartbeat = config.heartbeat
         self.username = ""
         self.vhost: VirtualHost | None = None
-        self.permission: Permission | None = None
         self.client_properties: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
         self.last_queue: dict[int, str] = {}
@@ -333,7 +332,6 @@ class Connection(asyncio.Protocol):
                 (10, 40),
             )
         self.vhost = vhost
-        self.permission = permission
         self.state = "running"
         if self._timer is not None:
             self._timer.cancel()
@@ -349,6 +347,12 @@ class Connection(asyncio.Protocol):
 
     def _on_blocked(self, method: Any) -> None:
         """A client may not block a server; RabbitMQ ignores it too."""
+
+    @property
+    def permission(self) -> Permission | None:
+        """Looked up on each use, so that permission changes apply to open connections."""
+        vhost = self.vhost
+        return None if vhost is None else self.broker.permissions.get((self.username, vhost.name))
 
     # -- channels ------------------------------------------------------------------------
 
