@@ -96,7 +96,11 @@ class ExchangeType(ABC):
 
     @abstractmethod
     def route(self, message: RoutableMessage) -> Iterable[Destination]:
-        """Destinations for ``message``. Hot path: no I/O, no allocation that can be avoided."""
+        """Destinations for ``message``. Hot path: no I/O, no allocation that can be avoided.
+
+        May return a collection the instance keeps internally: the caller only iterates it,
+        never stores or changes it.
+        """
 
     def delete(self) -> None:
         """The exchange is being deleted; release any state held outside the instance."""
