@@ -3,11 +3,38 @@
 Passwords are stored with RabbitMQ's ``rabbit_password_hashing_sha256`` scheme:
 ``base64(salt + sha256(salt + password))`` with a 4-byte random salt, so hashes exported from
 RabbitMQ's definitions import unchanged.
+
+Permissions follow rabbit_auth_backend_internal: per user and vhost, three regular expressions
+(configure, write, read) searched (unanchored) in the resource name; the empty pattern stands for
+``^$``; the default exchange is named ``amq.default`` for the check and in the refusal text.
+A refused check is ``403 ACCESS_REFUSED - access to exchange 'x' in vhost '/' refused for user 'u'``
+(RabbitMQ does not say which of the three permissions was missing).
+
+Which operation needs which permission (rabbit_channel):
+
+=====================  ===========================================================
+exchange.declare       configure on the exchange (new exchange with an alternate
+                       exchange: also read on it and write on the alternate)
+exchange.delete        configure on the exchange
+queue.declare          configure on the queue (new queue with a dead-letter exchange:
+                       also read on the queue and write on the dead-letter exchange)
+queue.delete           configure on the queue
+queue.bind/unbind      write on the queue, read on the exchange
+exchange.bind/unbind   write on the destination, read on the source
+basic.publish          write on the exchange
+basic.get/consume      read on the queue
+queue.purge            read on the queue
+=====================  ===========================================================
+
+Passive declares need no permission. A channel remembers the checks it passed (``PermissionCache``)
+and does not repeat them, so a permission change reaches open channels only for resources they
+have not used yet, exactly as in RabbitMQ.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -21,19 +48,24 @@ SHA512 = "rabbit_password_hashing_sha512"
 MD5 = "rabbit_password_hashing_md5"
 _HASHES = {SHA256: hashlib.sha256, SHA512: hashlib.sha512, MD5: hashlib.md5}
 
+DEFAULT_EXCHANGE = "amq.default"  # how permissions name the exchange ''
+PERMISSION_CACHE_SIZE = 12  # rabbit_channel's ?MAX_PERMISSION_CACHE_SIZE
+
 
 def hash_password(password: str, algorithm: str = SHA256, salt: bytes | None = None) -> str:
+    """RabbitMQ's salted hash: ``base64(salt + H(salt + utf8(password)))``."""
     salt = os.urandom(4) if salt is None else salt
     digest = _HASHES[algorithm](salt + password.encode()).digest()
     return base64.b64encode(salt + digest).decode()
 
 
 def check_password(password: str, password_hash: str, algorithm: str = SHA256) -> bool:
-    if not password_hash:
+    """Whether ``password`` matches a hash made by ``hash_password`` or by RabbitMQ."""
+    if not password_hash or algorithm not in _HASHES:
         return False  # a user without a password cannot log in with one (RabbitMQ does the same)
     try:
-        raw = base64.b64decode(password_hash)
-    except ValueError:
+        raw = base64.b64decode(password_hash, validate=True)
+    except (ValueError, binascii.Error):
         return False
     salt = raw[:4]
     return hmac.compare_digest(hash_password(password, algorithm, salt), password_hash)
@@ -70,13 +102,59 @@ class Permission:
         }
 
     def allows(self, kind: str, name: str) -> bool:
+        """``name`` is the resource's name as permissions see it (see ``resource_name``)."""
         return self._compiled[kind].search(name) is not None
+
+
+def validate_pattern(pattern: str) -> None:
+    """Refuse a permission pattern that is not a regular expression, before it is stored."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"regular expression '{pattern}' is invalid") from exc
+
+
+def resource_name(resource: str, name: str) -> str:
+    """The name a permission regex is matched against: '' is ``amq.default`` for exchanges."""
+    return DEFAULT_EXCHANGE if resource == "exchange" and name == "" else name
+
+
+def refused(resource: str, name: str, vhost: str, user: str) -> ChannelError:
+    """RabbitMQ's refusal (rabbit_access_control:check_resource_access)."""
+    return ChannelError(
+        ACCESS_REFUSED,
+        f"access to {resource} '{resource_name(resource, name)}' in vhost '{vhost}' refused for user '{user}'",
+    )
 
 
 def check(permission: Permission | None, kind: str, resource: str, name: str, vhost: str, user: str) -> None:
     """Raise RabbitMQ's 403 unless ``user`` may ``kind`` ("configure"/"write"/"read") the resource."""
-    if permission is None or not permission.allows(kind, name):
-        raise ChannelError(
-            ACCESS_REFUSED,
-            f"{kind} access to {resource} '{name}' in vhost '{vhost}' refused for user '{user}'",
-        )
+    if permission is None or not permission.allows(kind, resource_name(resource, name)):
+        raise refused(resource, name, vhost, user)
+
+
+class PermissionCache:
+    """The checks one channel passed, as rabbit_channel's ``permission_cache``.
+
+    RabbitMQ keeps the last ``PERMISSION_CACHE_SIZE`` granted checks per channel and skips the
+    authorisation backend for them; refusals are not kept (they close the channel anyway).
+    ``granted`` is a dict in insertion order so that the publish path can test membership with
+    one lookup: ``("write", "exchange", name) in cache.granted``.
+    """
+
+    __slots__ = ("granted",)
+
+    def __init__(self) -> None:
+        self.granted: dict[tuple[str, str, str], None] = {}
+
+    def check(
+        self, permission: Permission | None, kind: str, resource: str, name: str, vhost: str, user: str
+    ) -> None:
+        key = (kind, resource, name)
+        granted = self.granted
+        if key in granted:
+            return
+        check(permission, kind, resource, name, vhost, user)
+        granted[key] = None
+        if len(granted) > PERMISSION_CACHE_SIZE:
+            del granted[next(iter(granted))]  # the oldest grant goes first, as RabbitMQ's list

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amqp_server.access import SHA256, hash_password
+from amqp_server.access import SHA256, hash_password, validate_pattern
 from amqp_server.broker import Broker
 from amqp_server.metadata import Change
 
@@ -24,7 +24,7 @@ class Admin:
 
     async def add_vhost(self, name: str, description: str = "", tags: list[str] | None = None) -> None:
         if name in self.broker.vhosts:
-            raise AdminError(f"Virtual host '{name}' already exists")
+            return  # rabbitmqctl add_vhost of an existing vhost succeeds and changes nothing
         await self.broker.change(
             Change("vhost", "put", None, name, {"description": description, "tags": tags or []})
         )
@@ -41,7 +41,7 @@ class Admin:
 
     async def add_user(self, name: str, password: str | None, tags: list[str] | None = None) -> None:
         if name in self.broker.users:
-            raise AdminError(f"User '{name}' already exists")
+            raise AdminError(f'User "{name}" already exists')
         await self._put_user(name, hash_password(password) if password else "", tags or [])
 
     async def change_password(self, name: str, password: str) -> None:
@@ -77,7 +77,7 @@ class Admin:
     def _user(self, name: str) -> Any:
         user = self.broker.users.get(name)
         if user is None:
-            raise AdminError(f"User '{name}' does not exist")
+            raise AdminError(f'User "{name}" does not exist')
         return user
 
     # -- permissions ---------------------------------------------------------------------
@@ -85,14 +85,25 @@ class Admin:
     async def set_permissions(
         self, user: str, vhost: str, configure: str = ".*", write: str = ".*", read: str = ".*"
     ) -> None:
-        self._user(user)
+        # rabbitmqctl's words, unquoted here; the user is checked first.
+        if user not in self.broker.users:
+            raise AdminError(f"User {user} does not exist")
         if vhost not in self.broker.vhosts:
-            raise AdminError(f"Virtual host '{vhost}' does not exist")
+            raise AdminError(f"Virtual host {vhost} does not exist")
+        try:
+            for pattern in (configure, write, read):
+                validate_pattern(pattern)
+        except ValueError as exc:
+            raise AdminError(str(exc)) from exc
         await self.broker.change(
             Change("permission", "put", vhost, user, {"configure": configure, "write": write, "read": read})
         )
 
     async def clear_permissions(self, user: str, vhost: str) -> None:
+        if user not in self.broker.users:
+            raise AdminError(f"User {user} does not exist")
+        if vhost not in self.broker.vhosts:
+            raise AdminError(f"Virtual host {vhost} does not exist")
         await self.broker.change(Change("permission", "delete", vhost, user))
 
     def list_permissions(self, vhost: str | None = None) -> list[dict[str, str]]:

@@ -38,6 +38,8 @@ class BrokerConfig:
     frame_max: int = 131072
     heartbeat: int = 60
     handshake_timeout: float = 10.0
+    # RabbitMQ's SILENT_CLOSE_DELAY: a client failing the handshake waits this long for EOF.
+    silent_close_delay: float = 3.0
     consumer_timeout_ms: int = 1_800_000
 
 
@@ -103,7 +105,7 @@ class Broker:
             del self.permissions[key]
         for connection in list(self.connections):
             if connection.vhost is vhost:
-                connection.force_close("vhost deleted")
+                connection.force_close(f"vhost '{change.name}' is deleted")
 
     def _apply_user_put(self, change: Change) -> None:
         record = change.record
@@ -118,6 +120,9 @@ class Broker:
         self.users.pop(change.name, None)
         for key in [k for k in self.permissions if k[0] == change.name]:
             del self.permissions[key]
+        for connection in list(self.connections):
+            if connection.username == change.name and connection.vhost is not None:
+                connection.force_close(f"user '{change.name}' is deleted")
 
     def _apply_permission_put(self, change: Change) -> None:
         record = change.record

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,6 @@ from amqp_server.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     COMMAND_INVALID,
-    FRAME_ERROR,
     NO_ROUTE,
     NOT_FOUND,
     NOT_IMPLEMENTED,
@@ -50,11 +51,13 @@ from amqp_server.frame_codec import (
     encode_deliver,
     encode_get_ok,
     encode_return,
+    frame,
     method_id,
 )
 from amqp_server.message import Message
 from exchanges.base import EXCHANGE, QUEUE, Destination
 from queues.base import QueueEntry, QueueType
+from queues.classic import amqp_type_name, is_integer
 
 if TYPE_CHECKING:
     from amqp_server.connection import Connection
@@ -63,6 +66,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 134_217_728  # RabbitMQ's default max_message_size
+_NACK = struct.Struct(">IQB")  # basic.nack: class/method, delivery tag, bits (multiple=1, requeue=2)
+
+
+class _Discard(list):
+    """Where the body of a message over the size limit goes: nowhere."""
+
+    def append(self, item: object) -> None:
+        pass
+
+    def __bool__(self) -> bool:
+        return True  # never taken for "no body frames yet"
+
+
+_DISCARD = _Discard()
+
+
+def _unknown_tag(ack: Ack) -> ChannelError:
+    return ChannelError(
+        PRECONDITION_FAILED, f"unknown delivery tag {ack.delivery_tag}", (BASIC_CLASS, ack.method_id & 0xFFFF)
+    )
 
 
 class ChannelConsumer:
@@ -91,7 +114,7 @@ class ChannelConsumer:
             return True
         if self.prefetch and self.unacked >= self.prefetch:
             return False
-        return not channel.global_prefetch or channel.unacked_count < channel.global_prefetch
+        return not channel.global_prefetch or channel.consumer_unacked < channel.global_prefetch
 
     def deliver(self, entry: QueueEntry) -> None:
         self.channel.deliver(self, entry)
@@ -108,20 +131,29 @@ class Channel:
         self.closing = False  # we sent channel.close and wait for close-ok
         self.consumers: dict[str, ChannelConsumer] = {}
         self.unacked: dict[int, QueueEntry] = {}  # delivery tag -> entry, in tag order
+        # Unacked deliveries to consumers (not basic.get), counted against basic.qos global=true.
+        self.consumer_unacked = 0
         self.next_delivery_tag = 0
         self.consumer_prefetch = 0  # basic.qos global=false: applies to consumers made later
         self.global_prefetch = 0  # basic.qos global=true: shared by the channel's consumers
+        # False while tx.commit settles acks, so that tx.commit-ok precedes the redeliveries.
         self.flow_active = True
         self.confirm_mode = False
         self.publish_seq = 0
-        self._confirms: list[tuple[int, bool]] = []
-        self.tx: list[Callable[[], None]] | None = None  # pending publishes/acks in tx mode
+        self._acks: list[int] = []  # publish seqs to confirm at the end of this tick
+        self._nacks: list[int] = []
+        self.tx = False  # tx.select seen
+        self._tx_publishes: list[Callable[[], None]] = []  # routed at tx.commit
+        # basic.ack/nack/reject in a transaction: (delivery tag, entry) pairs taken from
+        # ``unacked`` and whether to requeue them; they take effect at tx.commit.
+        self._tx_acks: list[tuple[list[tuple[int, QueueEntry]], bool]] = []
         self._publish: Publish | None = None  # basic.publish awaiting its content
         self._header: bytes = b""
         self._body: list[bytes] = []
         self._body_remaining = 0
         self._backlog: deque[tuple[int, bytes]] | None = None
-        self._write_allowed: dict[str, bool] = {}  # exchange -> write permission, cached
+        self.task: asyncio.Task[None] | None = None  # the running metadata method, if any
+        self._permissions = access.PermissionCache()  # checks passed, as RabbitMQ's permission_cache
 
     # -- frame intake --------------------------------------------------------------------
 
@@ -131,7 +163,7 @@ class Channel:
 
     @property
     def unacked_count(self) -> int:
-        return len(self.unacked)
+        return len(self.unacked) + sum(len(taken) for taken, _ in self._tx_acks)
 
     def handle_frame(self, frame_type: int, payload: bytes) -> None:
         if self._backlog is not None:
@@ -139,14 +171,13 @@ class Channel:
             return
         if frame_type == FRAME_METHOD:
             if self._publish is not None:
-                raise ConnectionError(
-                    UNEXPECTED_FRAME,
-                    f"expected content header for class {BASIC_CLASS}, got non content header frame instead",
-                )
+                raise self._content_expected()
             mid = method_id(payload)
             if self.closing:
                 if mid in (0x00140028, 0x00140029):  # channel.close / close-ok
                     self._handle_method(decode_method(payload))
+                elif mid == 0x0014000A:  # channel.open before our close was acknowledged
+                    raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen", (20, 10))
                 return
             if mid == BASIC_PUBLISH:
                 self._start_publish(decode_method(payload))  # type: ignore[arg-type]
@@ -156,14 +187,16 @@ class Channel:
             self._content_header(payload)
         elif frame_type == FRAME_BODY:
             self._content_body(payload)
+        else:  # an empty heartbeat (all the frame reader lets through) belongs on channel 0
+            raise ConnectionError(UNEXPECTED_FRAME, f"type {frame_type}, all octets = <<>>")
 
     def _handle_method(self, method: Any) -> None:
         if isinstance(method, Ack):
             self._settle(method)
             return
         handler = _HANDLERS.get(type(method))
-        if handler is None:
-            raise ConnectionError(COMMAND_INVALID, f"unexpected method {method.name} on a channel")
+        if handler is None:  # a connection.* method on a channel: rabbit_channel's catch-all
+            raise ConnectionError(COMMAND_INVALID, "unimplemented method", (method.index >> 16, method.index & 0xFFFF))
         try:
             result = handler(self, method)
         except ChannelError as error:
@@ -173,7 +206,7 @@ class Channel:
             return
         if asyncio.iscoroutine(result):
             self._backlog = deque()
-            self.connection.broker.spawn(self._run(result, method))
+            self.task = self.connection.broker.spawn(self._run(result, method))
 
     async def _run(self, coro: Any, method: Any) -> None:
         try:
@@ -189,6 +222,11 @@ class Channel:
             self.connection.close_with(ConnectionError(541, f"internal error: {exc}"))
         backlog, self._backlog = self._backlog, None
         self._replay(backlog or deque())
+
+    @property
+    def busy(self) -> bool:
+        """A metadata method is still running (its reply and later frames are pending)."""
+        return self._backlog is not None
 
     def _replay(self, backlog: deque[tuple[int, bytes]]) -> None:
         connection = self.connection
@@ -213,45 +251,62 @@ class Channel:
             raise ConnectionError(NOT_IMPLEMENTED, "immediate=true", (60, 40))
         self._publish = publish
 
+    def _content_expected(self) -> ConnectionError:
+        """Another frame came where the content of a basic.publish was due (rabbit_command_assembler)."""
+        if self._header:
+            text = "expected content body, got non content body frame instead"
+        else:
+            text = f"expected content header for class {BASIC_CLASS}, got non content header frame instead"
+        return ConnectionError(UNEXPECTED_FRAME, text, (BASIC_CLASS, 40))
+
     def _content_header(self, payload: bytes) -> None:
-        if self._publish is None or self._header:
-            raise ConnectionError(
-                UNEXPECTED_FRAME, "expected method frame, got non method frame instead", (0, 0)
-            )
+        if self._publish is None:
+            raise ConnectionError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
+        if self._header:
+            raise self._content_expected()
         class_id, body_size = decode_content_header(payload)
         if class_id != BASIC_CLASS:
             raise ConnectionError(
-                UNEXPECTED_FRAME, f"expected content header for class {BASIC_CLASS}, got one for class {class_id} instead"
-            )
-        if body_size > MAX_MESSAGE_SIZE:
-            self._publish = None
-            raise ChannelError(
-                PRECONDITION_FAILED,
-                f"message size {body_size} is larger than configured max size {MAX_MESSAGE_SIZE}",
-                (60, 40),
+                UNEXPECTED_FRAME,
+                f"expected content header for class {BASIC_CLASS}, got one for class {class_id} instead",
+                (BASIC_CLASS, 40),
             )
         self._header = payload
         self._body_remaining = body_size
-        if body_size == 0:
+        if body_size > MAX_MESSAGE_SIZE:
+            self._body = _DISCARD  # RabbitMQ refuses it once it has all arrived; keep none of it
+        elif body_size == 0:
             self._content_complete(b"")
 
     def _content_body(self, payload: bytes) -> None:
         if not self._header:
-            raise ConnectionError(
-                UNEXPECTED_FRAME, "expected content header for class 60, got non content header frame instead"
-            )
+            if self._publish is None:
+                raise ConnectionError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
+            raise self._content_expected()
         remaining = self._body_remaining - len(payload)
-        if remaining < 0:
-            raise ConnectionError(FRAME_ERROR, "body frame exceeds declared body size")
         if remaining == 0 and not self._body:
             self._content_complete(payload)
             return
-        self._body.append(payload)
         self._body_remaining = remaining
+        if remaining < 0:
+            # More than the header announced: RabbitMQ keeps waiting for a body that can never
+            # add up, and fails on the next frame that is not a body frame.
+            self._body = [b""]
+            return
+        self._body.append(payload)
         if remaining == 0:
-            body = b"".join(self._body)
+            parts = self._body
             self._body = []
-            self._content_complete(body)
+            if parts is _DISCARD:
+                size = decode_content_header(self._header)[1]
+                self._publish = None
+                self._header = b""
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    f"message size {size} is larger than configured max size {MAX_MESSAGE_SIZE}",
+                    (60, 40),
+                )
+            self._content_complete(b"".join(parts))
 
     def _content_complete(self, body: bytes) -> None:
         publish = self._publish
@@ -269,12 +324,8 @@ class Channel:
     def _publish_message(self, publish: Publish, message: Message) -> None:
         vhost = self.vhost
         name = publish.exchange
-        allowed = self._write_allowed.get(name)
-        if allowed is None:
-            permission = self.connection.permission
-            allowed = self._write_allowed[name] = permission is not None and permission.allows("write", name)
-        if not allowed:
-            access.check(None, "write", "exchange", name, vhost.name, self.connection.username)
+        if ("write", "exchange", name) not in self._permissions.granted:
+            self._check("write", "exchange", name)
         exchange = vhost.exchanges.get(name)
         if exchange is None:
             raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{vhost.name}'")
@@ -289,11 +340,14 @@ class Channel:
                     PRECONDITION_FAILED,
                     f"user_id property set to '{user_id}' but authenticated user was '{self.connection.username}'",
                 )
+        header = message.header
+        if header[12] or header[13]:  # any property present: RabbitMQ's publish-time checks
+            message.check()
         if self.confirm_mode:
             self.publish_seq += 1
-        if self.tx is not None:
+        if self.tx:
             seq = self.publish_seq
-            self.tx.append(lambda: self._route(exchange, publish.mandatory, message, seq))
+            self._tx_publishes.append(lambda: self._route(exchange, publish.mandatory, message, seq))
             return
         self._route(exchange, publish.mandatory, message, self.publish_seq)
 
@@ -317,23 +371,42 @@ class Channel:
                 )
             )
         if self.confirm_mode:
-            self._confirms.append((seq, accepted))
+            if accepted:
+                self._acks.append(seq)
+            else:
+                self._nacks.append(seq)
             self.connection.confirms_pending(self)
 
     def emit_confirms(self) -> None:
-        """Write the confirms gathered this tick: runs of acks become one multiple-ack."""
-        confirms = self._confirms
-        self._confirms = []
+        """Write the confirms gathered this tick, coalesced as rabbit_channel does.
+
+        Acks first, then nacks. A lone ack goes out with multiple=false; otherwise the seqs
+        below the smallest seq of the other kind go as one multiple=true and the rest one by
+        one (rabbit_channel:coalesce_and_send). Nacks carry requeue=true, RabbitMQ's default.
+        """
+        acks, nacks = self._acks, self._nacks
+        if not acks and not nacks:
+            return
+        self._acks = []
+        self._nacks = []
+        if self.closing:
+            return  # RabbitMQ drops confirms of a closing channel
         write = self.connection.write
-        run_end = 0
-        for index, (seq, ok) in enumerate(confirms):
-            if ok:
-                run_end = seq
-                last = index + 1 == len(confirms)
-                if last or not confirms[index + 1][1]:
-                    write(encode_ack(self.number, BASIC_ACK, run_end, True))
-            else:
-                write(encode_ack(self.number, BASIC_NACK, seq, False))
+        number = self.number
+        if len(acks) == 1:
+            write(encode_ack(number, BASIC_ACK, acks[0], False))
+        elif acks:
+            cutoff = bisect_left(acks, nacks[0]) if nacks else len(acks)
+            if cutoff:
+                write(encode_ack(number, BASIC_ACK, acks[cutoff - 1], True))
+            for seq in acks[cutoff:]:
+                write(encode_ack(number, BASIC_ACK, seq, False))
+        if nacks:
+            cutoff = bisect_left(nacks, acks[0]) if acks else len(nacks)
+            if cutoff:
+                write(frame(FRAME_METHOD, number, _NACK.pack(BASIC_NACK, nacks[cutoff - 1], 3)))
+            for seq in nacks[cutoff:]:
+                write(frame(FRAME_METHOD, number, _NACK.pack(BASIC_NACK, seq, 2)))
 
     # -- delivery ------------------------------------------------------------------------
 
@@ -342,6 +415,7 @@ class Channel:
         if not consumer.no_ack:
             self.unacked[tag] = entry
             consumer.unacked += 1
+            self.consumer_unacked += 1
         message = entry.message
         connection = self.connection
         connection.write_chunks(
@@ -366,48 +440,77 @@ class Channel:
     # -- acks ----------------------------------------------------------------------------
 
     def _settle(self, ack: Ack) -> None:
-        if self.tx is not None:
-            # Acks in a transaction take effect at commit; until then the messages stay unacked.
-            if ack.delivery_tag and ack.delivery_tag not in self.unacked:
-                raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {ack.delivery_tag}", (60, 80))
-            self.tx.append(lambda: self._settle_entries(self._take_unacked(ack.delivery_tag, ack.multiple), ack))
+        requeue = ack.method_id != BASIC_ACK and ack.requeue
+        if self.tx:
+            # The messages leave ``unacked`` now (a second ack of them is an unknown tag) but
+            # are settled at tx.commit; tx.rollback puts them back.
+            self._tx_acks.append((self._take_unacked_tagged(ack), requeue))
             return
-        self._settle_entries(self._take_unacked(ack.delivery_tag, ack.multiple), ack)
+        self._settle_entries(self._take_unacked(ack), requeue)
 
-    def _take_unacked(self, tag: int, multiple: bool) -> list[QueueEntry]:
+    def _take_unacked(self, ack: Ack) -> list[QueueEntry]:
         unacked = self.unacked
-        if not multiple:
+        tag = ack.delivery_tag
+        if not ack.multiple:
             entry = unacked.pop(tag, None)
             if entry is None:
-                raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}", (60, 80))
+                raise _unknown_tag(ack)
             return [entry]
         if tag == 0:
             entries = list(unacked.values())
             unacked.clear()
             return entries
         if tag not in unacked:
-            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}", (60, 80))
-        entries = []
-        for key in list(unacked):
+            raise _unknown_tag(ack)
+        keys = []
+        for key in unacked:
             if key > tag:
                 break
-            entries.append(unacked.pop(key))
-        return entries
+            keys.append(key)
+        return [unacked.pop(key) for key in keys]
 
-    def _settle_entries(self, entries: list[QueueEntry], ack: Ack) -> None:
-        requeue = ack.method_id != BASIC_ACK and ack.requeue
-        touched: set[QueueType] = set()
+    def _take_unacked_tagged(self, ack: Ack) -> list[tuple[int, QueueEntry]]:
+        unacked = self.unacked
+        tag = ack.delivery_tag
+        if not ack.multiple:
+            entry = unacked.pop(tag, None)
+            if entry is None:
+                raise _unknown_tag(ack)
+            return [(tag, entry)]
+        if tag and tag not in unacked:
+            raise _unknown_tag(ack)
+        taken = [(key, entry) for key, entry in unacked.items() if not tag or key <= tag]
+        for key, _ in taken:
+            del unacked[key]
+        return taken
+
+    def _release_counts(self, entries: list[QueueEntry]) -> None:
+        """Entries leave their consumers' prefetch windows (acked, rejected or requeued)."""
         for entry in entries:
             consumer = entry.consumer
             if consumer is not None:
                 consumer.unacked -= 1  # type: ignore[attr-defined]
-            queue = entry.queue
-            touched.add(queue)
-            if not requeue:
-                queue.settle(entry)
+                self.consumer_unacked -= 1
+
+    def _settle_entries(self, entries: list[QueueEntry], requeue: bool) -> None:
+        for entry in entries:  # _release_counts, inlined: this is the hot path of every ack
+            consumer = entry.consumer
+            if consumer is not None:
+                consumer.unacked -= 1  # type: ignore[attr-defined]
+                self.consumer_unacked -= 1
         if requeue:
             self._requeue(entries)
+        elif len(entries) == 1:
+            entry = entries[0]
+            queue = entry.queue
+            queue.settle(entry)
+            queue.dispatch()
         else:
+            touched: dict[QueueType, None] = {}
+            for entry in entries:
+                queue = entry.queue
+                queue.settle(entry)
+                touched[queue] = None
             for queue in touched:
                 queue.dispatch()
         if self.global_prefetch:
@@ -450,12 +553,16 @@ class Channel:
         self._body = []
         for consumer in list(self.consumers.values()):
             self._remove_consumer(consumer)
+        self._acks = []
+        self._nacks = []
+        self._tx_publishes = []
         entries = list(self.unacked.values())
         self.unacked.clear()
+        for taken, _requeue in self._tx_acks:  # acked in a transaction never committed
+            entries.extend(entry for _tag, entry in taken)
+        self._tx_acks = []
         if entries:
-            for entry in entries:
-                if entry.consumer is not None:
-                    entry.consumer.unacked -= 1  # type: ignore[attr-defined]
+            self._release_counts(entries)
             self._requeue(entries)
 
     def _remove_consumer(self, consumer: ChannelConsumer) -> None:
@@ -469,7 +576,7 @@ class Channel:
 
     def _check(self, kind: str, resource: str, name: str) -> None:
         connection = self.connection
-        access.check(connection.permission, kind, resource, name, self.vhost.name, connection.username)
+        self._permissions.check(connection.permission, kind, resource, name, self.vhost.name, connection.username)
 
     def _queue_name(self, name: str) -> str:
         """An empty queue name means the channel's last declared queue (AMQP's rule)."""
@@ -491,45 +598,41 @@ class Channel:
         raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen", (20, 10))
 
     def on_channel_flow(self, method: commands.Channel.Flow) -> None:
-        self.flow_active = method.active
-        self._reply(commands.Channel.FlowOk(active=method.active))
-        if method.active:
-            self._dispatch_all()
+        # RabbitMQ 3.x no longer lets a client stop deliveries with channel.flow.
+        if not method.active:
+            raise ConnectionError(NOT_IMPLEMENTED, "active=false", (20, 20))
+        self._reply(commands.Channel.FlowOk(active=True))
 
     def on_basic_qos(self, method: commands.Basic.Qos) -> None:
         if method.prefetch_size:
-            raise ChannelError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({method.prefetch_size})", (60, 10))
+            raise ConnectionError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({method.prefetch_size})", (60, 10))
+        self._reply(commands.Basic.QosOk())
         if method.global_:
             self.global_prefetch = method.prefetch_count
             self._dispatch_all()
         else:
-            self.consumer_prefetch = method.prefetch_count
-        self._reply(commands.Basic.QosOk())
+            self.consumer_prefetch = method.prefetch_count  # for consumers made from now on
 
     def on_basic_consume(self, method: commands.Basic.Consume) -> None:
+        # Checks in rabbit_channel's order: tag reuse, queue name, permission, queue exists,
+        # exclusive owner, consumer arguments, exclusive consumers.
+        if method.consumer_tag and method.consumer_tag in self.consumers:
+            raise ConnectionError(530, f"attempt to reuse consumer tag '{method.consumer_tag}'", (60, 20))
         name = self._queue_name(method.queue)
         self._check("read", "queue", name)
         queue = self.vhost.queue_or_404(name)
         self.vhost.check_exclusive(queue, self.connection.id)
-        tag = method.consumer_tag or self.connection.new_consumer_tag()
-        if tag in self.consumers:
-            raise ConnectionError(530, f"attempt to reuse consumer tag '{tag}'", (60, 20))
-        existing = getattr(queue, "consumers", ())
-        if existing and any(c.exclusive for c in existing):
-            raise ChannelError(
-                ACCESS_REFUSED, f"queue '{name}' in vhost '{self.vhost.name}' in exclusive use", (60, 20)
-            )
-        if method.exclusive and existing:
-            raise ChannelError(
-                ACCESS_REFUSED,
-                f"cannot obtain exclusive access to queue '{name}' in vhost '{self.vhost.name}'",
-                (60, 20),
-            )
         priority = (method.arguments or {}).get("x-priority", 0)
-        if not isinstance(priority, int) or isinstance(priority, bool):
+        if not is_integer(priority):
             raise ChannelError(
-                PRECONDITION_FAILED, f"invalid arg 'x-priority' for queue '{name}' in vhost '{self.vhost.name}'"
+                PRECONDITION_FAILED,
+                f"invalid arg 'x-priority' for queue '{name}' in vhost '{self.vhost.name}': "
+                f'"expected integer, got {amqp_type_name(priority)}"',
             )
+        existing = getattr(queue, "consumers", ())
+        if existing and (method.exclusive or any(c.exclusive for c in existing)):
+            raise ChannelError(ACCESS_REFUSED, f"queue '{name}' in vhost '{self.vhost.name}' in exclusive use")
+        tag = method.consumer_tag or self.connection.new_consumer_tag()
         consumer = ChannelConsumer(tag, self, queue, method.no_ack, method.exclusive, priority)
         self.consumers[tag] = consumer
         if not method.nowait:
@@ -575,19 +678,23 @@ class Channel:
     def on_basic_recover(self, method: commands.Basic.Recover) -> None:
         if not method.requeue:
             raise ConnectionError(NOT_IMPLEMENTED, "requeue=false", (60, 110))
-        entries = list(self.unacked.values())
-        self.unacked.clear()
-        for entry in entries:
-            if entry.consumer is not None:
-                entry.consumer.unacked -= 1  # type: ignore[attr-defined]
-        self._requeue(entries)
         self._reply(commands.Basic.RecoverOk())
+        self._recover()
 
     def on_basic_recover_async(self, method: commands.Basic.RecoverAsync) -> None:
-        self.on_basic_recover(method)  # type: ignore[arg-type]
+        if not method.requeue:
+            raise ConnectionError(NOT_IMPLEMENTED, "requeue=false", (60, 100))
+        self._recover()
+
+    def _recover(self) -> None:
+        """Every unacked message of the channel goes back to its queue, to be redelivered."""
+        entries = list(self.unacked.values())
+        self.unacked.clear()
+        self._release_counts(entries)
+        self._requeue(entries)
 
     def on_confirm_select(self, method: commands.Confirm.Select) -> None:
-        if self.tx is not None:
+        if self.tx:
             raise ChannelError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode", (85, 10))
         self.confirm_mode = True
         if not method.nowait:
@@ -596,60 +703,85 @@ class Channel:
     def on_tx_select(self, method: commands.Tx.Select) -> None:
         if self.confirm_mode:
             raise ChannelError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode", (90, 10))
-        if self.tx is None:
-            self.tx = []
+        self.tx = True
         self._reply(commands.Tx.SelectOk())
 
     def on_tx_commit(self, method: commands.Tx.Commit) -> None:
-        if self.tx is None:
+        """Route the transaction's publishes, then settle its acks, then reply.
+
+        As in RabbitMQ, tx.commit-ok follows the deliveries of the committed publishes (it
+        waits for the queues to take them) but precedes the redeliveries of messages the
+        transaction requeued, which are held back until it is out.
+        """
+        if not self.tx:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional", (90, 20))
-        pending, self.tx = self.tx, []
-        for action in pending:
-            action()
+        publishes, acks = self._tx_publishes, self._tx_acks
+        self._tx_publishes = []
+        self._tx_acks = []
+        for publish in publishes:
+            publish()
+        if acks:
+            self.flow_active = False
+            try:
+                for taken, requeue in acks:
+                    self._settle_entries([entry for _tag, entry in taken], requeue)
+            finally:
+                self.flow_active = True
         self._reply(commands.Tx.CommitOk())
+        if acks:
+            self._dispatch_all()
 
     def on_tx_rollback(self, method: commands.Tx.Rollback) -> None:
-        if self.tx is None:
+        """Drop the transaction's publishes; its acked messages become unacked again."""
+        if not self.tx:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional", (90, 30))
-        self.tx = []
+        acks = self._tx_acks
+        self._tx_publishes = []
+        self._tx_acks = []
+        if acks:
+            unacked = dict(self.unacked)
+            for taken, _requeue in acks:
+                unacked.update(taken)
+            self.unacked = dict(sorted(unacked.items()))
         self._reply(commands.Tx.RollbackOk())
 
     async def on_exchange_declare(self, method: commands.Exchange.Declare) -> None:
-        name = method.exchange
-        if not method.passive:
-            self._check("configure", "exchange", name)
         await self.vhost.declare_exchange(
-            name,
+            method.exchange,
             method.exchange_type,
             passive=method.passive,
             durable=method.durable,
             auto_delete=method.auto_delete,
             internal=method.internal,
             arguments=method.arguments,
+            check=self._check,
         )
         if not method.nowait:
             self._reply(commands.Exchange.DeclareOk())
 
     async def on_exchange_delete(self, method: commands.Exchange.Delete) -> None:
-        self._check("configure", "exchange", method.exchange)
-        await self.vhost.delete_exchange(method.exchange, method.if_unused)
+        await self.vhost.delete_exchange(method.exchange, method.if_unused, check=self._check)
         if not method.nowait:
             self._reply(commands.Exchange.DeleteOk())
 
     async def on_exchange_bind(self, method: commands.Exchange.Bind) -> None:
-        self._check("write", "exchange", method.destination)
-        self._check("read", "exchange", method.source)
         await self.vhost.bind(
-            method.source, Destination(EXCHANGE, method.destination), method.routing_key, method.arguments
+            method.source,
+            Destination(EXCHANGE, method.destination),
+            method.routing_key,
+            method.arguments,
+            check=self._check,
         )
         if not method.nowait:
             self._reply(commands.Exchange.BindOk())
 
     async def on_exchange_unbind(self, method: commands.Exchange.Unbind) -> None:
-        self._check("write", "exchange", method.destination)
-        self._check("read", "exchange", method.source)
         await self.vhost.unbind(
-            method.source, Destination(EXCHANGE, method.destination), method.routing_key, method.arguments
+            method.source,
+            Destination(EXCHANGE, method.destination),
+            method.routing_key,
+            method.arguments,
+            check=self._check,
         )
         if not method.nowait:
             self._reply(commands.Exchange.UnbindOk())
@@ -657,8 +789,6 @@ class Channel:
     async def on_queue_declare(self, method: commands.Queue.Declare) -> None:
         connection = self.connection
         name = method.queue or connection.new_queue_name()
-        if not method.passive:
-            self._check("configure", "queue", name)
         queue = await self.vhost.declare_queue(
             name,
             passive=method.passive,
@@ -667,6 +797,8 @@ class Channel:
             auto_delete=method.auto_delete,
             arguments=method.arguments,
             server_named=not method.queue,
+            check=self._check,
+            connection_id=connection.id,
         )
         connection.last_queue[self.number] = name
         if not method.nowait:
@@ -681,21 +813,27 @@ class Channel:
 
     async def on_queue_bind(self, method: commands.Queue.Bind) -> None:
         name = self._queue_name(method.queue)
-        self._check("write", "queue", name)
-        self._check("read", "exchange", method.exchange)
-        queue = self.vhost.queue_or_404(name)
-        self.vhost.check_exclusive(queue, self.connection.id)
-        await self.vhost.bind(method.exchange, Destination(QUEUE, name), method.routing_key, method.arguments)
+        await self.vhost.bind(
+            method.exchange,
+            Destination(QUEUE, name),
+            method.routing_key,
+            method.arguments,
+            check=self._check,
+            connection_id=self.connection.id,
+        )
         if not method.nowait:
             self._reply(commands.Queue.BindOk())
 
     async def on_queue_unbind(self, method: commands.Queue.Unbind) -> None:
         name = self._queue_name(method.queue)
-        self._check("write", "queue", name)
-        self._check("read", "exchange", method.exchange)
-        queue = self.vhost.queue_or_404(name)
-        self.vhost.check_exclusive(queue, self.connection.id)
-        await self.vhost.unbind(method.exchange, Destination(QUEUE, name), method.routing_key, method.arguments)
+        await self.vhost.unbind(
+            method.exchange,
+            Destination(QUEUE, name),
+            method.routing_key,
+            method.arguments,
+            check=self._check,
+            connection_id=self.connection.id,
+        )
         self._reply(commands.Queue.UnbindOk())
 
     def on_queue_purge(self, method: commands.Queue.Purge) -> None:
@@ -709,11 +847,9 @@ class Channel:
 
     async def on_queue_delete(self, method: commands.Queue.Delete) -> None:
         name = self._queue_name(method.queue)
-        self._check("configure", "queue", name)
-        queue = self.vhost.queues.get(name)
-        if queue is not None:
-            self.vhost.check_exclusive(queue, self.connection.id)
-        count = await self.vhost.delete_queue(name, method.if_unused, method.if_empty)
+        count = await self.vhost.delete_queue(
+            name, method.if_unused, method.if_empty, check=self._check, connection_id=self.connection.id
+        )
         if not method.nowait:
             self._reply(build(commands.Queue.DeleteOk, message_count=count))
 

@@ -12,8 +12,9 @@ from amqp_server.broker import BrokerConfig
 from amqp_server.server import serve
 
 # rabbitmq.conf keys understood in --config files, mapped to BrokerConfig fields.
+# ``listeners.tcp.<name> = [host:]port`` and ``loopback_users.<user> = true|false`` are
+# handled apart; handshake_timeout and consumer_timeout are in milliseconds, as in RabbitMQ.
 CONFIG_KEYS = {
-    "listeners.tcp.default": "port",
     "management.tcp.port": "management_port",
     "default_user": "default_user",
     "default_pass": "default_pass",
@@ -28,36 +29,50 @@ CONFIG_KEYS = {
 
 
 def read_config_file(path: str, config: BrokerConfig) -> None:
-    """Apply ``key = value`` lines (rabbitmq.conf syntax; ``#`` starts a comment)."""
+    """Apply ``key = value`` lines (rabbitmq.conf syntax; ``#`` starts a comment).
+
+    An unknown key stops the broker from starting, as RabbitMQ's config schema does.
+    """
     types = {f.name: f.type for f in fields(BrokerConfig)}
-    loopback: list[str] = []
+    loopback = list(config.loopback_users)
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
             key, sep, value = (part.strip() for part in line.partition("="))
-            if not sep:
+            if not sep or not value:
                 raise SystemExit(f"{path}:{number}: expected 'key = value'")
-            if key.startswith("loopback_users."):
-                if value == "true":
-                    loopback.append(key.split(".", 1)[1])
-                continue
-            if key == "loopback_users" and value == "none":
-                config.loopback_users = []
-                continue
-            name = CONFIG_KEYS.get(key)
-            if name is None:
-                raise SystemExit(f"{path}:{number}: unknown setting '{key}'")
-            kind = types[name]
-            if kind in ("int", int):
-                setattr(config, name, int(value))
-            elif kind in ("float", float):
-                setattr(config, name, float(value) / (1000 if name == "handshake_timeout" else 1))
-            else:
-                setattr(config, name, value)
-    if loopback:
-        config.loopback_users = loopback
+            try:
+                if key.startswith("listeners.tcp."):
+                    host, _, port = value.rpartition(":")
+                    config.port = int(port)
+                    if host:
+                        config.host = host.strip("[]")
+                elif key.startswith("loopback_users."):
+                    user = key.split(".", 1)[1]
+                    if value not in ("true", "false"):
+                        raise ValueError(value)
+                    if value == "true" and user not in loopback:
+                        loopback.append(user)
+                    elif value == "false" and user in loopback:
+                        loopback.remove(user)
+                elif key == "loopback_users" and value == "none":
+                    loopback = []
+                elif key in CONFIG_KEYS:
+                    name = CONFIG_KEYS[key]
+                    kind = types[name]
+                    if name == "handshake_timeout":
+                        setattr(config, name, int(value) / 1000)
+                    elif kind in ("int", int):
+                        setattr(config, name, int(value))
+                    else:
+                        setattr(config, name, value)
+                else:
+                    raise SystemExit(f"{path}:{number}: unknown setting '{key}'")
+            except ValueError:
+                raise SystemExit(f"{path}:{number}: invalid value '{value}' for '{key}'") from None
+    config.loopback_users = loopback
 
 
 def parse_args(argv: list[str] | None = None) -> BrokerConfig:

@@ -7,7 +7,18 @@ close channels; close the connection on a connection-level error with RabbitMQ's
 batch every write of one event-loop tick into one socket write; stop delivering when the
 socket's buffer is full; connection.blocked/unblocked on resource alarms.
 
-States: ``header`` -> ``start`` -> ``tune`` -> ``open`` -> ``running`` -> ``closing`` -> ``closed``.
+States, named as rabbit_reader names them: ``handshake`` (waiting for the protocol header),
+``starting`` (start sent), ``tuning`` (tune sent), ``opening`` (tune-ok received), ``running``,
+``blocked`` (a resource alarm stopped reading after a publish), ``closed`` (connection.close
+was sent or answered; the socket stays open until the client closes it, sends close-ok, or the
+closing timeout passes) and ``dead`` (we stopped reading; the socket closes after RabbitMQ's
+silent-close delay: a failed handshake, a fatal frame error).
+
+How an error ends the connection depends on the state, as in rabbit_reader's handle_exception:
+before tune-ok (starting, tuning) the client gets nothing and the socket closes after the silent
+delay (a login failure first sends connection.close 403 when the client has the
+``authentication_failure_close`` capability); from tune-ok on (opening, running, blocked) the
+client gets connection.close with RabbitMQ's code and text and we wait for close-ok.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import logging
 import os
 import platform
 import socket
-import time
+import struct
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
@@ -31,14 +42,20 @@ from amqp_server.errors import (
     CHANNEL_ERROR,
     COMMAND_INVALID,
     CONNECTION_FORCED,
+    FRAME_ERROR,
     NOT_ALLOWED,
     SYNTAX_ERROR,
     UNEXPECTED_FRAME,
     AMQPError,
     ChannelError,
     ConnectionError,
+    FatalFrameError,
+    UnknownMethodError,
 )
 from amqp_server.frame_codec import (
+    BASIC_PUBLISH,
+    FRAME_BODY,
+    FRAME_HEADER,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     FRAME_MIN_SIZE,
@@ -49,6 +66,9 @@ from amqp_server.frame_codec import (
     decode_method,
     decode_table,
     encode_method,
+    erlang_binary,
+    frame,
+    frame_error_text,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +77,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# connection.start server-properties capabilities, in RabbitMQ's order.
 CAPABILITIES = {
     "publisher_confirms": True,
     "exchange_exchange_bindings": True,
@@ -68,57 +89,135 @@ CAPABILITIES = {
     "per_consumer_qos": True,
     "direct_reply_to": True,
 }
+# "AMQP" 1 1 0 9 is the 0-9 header; RabbitMQ treats it as 0-9-1.
+PROTOCOL_HEADER_0_9 = b"AMQP\x01\x01\x00\x09"
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 WRITE_BUFFER_LOW = 1024 * 1024
-CLOSE_OK_TIMEOUT = 3.0
-CHANNEL_CLOSE_OK = 0x00140029
-CHANNEL_CLOSE = 0x00140028
+CLOSING_TIMEOUT = 30.0  # rabbit_reader's ?CLOSING_TIMEOUT
 CHANNEL_OPEN = 0x0014000A
+CONNECTION_CLOSE = 0x000A0032
+CONNECTION_CLOSE_OK = 0x000A0033
+# Methods followed by content; an unopened channel still assembles it before refusing it.
+CONTENT_METHODS = frozenset((BASIC_PUBLISH, 0x003C0032, 0x003C003C, 0x003C0047))
+LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For details see the broker logfile."
+
+HANDSHAKE, STARTING, TUNING, OPENING = "handshake", "starting", "tuning", "opening"
+RUNNING, BLOCKED, CLOSED, DEAD = "running", "blocked", "closed", "dead"
+_HANDSHAKING = (HANDSHAKE, STARTING, TUNING, OPENING)
+_header = struct.Struct(">HHQ")
+_method_index = struct.Struct(">I").unpack_from
+
+
+def _index(payload: bytes) -> int:
+    return _method_index(payload)[0]
 
 
 def server_properties(cluster_name: str) -> dict[str, Any]:
+    """connection.start server-properties, keys sorted as RabbitMQ sends them."""
     return {
-        "product": "amqp-server",
-        "version": __version__,
-        "platform": f"Python {platform.python_version()}",
+        "capabilities": CAPABILITIES,
+        "cluster_name": cluster_name,
         "copyright": "Copyright (c) the amqp-server authors",
         "information": "Licensed under the MPL 2.0",
-        "cluster_name": cluster_name,
-        "capabilities": CAPABILITIES,
+        "platform": f"Python {platform.python_version()}",
+        "product": "amqp-server",
+        "version": __version__,
     }
 
 
+def _table(table: dict[str, Any]) -> bytes:
+    """A field table of strings, booleans and tables, keys in the given order (pamqp
+    would sort them; RabbitMQ sends capabilities in its own order)."""
+    out = []
+    for key, value in table.items():
+        out.append(bytes((len(key),)) + key.encode())
+        if isinstance(value, bool):
+            out.append(b"t\x01" if value else b"t\x00")
+        elif isinstance(value, dict):
+            out.append(b"F" + _table(value))
+        else:
+            raw = str(value).encode()
+            out.append(b"S" + len(raw).to_bytes(4, "big") + raw)
+    body = b"".join(out)
+    return len(body).to_bytes(4, "big") + body
+
+
+_start_frames: dict[str, bytes] = {}
+
+
+def start_frame(cluster_name: str) -> bytes:
+    """connection.start as RabbitMQ 3.10 lays it out (0-9-1, AMQPLAIN and PLAIN, en_US)."""
+    cached = _start_frames.get(cluster_name)
+    if cached is None:
+        payload = (
+            b"\x00\x0a\x00\x0a\x00\x09"  # class 10 method 10, version 0-9
+            + _table(server_properties(cluster_name))
+            + b"\x00\x00\x00\x0eAMQPLAIN PLAIN"
+            + b"\x00\x00\x00\x05en_US"
+        )
+        cached = _start_frames[cluster_name] = frame(FRAME_METHOD, 0, payload)
+    return cached
+
+
+def unexpected_frame(frame_type: int, payload: bytes) -> ConnectionError:
+    """RabbitMQ's 505 for a frame the connection cannot take in its state."""
+    which, data = ("all", payload) if len(payload) <= 16 else ("first 16", payload[:16])
+    prefix = f"type {frame_type}, {which} octets = "
+    return ConnectionError(UNEXPECTED_FRAME, prefix + erlang_binary(data, len(prefix)))
+
+
+def unknown_frame(frame_type: int, payload: bytes) -> ConnectionError:
+    """RabbitMQ's 501 for a frame that is no method, header, body or empty heartbeat."""
+    return ConnectionError(FRAME_ERROR, frame_error_text(frame_type, payload, "unknown_frame"))
+
+
+def _ids(index: int) -> tuple[int, int]:
+    return index >> 16, index & 0xFFFF
+
+
 class Connection(asyncio.Protocol):
+    """The server side of one AMQP connection (rabbit_reader's job); channels do the rest."""
+
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         config = broker.config
         self.id = broker.next_connection_id()
-        self.state = "header"
+        self.state = HANDSHAKE
         self.reader = FrameReader(FRAME_MIN_SIZE)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.channels: dict[int, Channel] = {}
         self.channel_max = config.channel_max
         self.frame_max = config.frame_max
-        self.heartbeat = config.heartbeat
+        self.heartbeat = 0
         self.username = ""
+        self.mechanism = ""
         self.vhost: VirtualHost | None = None
         self.client_properties: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
         self.last_queue: dict[int, str] = {}
         self.writable = True
-        self.closed = False
-        self.blocked = False
+        self.closed = False  # no more frames are processed (closed or dead)
+        self.blocked = False  # a resource alarm stopped reading after a publish
+        self.loop = asyncio.get_running_loop()
         self._header_buffer = b""
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._confirming: set[Channel] = set()
         self._read = self._written = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_read = time.monotonic()
-        self._tag_counter = 0
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._heartbeat_parity = 0
+        self._missed_heartbeats = 0
         self._reading_paused = False
-        self.loop = asyncio.get_running_loop()
+        self._alarm: str | None = None  # connection.blocked reason while a resource alarm is on
+        self._blocked_sent = False
+        self._held: list[tuple[int, int, bytes]] | None = None  # frames read past a blocking publish
+        # Channels that got frames before channel.open: content being assembled, as RabbitMQ's
+        # command assembler would, before the channel refuses it: [method id, remaining body].
+        self._unopened: dict[int, list[int]] = {}
+        self._exclusive_cleaned = False
 
     # -- transport events ----------------------------------------------------------------
 
@@ -128,19 +227,18 @@ class Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
+        self.transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
         self.broker.connections.add(self)
-        self._timer = self.loop.call_later(self.broker.config.handshake_timeout, self._handshake_timeout)
+        self._handshake_timer = self.loop.call_later(self.broker.config.handshake_timeout, self._handshake_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.state = "closed"
-        if self._timer is not None:
-            self._timer.cancel()
+        self.state = DEAD
+        for timer in (self._handshake_timer, self._heartbeat_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
         self.broker.connections.discard(self)
-        for channel in list(self.channels.values()):
-            channel.release()
-        self.channels.clear()
+        self._release_channels()
         self._delete_exclusive_queues()
 
     def pause_writing(self) -> None:
@@ -153,139 +251,124 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._read = True
-        if self.state == "header":
+        if self.state == HANDSHAKE:
             data = self._protocol_header(data)
             if not data:
                 return
         try:
             frames = self.reader.feed(data)
         except ConnectionError as error:
-            self.close_with(error)
+            self._dispatch(getattr(error, "frames", []))  # the good frames before the bad one
+            self._frame_error(error)
             return
+        if self._alarm is None:
+            self._dispatch(frames)
+        else:
+            self._dispatch_throttled(frames)
+
+    def _dispatch(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """Route frames to their channels. Once the connection closes the channel table is
+        empty, so the rest go to the channel-0 and unopened-channel paths, which drop them."""
         channels = self.channels
         for frame_type, number, payload in frames:
-            if self.state == "closing":
-                self._while_closing(frame_type, number, payload)
-                continue
             try:
                 channel = channels.get(number)
                 if channel is not None:
                     channel.handle_frame(frame_type, payload)
                 elif number == 0:
-                    self._connection_frame(frame_type, payload)
+                    self._channel0_frame(frame_type, payload)
                 else:
                     self._unopened_channel_frame(frame_type, number, payload)
             except ConnectionError as error:
                 self.close_with(error)
-                return
             except ChannelError as error:
                 channel = channels.get(number)
                 if channel is not None:
                     channel.close_with(error)
-            if self.closed:
-                return
+
+    def _frame_error(self, error: ConnectionError) -> None:
+        if self.state in (CLOSED, DEAD):
+            return  # rabbit_reader ignores bad input once it has closed
+        fatal = isinstance(error, FatalFrameError)
+        self.close_with(error)
+        if fatal and self.state == CLOSED:
+            # Out of sync: read nothing more and close after the grace period, close-ok or not.
+            self._die()
 
     # -- handshake -----------------------------------------------------------------------
 
     def _protocol_header(self, data: bytes) -> bytes:
         data = self._header_buffer + data
         if len(data) < 8:
-            if not PROTOCOL_HEADER.startswith(data[:8]) and not data.startswith(b"AMQP"[: len(data)]):
-                self._refuse_protocol()
-            else:
-                self._header_buffer = data
-            return b""
-        if data[:8] != PROTOCOL_HEADER:
-            self._refuse_protocol()
+            self._header_buffer = data  # RabbitMQ waits for 8 octets (or the handshake timeout)
             return b""
         self._header_buffer = b""
-        self.state = "start"
-        self.write_method(
-            0,
-            build(
-                commands.Connection.Start,
-                version_major=0,
-                version_minor=9,
-                server_properties=server_properties(self.broker.cluster_name),
-                mechanisms="AMQPLAIN PLAIN",
-                locales="en_US",
-            ),
-        )
+        if data[:8] != PROTOCOL_HEADER and data[:8] != PROTOCOL_HEADER_0_9:
+            # Any other protocol (0-8, 0-10, 1.0, HTTP...): answer with ours and hang up.
+            log.warning("closing %s: bad protocol header %r", self._describe(), data[:8])
+            assert self.transport is not None
+            self.transport.write(PROTOCOL_HEADER)
+            self.state = DEAD
+            self.closed = True
+            self.transport.close()
+            return b""
+        self.state = STARTING
+        self.write(start_frame(self.broker.cluster_name))
         return data[8:]
 
-    def _refuse_protocol(self) -> None:
-        assert self.transport is not None
-        self.transport.write(PROTOCOL_HEADER)
-        self._abort()
-
     def _handshake_timeout(self) -> None:
-        if self.state in ("header", "start", "tune", "open"):
-            log.warning("closing %s: handshake timeout", self._describe())
+        self._handshake_timer = None
+        if self.state in _HANDSHAKING:
+            log.warning("closing %s: handshake_timeout", self._describe())
             self._abort()
 
-    def _connection_frame(self, frame_type: int, payload: bytes) -> None:
-        if frame_type == FRAME_HEARTBEAT:
+    def _channel0_frame(self, frame_type: int, payload: bytes) -> None:
+        state = self.state
+        if state == CLOSED:
+            self._while_closed(frame_type, payload)
             return
-        if frame_type != FRAME_METHOD:
-            raise ConnectionError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
-        method = decode_method(payload)
-        handler = _CONNECTION_HANDLERS.get((self.state, type(method)))
-        if handler is None:
-            if isinstance(method, commands.Connection.Close):
-                handler = Connection._on_close
-            elif isinstance(method, commands.Connection.CloseOk):
-                handler = Connection._on_close_ok
-            else:
-                index = getattr(method, "index", 0)
-                raise ConnectionError(
-                    COMMAND_INVALID if self.state != "running" else CHANNEL_ERROR,
-                    f"expected method on channel 0, got {method.name}"
-                    if self.state == "running"
-                    else f"unexpected method {method.name} during {self.state}",
-                    (index >> 16, index & 0xFFFF),
-                )
-        handler(self, method)
+        if state == DEAD:
+            return
+        if frame_type == FRAME_METHOD:
+            if len(payload) < 4:
+                raise unknown_frame(frame_type, payload)
+            method = decode_method(payload)
+            handler = _CONNECTION_HANDLERS.get((state, type(method)))
+            if handler is None:
+                index = _index(payload)
+                raise ConnectionError(CHANNEL_ERROR, f"unexpected method in connection state {state}", _ids(index))
+            handler(self, method)
+        elif frame_type == FRAME_HEARTBEAT and not payload:
+            return
+        elif (frame_type == FRAME_HEADER and len(payload) >= 12) or frame_type == FRAME_BODY:
+            raise unexpected_frame(frame_type, payload)
+        else:
+            raise unknown_frame(frame_type, payload)
 
     def _on_start_ok(self, method: commands.Connection.StartOk) -> None:
+        mechanism = method.mechanism
+        if mechanism not in ("PLAIN", "AMQPLAIN"):
+            raise ConnectionError(COMMAND_INVALID, f"unknown authentication mechanism '{mechanism}'", (10, 11))
+        self.mechanism = mechanism
         self.client_properties = method.client_properties or {}
         capabilities = self.client_properties.get("capabilities")
         self.capabilities = capabilities if isinstance(capabilities, dict) else {}
-        mechanism = method.mechanism
         response = method.response
-        raw = response.encode() if isinstance(response, str) else bytes(response or b"")
-        if mechanism == "PLAIN":
-            parts = raw.split(b"\x00")
-            if len(parts) != 3:
-                raise ConnectionError(ACCESS_REFUSED, "PLAIN response is malformed", (10, 11))
-            username, password = parts[1].decode(errors="replace"), parts[2].decode(errors="replace")
-        elif mechanism == "AMQPLAIN":
-            try:
-                table = decode_table(len(raw).to_bytes(4, "big") + raw)
-            except (ValueError, IndexError, TypeError) as exc:
-                raise ConnectionError(SYNTAX_ERROR, "AMQPLAIN response is malformed", (10, 11)) from exc
-            username, password = str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
-        else:
-            raise ConnectionError(
-                COMMAND_INVALID, f"unknown authentication mechanism '{mechanism}'", (10, 11)
-            )
+        raw = response.encode() if isinstance(response, str) else bytes(response or b"")  # str iff UTF-8
+        credentials = _plain(raw) if mechanism == "PLAIN" else _amqplain(raw)
+        if credentials is None:
+            raise ConnectionError(SYNTAX_ERROR, f"{mechanism} response is malformed", (10, 11))
+        username, password = credentials
         self.username = username
         user = self.broker.users.get(username)
         peer_host = self.peer[0] if self.peer else ""
-        loopback_only = username in self.broker.config.loopback_users and not _is_loopback(peer_host)
-        if user is None or loopback_only or not check_password(password, user.password_hash, user.hashing_algorithm):
-            reason = "not allowed from a non-loopback address" if loopback_only else "invalid credentials"
-            log.warning("login of user '%s' from %s refused: %s", username, peer_host, reason)
-            error = ConnectionError(
-                ACCESS_REFUSED,
-                f"Login was refused using authentication mechanism {mechanism}. For details see the broker logfile.",
-                (10, 11),
-            )
-            if self.capabilities.get("authentication_failure_close"):
-                self.close_with(error)
-            else:
-                self._abort()
+        if user is None or not check_password(password, user.password_hash, user.hashing_algorithm):
+            self._login_refused(username, "invalid credentials")
             return
-        self.state = "tune"
+        if username in self.broker.config.loopback_users and not _is_loopback(peer_host):
+            self._login_refused(username, f"user '{username}' can only connect via localhost")
+            return
+        self.state = TUNING
         config = self.broker.config
         self.write_method(
             0,
@@ -297,56 +380,58 @@ class Connection(asyncio.Protocol):
             ),
         )
 
-    def _on_secure_ok(self, method: commands.Connection.SecureOk) -> None:
-        raise ConnectionError(COMMAND_INVALID, "connection.secure-ok unexpected", (10, 21))
+    def _login_refused(self, username: str, reason: str) -> None:
+        """RabbitMQ's auth_fail: connection.close 403 only for clients that asked for it."""
+        log.warning("%s login of user '%s' from %s refused: %s", self.mechanism, username, self._describe(), reason)
+        if self.capabilities.get("authentication_failure_close") is True:
+            self.write_method(
+                0,
+                build(
+                    commands.Connection.Close,
+                    reply_code=ACCESS_REFUSED,
+                    reply_text=f"ACCESS_REFUSED - {LOGIN_REFUSED.format(self.mechanism)}",
+                    class_id=0,
+                    method_id=0,
+                ),
+            )
+        self._die()
 
     def _on_tune_ok(self, method: commands.Connection.TuneOk) -> None:
         config = self.broker.config
-        if method.frame_max and method.frame_max < FRAME_MIN_SIZE:
-            raise ConnectionError(
-                NOT_ALLOWED, f"frame_max={method.frame_max} < {FRAME_MIN_SIZE} min size", (10, 31)
-            )
-        if method.frame_max > config.frame_max:
-            raise ConnectionError(
-                NOT_ALLOWED, f"frame_max={method.frame_max} > {config.frame_max} max size", (10, 31)
-            )
-        if method.channel_max > config.channel_max:
-            raise ConnectionError(
-                NOT_ALLOWED, f"channel_max={method.channel_max} > {config.channel_max} max", (10, 31)
-            )
+        _negotiate("frame_max", FRAME_MIN_SIZE, method.frame_max, config.frame_max)
+        _negotiate("channel_max", 1, method.channel_max, config.channel_max)
         self.frame_max = method.frame_max or config.frame_max
         self.channel_max = method.channel_max or config.channel_max
         self.heartbeat = method.heartbeat
         self.reader.frame_max = self.frame_max
-        self.state = "open"
+        self.state = OPENING
+        if self.heartbeat:  # rabbit_heartbeat starts at tune-ok
+            self._heartbeat_timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
     def _on_open(self, method: commands.Connection.Open) -> None:
-        vhost = self.broker.vhosts.get(method.virtual_host)
+        name = method.virtual_host
+        vhost = self.broker.vhosts.get(name)
         if vhost is None:
-            raise ConnectionError(NOT_ALLOWED, f"vhost {method.virtual_host} not found", (10, 40))
-        permission = self.broker.permissions.get((self.username, vhost.name))
-        if permission is None:
+            raise ConnectionError(NOT_ALLOWED, f"vhost {name} not found", (10, 40))
+        if self.broker.permissions.get((self.username, vhost.name)) is None:
             raise ConnectionError(
-                NOT_ALLOWED,
-                f"access to vhost '{vhost.name}' refused for user '{self.username}'",
-                (10, 40),
+                NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user '{self.username}'", (10, 40)
             )
         self.vhost = vhost
-        self.state = "running"
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.heartbeat:
-            self._last_read = time.monotonic()
-            self._timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+        self.state = RUNNING
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         self.write_method(0, commands.Connection.OpenOk())
-        log.info("connection %s: user '%s' opened vhost '%s'", self._describe(), self.username, vhost.name)
+        log.info(
+            "connection %s: user '%s' authenticated and granted access to vhost '%s'",
+            self._describe(),
+            self.username,
+            vhost.name,
+        )
 
     def _on_update_secret(self, method: commands.Connection.UpdateSecret) -> None:
         self.write_method(0, commands.Connection.UpdateSecretOk())
-
-    def _on_blocked(self, method: Any) -> None:
-        """A client may not block a server; RabbitMQ ignores it too."""
 
     @property
     def permission(self) -> Permission | None:
@@ -357,42 +442,82 @@ class Connection(asyncio.Protocol):
     # -- channels ------------------------------------------------------------------------
 
     def _unopened_channel_frame(self, frame_type: int, number: int, payload: bytes) -> None:
-        if self.state != "running":
+        """A frame for a channel number that is not open, handled as RabbitMQ does: a channel
+        process is made for it (counting against channel_max), its command assembler takes the
+        frames, and any complete command but channel.open is refused."""
+        state = self.state
+        if state != RUNNING and state != BLOCKED:
+            if state in _HANDSHAKING:
+                raise unexpected_frame(frame_type, payload)
+            return  # closed or dead: dropped
+        if frame_type == FRAME_METHOD:
+            if len(payload) < 4:
+                raise unknown_frame(frame_type, payload)
+        elif frame_type == FRAME_HEADER:
+            if len(payload) < 12:
+                raise unknown_frame(frame_type, payload)
+        elif frame_type == FRAME_HEARTBEAT:
+            raise unknown_frame(frame_type, payload) if payload else unexpected_frame(frame_type, payload)
+        elif frame_type != FRAME_BODY:
+            raise unknown_frame(frame_type, payload)
+        pending = self._unopened.get(number)
+        if pending is None:
+            count = len(self.channels) + len(self._unopened)
+            if self.channel_max and count >= self.channel_max:
+                raise ConnectionError(
+                    NOT_ALLOWED,
+                    f"number of channels opened ({count}) has reached the negotiated channel_max ({self.channel_max})",
+                )
+            if frame_type != FRAME_METHOD:
+                raise ConnectionError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
+            decode_method(payload)  # a method that does not decode is refused as such first
+            index = _index(payload)
+            if index == CHANNEL_OPEN:
+                self.channels[number] = Channel(self, number)
+                self.write_method(number, commands.Channel.OpenOk())
+                return
+            if index in CONTENT_METHODS:
+                self._unopened[number] = [index, -1]  # -1: awaiting the content header
+                return
+            raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", _ids(index))
+        index, remaining = pending
+        if remaining < 0:
+            if frame_type == FRAME_HEADER:
+                class_id, weight, body_size = _header.unpack_from(payload)
+                if weight == 0 and class_id != index >> 16:
+                    del self._unopened[number]
+                    raise ConnectionError(
+                        UNEXPECTED_FRAME,
+                        f"expected content header for class {index >> 16}, got one for class {class_id} instead",
+                        _ids(index),
+                    )
+                if weight == 0:
+                    pending[1] = body_size
+                    if body_size == 0:
+                        del self._unopened[number]
+                        raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", _ids(index))
+                    return
+            del self._unopened[number]
             raise ConnectionError(
-                COMMAND_INVALID, f"channel {number} used before the connection is open"
+                UNEXPECTED_FRAME,
+                f"expected content header for class {index >> 16}, got non content header frame instead",
+                _ids(index),
             )
-        if frame_type != FRAME_METHOD:
-            raise ConnectionError(CHANNEL_ERROR, f"expected 'channel.open' on channel {number}, got a content frame")
-        method = decode_method(payload)
-        if not isinstance(method, commands.Channel.Open):
-            if isinstance(method, commands.Channel.CloseOk):
-                return  # a late close-ok for a channel we already forgot
-            index = getattr(method, "index", 0)
+        if frame_type != FRAME_BODY:
+            del self._unopened[number]
             raise ConnectionError(
-                CHANNEL_ERROR,
-                "expected 'channel.open'",
-                (index >> 16, index & 0xFFFF),
+                UNEXPECTED_FRAME, "expected content body, got non content body frame instead", _ids(index)
             )
-        if number > self.channel_max:
-            raise ConnectionError(
-                NOT_ALLOWED, f"channel number {number} exceeds channel_max {self.channel_max}", (20, 10)
-            )
-        if len(self.channels) >= self.channel_max:
-            raise ConnectionError(
-                NOT_ALLOWED,
-                f"number of channels opened ({len(self.channels)}) has reached the negotiated "
-                f"channel_max ({self.channel_max})",
-                (20, 10),
-            )
-        self.channels[number] = Channel(self, number)
-        self.write_method(number, commands.Channel.OpenOk())
+        pending[1] = remaining = remaining - len(payload)
+        if remaining == 0:
+            del self._unopened[number]
+            raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", _ids(index))
 
     def channel_closed(self, number: int) -> None:
         self.channels.pop(number, None)
         self.last_queue.pop(number, None)
 
     def new_consumer_tag(self) -> str:
-        self._tag_counter += 1
         return f"amq.ctag-{_random_token()}"
 
     def new_queue_name(self) -> str:
@@ -436,37 +561,78 @@ class Connection(asyncio.Protocol):
     # -- heartbeats ----------------------------------------------------------------------
 
     def _heartbeat_tick(self) -> None:
-        now = time.monotonic()
-        if self._read:
-            self._read = False
-            self._last_read = now
-        elif now - self._last_read >= self.heartbeat * 2:
-            log.warning("closing %s: missed heartbeats from client, timeout: %ss", self._describe(), self.heartbeat)
-            self._abort()
+        """Every heartbeat/2 s: send a heartbeat if nothing else went out (rabbit_heartbeat's
+        sender); every heartbeat s: count a miss if nothing came in, and drop the connection
+        at the second miss in a row (its receiver), i.e. 2-3 intervals after the last data."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.state == DEAD:
+            self._heartbeat_timer = None
             return
-        if not self._written:
-            self.write(HEARTBEAT_FRAME)
+        if not self._written and not self._out:
+            transport.write(HEARTBEAT_FRAME)
         self._written = False
-        self._timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
+        self._heartbeat_parity ^= 1
+        if not self._heartbeat_parity:
+            if self._read or self._reading_paused or self.state == CLOSED:
+                self._missed_heartbeats = 0
+            else:
+                self._missed_heartbeats += 1
+                if self._missed_heartbeats >= 2:
+                    log.warning(
+                        "closing %s: missed heartbeats from client, timeout: %ss", self._describe(), self.heartbeat
+                    )
+                    self._heartbeat_timer = None
+                    self._abort()
+                    return
+            self._read = False
+        self._heartbeat_timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
 
     # -- flow ----------------------------------------------------------------------------
 
-    def block(self, reason: str) -> None:
-        """A resource alarm: tell the client and stop reading its publishes."""
-        if self.blocked:
-            return
-        self.blocked = True
-        if self.capabilities.get("connection.blocked"):
-            self.write_method(0, commands.Connection.Blocked(reason=reason))
-        self._pause_reading()
+    def block(self, reason: str = "low on memory") -> None:
+        """A resource alarm. As in RabbitMQ, the connection is blocked (connection.blocked
+        sent, reading stopped) only when it next publishes; consumers carry on."""
+        self._alarm = reason
 
     def unblock(self) -> None:
-        if not self.blocked:
+        """The alarm cleared: send connection.unblocked if blocked was sent, read again."""
+        self._alarm = None
+        if self.state != BLOCKED:
             return
+        self.state = RUNNING
         self.blocked = False
-        if self.capabilities.get("connection.blocked"):
-            self.write_method(0, commands.Connection.Unblocked())
+        if self._blocked_sent:
+            self._blocked_sent = False
+            if self.capabilities.get("connection.blocked") is True:
+                self.write_method(0, commands.Connection.Unblocked())
+        held, self._held = self._held, None
+        if held:
+            self._dispatch(held)
         self.resume_if_drained()
+
+    def _dispatch_throttled(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """Dispatch while an alarm is on: stop right after the first content frame."""
+        if self._held is not None:
+            self._held += frames
+            return
+        start = 0
+        for index, (frame_type, number, _payload) in enumerate(frames):
+            if number and frame_type in (FRAME_HEADER, FRAME_BODY):
+                self._dispatch(frames[start : index + 1])
+                start = index + 1
+                if self.state == RUNNING and self._alarm is not None:
+                    self._enter_blocked()
+                    self._held = frames[start:]
+                    return
+        self._dispatch(frames[start:])
+
+    def _enter_blocked(self) -> None:
+        self.state = BLOCKED
+        self.blocked = True
+        self._blocked_sent = True
+        if self.capabilities.get("connection.blocked") is True:
+            self.write_method(0, commands.Connection.Blocked(reason=self._alarm or ""))
+        self._pause_reading()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
@@ -474,22 +640,27 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_if_drained(self) -> None:
-        if self._reading_paused and not self.blocked and self.transport is not None:
+        if self._reading_paused and not self.blocked and self.transport is not None and self.state != DEAD:
             self._reading_paused = False
             self.transport.resume_reading()
 
     # -- closing -------------------------------------------------------------------------
 
     def close_with(self, error: AMQPError) -> None:
-        """Send connection.close with ``error`` and wait (briefly) for close-ok."""
-        if self.state in ("closing", "closed"):
+        """End the connection on ``error`` as rabbit_reader's handle_exception does."""
+        state = self.state
+        if state in (CLOSED, DEAD):
             return
-        if self.state == "header":
+        if isinstance(error, UnknownMethodError):
+            # RabbitMQ's reader crashes on a method id it does not know: no close, just EOF.
+            log.warning("closing %s: %s", self._describe(), error.reply_text)
             self._abort()
             return
+        if state in (STARTING, TUNING, HANDSHAKE):
+            log.warning("closing %s (state %s): %s", self._describe(), state, error.reply_text)
+            self._die()
+            return
         log.warning("closing %s: %s", self._describe(), error.reply_text)
-        self._release_channels()
-        self.state = "closing"
         self.write_method(
             0,
             build(
@@ -500,46 +671,89 @@ class Connection(asyncio.Protocol):
                 method_id=error.method[1],
             ),
         )
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(CLOSE_OK_TIMEOUT, self._abort)
+        self._enter_closed()
 
     def force_close(self, reason: str) -> None:
-        """Close from the server side (shutdown, vhost deleted, management)."""
-        self.close_with(ConnectionError(CONNECTION_FORCED, reason))
+        """Close from the server side (vhost or user deleted, shutdown): 320 CONNECTION_FORCED
+        to a running connection; one still in its handshake is just dropped."""
+        if self.state == RUNNING or self.state == BLOCKED:
+            self.close_with(ConnectionError(CONNECTION_FORCED, reason))
+        elif self.state != CLOSED:
+            self._abort()
 
-    def _while_closing(self, frame_type: int, number: int, payload: bytes) -> None:
-        if number != 0 or frame_type != FRAME_METHOD:
+    def shutdown(self) -> None:
+        """Broker shutdown: connection.close 320, then close the socket without waiting
+        for close-ok (RabbitMQ's reader exits right after sending it)."""
+        self.force_close("broker forced connection closure with reason 'shutdown'")
+        self._abort()
+
+    def _enter_closed(self) -> None:
+        """rabbit_reader's close_connection: drop the channels and exclusive queues, then
+        keep the socket until the client closes it or the closing timeout passes."""
+        self._release_channels()
+        self._unopened.clear()
+        self._held = None
+        self.state = CLOSED
+        self.closed = True
+        self.blocked = False
+        self._delete_exclusive_queues()
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        heartbeat = self.heartbeat
+        timeout = heartbeat if 0 < heartbeat < CLOSING_TIMEOUT else CLOSING_TIMEOUT
+        self._close_timer = self.loop.call_later(timeout, self._abort)
+        self.resume_if_drained()
+
+    def _while_closed(self, frame_type: int, payload: bytes) -> None:
+        if frame_type != FRAME_METHOD or len(payload) < 4:
             return
-        try:
-            method = decode_method(payload)
-        except ConnectionError:
-            return
-        if isinstance(method, commands.Connection.CloseOk | commands.Connection.Close):
-            if isinstance(method, commands.Connection.Close):
-                self.write_method(0, commands.Connection.CloseOk())
-            self._finish_close()
+        index = _index(payload)
+        if index == CONNECTION_CLOSE:  # answer, and keep waiting for close-ok
+            self.write_method(0, commands.Connection.CloseOk())
+        elif index == CONNECTION_CLOSE_OK:
+            self._abort()
 
     def _on_close(self, method: commands.Connection.Close) -> None:
-        self._release_channels()
+        if any(channel.busy for channel in self.channels.values()):
+            # As RabbitMQ: channels finish what they were doing (their replies go out) first.
+            self._pause_reading()
+            self.broker.spawn(self._close_when_channels_idle())
+            return
         self.write_method(0, commands.Connection.CloseOk())
-        self._finish_close()
+        self._enter_closed()
 
-    def _on_close_ok(self, method: commands.Connection.CloseOk) -> None:
-        self._finish_close()
+    async def _close_when_channels_idle(self) -> None:
+        while tasks := [c.task for c in self.channels.values() if c.busy and c.task is not None]:
+            await asyncio.wait(tasks)
+        if not self.closed:
+            self.write_method(0, commands.Connection.CloseOk())
+            self._enter_closed()
 
     def _release_channels(self) -> None:
-        for channel in list(self.channels.values()):
-            channel.release()
+        channels = list(self.channels.values())
         self.channels.clear()
+        for channel in channels:
+            channel.release()
 
-    def _finish_close(self) -> None:
-        self.state = "closed"
-        self._flush()
-        if self.transport is not None:
-            self.transport.close()
+    def _die(self) -> None:
+        """Stop reading; close the socket after the silent-close delay (pending output first)."""
+        self._release_channels()
+        self._unopened.clear()
+        self._held = None
+        self.state = DEAD
+        self.closed = True
+        for timer in (self._handshake_timer, self._heartbeat_timer):
+            if timer is not None:
+                timer.cancel()
+        self._handshake_timer = self._heartbeat_timer = None
+        self._pause_reading()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._close_timer = self.loop.call_later(self.broker.config.silent_close_delay, self._abort)
 
     def _abort(self) -> None:
+        """Close the socket now, after writing what is pending."""
         self._flush()
         self.closed = True
         if self.transport is not None:
@@ -547,8 +761,9 @@ class Connection(asyncio.Protocol):
 
     def _delete_exclusive_queues(self) -> None:
         vhost = self.vhost
-        if vhost is None:
+        if vhost is None or self._exclusive_cleaned:
             return
+        self._exclusive_cleaned = True
         for queue in list(vhost.queues.values()):
             if queue.exclusive_owner == self.id:
                 self.broker.spawn(vhost.delete_queue(queue.name))
@@ -558,8 +773,50 @@ class Connection(asyncio.Protocol):
         return f"{host}:{port} ({self.id})"
 
 
+def _negotiate(field: str, minimum: int, client: int, server: int) -> None:
+    """rabbit_reader's validate_negotiated_integer_value (0 means "no limit")."""
+    if client != 0 and client < minimum:
+        raise ConnectionError(
+            NOT_ALLOWED, f"negotiated {field} = {client} is lower than the minimum allowed value ({minimum})", (10, 31)
+        )
+    if server != 0 and (client == 0 or client > server):
+        detail = " (no limit)" if field == "channel_max" and client == 0 else ""
+        raise ConnectionError(
+            NOT_ALLOWED,
+            f"negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})",
+            (10, 31),
+        )
+
+
+def _plain(response: bytes) -> tuple[str, str] | None:
+    """SASL PLAIN as rabbit_auth_mechanism_plain parses it: NUL user NUL password."""
+    if not response.startswith(b"\x00"):
+        return None
+    parts = response[1:].split(b"\x00")
+    if len(parts) != 2:
+        return None
+    return parts[0].decode(errors="replace"), parts[1].decode(errors="replace")
+
+
+def _amqplain(response: bytes) -> tuple[str, str] | None:
+    """AMQPLAIN: a field table without its length prefix, with longstr LOGIN and PASSWORD."""
+    try:
+        table = decode_table(len(response).to_bytes(4, "big") + response)
+    except Exception:  # noqa: BLE001 - any malformed table is refused the same way
+        return None
+    login, password = table.get("LOGIN"), table.get("PASSWORD")
+    if isinstance(login, bytes):
+        login = login.decode(errors="replace")
+    if isinstance(password, bytes):
+        password = password.decode(errors="replace")
+    if not isinstance(login, str) or not isinstance(password, str):
+        return None
+    return login, password
+
+
 def _is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.") or host == "::ffff:127.0.0.1"
+    """rabbit_access_control's loopback rule: 127.0.0.0/8, ::1 and IPv4-mapped 127.x."""
+    return host == "::1" or host.startswith("127.") or host.startswith("::ffff:127.") or host == "localhost"
 
 
 def _random_token() -> str:
@@ -567,11 +824,11 @@ def _random_token() -> str:
 
 
 _CONNECTION_HANDLERS = {
-    ("start", commands.Connection.StartOk): Connection._on_start_ok,
-    ("start", commands.Connection.SecureOk): Connection._on_secure_ok,
-    ("tune", commands.Connection.TuneOk): Connection._on_tune_ok,
-    ("open", commands.Connection.Open): Connection._on_open,
-    ("running", commands.Connection.UpdateSecret): Connection._on_update_secret,
-    ("running", commands.Connection.Blocked): Connection._on_blocked,
-    ("running", commands.Connection.Unblocked): Connection._on_blocked,
+    (STARTING, commands.Connection.StartOk): Connection._on_start_ok,
+    (TUNING, commands.Connection.TuneOk): Connection._on_tune_ok,
+    (OPENING, commands.Connection.Open): Connection._on_open,
+    (RUNNING, commands.Connection.Close): Connection._on_close,
+    (BLOCKED, commands.Connection.Close): Connection._on_close,
+    (RUNNING, commands.Connection.UpdateSecret): Connection._on_update_secret,
+    (BLOCKED, commands.Connection.UpdateSecret): Connection._on_update_secret,
 }

@@ -63,8 +63,11 @@ class AMQPError(Exception):
     def reply_text(self) -> str:
         """The text RabbitMQ sends: ``NOT_FOUND - no queue 'x' in vhost '/'``."""
         text = f"{REPLY_NAMES.get(self.code, 'ERROR')} - {self.explanation}"
-        # reply-text is a shortstr: RabbitMQ truncates it to 255 bytes.
-        return text.encode()[:255].decode("utf-8", "ignore")
+        raw = text.encode()
+        if len(raw) <= 255:
+            return text
+        # reply-text is a shortstr: RabbitMQ cuts it to 252 bytes and appends "...".
+        return raw[:252].decode("utf-8", "ignore") + "..."
 
 
 class ChannelError(AMQPError):
@@ -73,3 +76,12 @@ class ChannelError(AMQPError):
 
 class ConnectionError(AMQPError):  # noqa: A001 - AMQP's own name for it
     """Closes the connection."""
+
+
+class FatalFrameError(ConnectionError):
+    """The byte stream is out of sync (frame too large, bad frame-end): RabbitMQ's
+    ``fatal_frame_error``, after which nothing more is read from the socket."""
+
+
+class UnknownMethodError(ConnectionError):
+    """A class/method id RabbitMQ does not know: its reader drops the socket without a close."""

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
-from amqp_server.frame_codec import decode_properties
+from amqp_server.errors import PRECONDITION_FAILED, ChannelError
+from amqp_server.frame_codec import FIELD_TYPE_NAMES, decode_properties, headers_span, table_entries
 
 # Basic-class property flag bits in the content header (bytes 12-13 of its payload).
 FLAG_HEADERS = 0x2000
+FLAG_DELIVERY_MODE = 0x1000
 FLAG_USER_ID = 0x0010
+# RabbitMQ's sender-selected distribution headers; BCC is removed before delivery.
+ROUTING_HEADERS = ("CC", "BCC")
+BASIC_PUBLISH = (60, 40)
 
 
 class Message:
     """One published message, shared by every queue it was routed to.
 
     ``header`` is the content-header frame payload as the publisher sent it and is written
-    back out unchanged on delivery; ``exchange_and_key`` likewise holds the raw shortstrs from
-    basic.publish.
+    back out unchanged on delivery (except that a BCC header is cut out, see ``strip_bcc``);
+    ``exchange_and_key`` likewise holds the raw shortstrs from basic.publish.
     """
 
-    __slots__ = ("exchange", "routing_key", "exchange_and_key", "header", "body", "_properties")
+    __slots__ = ("exchange", "routing_key", "exchange_and_key", "header", "body", "_properties", "_keys")
 
     def __init__(
         self, exchange: str, routing_key: str, exchange_and_key: bytes, header: bytes, body: bytes
@@ -30,14 +36,19 @@ class Message:
         self.header = header
         self.body = body
         self._properties: dict[str, Any] | None = None
+        self._keys: tuple[str, ...] | None = None
 
     @property
     def flags(self) -> int:
+        """The property flags; 0 for a header too short to hold them."""
         header = self.header
+        if len(header) < 14:
+            return 0
         return header[12] << 8 | header[13]
 
     @property
     def properties(self) -> dict[str, Any]:
+        """All properties present; ConnectionError(541) if they do not decode (as RabbitMQ)."""
         props = self._properties
         if props is None:
             props = self._properties = decode_properties(self.header)
@@ -51,16 +62,77 @@ class Message:
 
     @property
     def routing_keys(self) -> tuple[str, ...]:
-        """The routing key plus CC and BCC keys (RabbitMQ's sender-selected distribution)."""
+        """The routing key plus CC and BCC keys (RabbitMQ's sender-selected distribution).
+
+        As RabbitMQ's ``rabbit_basic:header_routes``: CC/BCC must be arrays (anything else is
+        ``406 PRECONDITION_FAILED - invalid message: ...``) and only their longstr elements
+        count. Computing the keys also strips the BCC header, as RabbitMQ does at publish, so
+        they are computed once (exchange-to-exchange routing asks again).
+        """
         if not self.flags & FLAG_HEADERS:
             return (self.routing_key,)
+        if self._keys is not None:
+            return self._keys
         headers = self.headers or {}
         keys = [self.routing_key]
-        for name in ("CC", "BCC"):
-            extra = headers.get(name)
-            if isinstance(extra, list):
-                keys.extend(k.decode() if isinstance(k, bytes) else k for k in extra if isinstance(k, str | bytes))
-        return tuple(keys)
+        for name in ROUTING_HEADERS:
+            if name not in headers:
+                continue
+            extra = headers[name]
+            if not isinstance(extra, list):
+                raise self._unacceptable_type(name)
+            keys.extend(
+                key if isinstance(key, str) else key.decode("utf-8", "replace")
+                for key in extra
+                if isinstance(key, str | bytes)  # longstr elements (bytes: not UTF-8)
+            )
+        self._keys = tuple(keys)
+        if "BCC" in headers:
+            self.strip_bcc()
+        return self._keys
+
+    def check(self) -> None:
+        """RabbitMQ's checks of a published message, in its order (``rabbit_basic:message``).
+
+        Decodes every property (541 if they do not parse), refuses an unknown delivery-mode
+        and CC/BCC headers that are not arrays (406 with RabbitMQ's text) and strips BCC. The
+        channel is meant to call this after the exchange and user-id checks.
+        """
+        props = self.properties
+        if self.flags & FLAG_DELIVERY_MODE:
+            mode = props.get("delivery_mode")
+            if mode not in (1, 2):
+                raise ChannelError(
+                    PRECONDITION_FAILED, f"invalid message: {{delivery_mode_unknown,{mode}}}", BASIC_PUBLISH
+                )
+        self.routing_keys  # noqa: B018 - validates CC/BCC and strips BCC
+
+    def strip_bcc(self) -> None:
+        """Cut the (first) BCC entry out of the raw headers table, leaving all else byte-exact."""
+        span = headers_span(self.header)
+        if span is None:
+            return
+        start, end = span
+        header = self.header
+        for key, _kind, entry_start, entry_end in table_entries(header, start, end):
+            if key == b"BCC":
+                size = (end - start) - (entry_end - entry_start)
+                self.header = (
+                    header[: start - 4] + struct.pack(">I", size) + header[start:entry_start] + header[entry_end:]
+                )
+                self._properties = None
+                return
+
+    def _unacceptable_type(self, name: str) -> ChannelError:
+        kind = "undefined"
+        span = headers_span(self.header)
+        if span is not None:
+            for key, type_octet, _start, _end in table_entries(self.header, *span):
+                if key == name.encode():
+                    kind = FIELD_TYPE_NAMES.get(type_octet, kind)
+        return ChannelError(
+            PRECONDITION_FAILED, f'invalid message: {{unacceptable_type_in_header,"{name}",{kind}}}', BASIC_PUBLISH
+        )
 
     @property
     def user_id(self) -> str | None:

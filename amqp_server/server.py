@@ -34,15 +34,16 @@ class Server:
         log.info("AMQP listener on %s:%s, node %s", config.host, self.port, self.broker.node_name)
 
     async def stop(self) -> None:
-        """Close every connection with 320 CONNECTION_FORCED, then the listener."""
+        """Stop listening, then send every connection 320 CONNECTION_FORCED and close its
+        socket without waiting for close-ok, as a stopping RabbitMQ node does."""
         if self._server is not None:
             self._server.close()
-        connections = list(self.broker.connections)
-        for connection in connections:
-            connection.force_close("broker forced connection closure with reason 'shutdown'")
-        deadline = asyncio.get_running_loop().time() + 3
-        while self.broker.connections and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        for connection in list(self.broker.connections):
+            connection.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3
+        while self.broker.connections and loop.time() < deadline:  # pending writes drain
+            await asyncio.sleep(0.01)
         for connection in list(self.broker.connections):
             if connection.transport is not None:
                 connection.transport.abort()

@@ -2,12 +2,15 @@
 and RabbitMQ's rules for declaring, binding and deleting them.
 
 Every mutation is a ``metadata.Change`` committed to the broker's store first and applied to
-the tables here by ``apply``; checks (existence, equivalence, reserved names) run before.
+the tables here by ``apply``; checks (permissions, existence, equivalence, reserved names,
+exclusivity) run before, in the order rabbit_channel runs them, because when several fail the
+client sees the first one. The channel passes its permission check as ``check``; the broker's
+own operations (auto-delete, an exclusive owner going away) pass none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from amqp_server.errors import (
@@ -27,7 +30,11 @@ from queues.classic import ClassicQueue
 if TYPE_CHECKING:
     from amqp_server.broker import Broker
 
-# Queue arguments whose values must match on redeclaration (RabbitMQ's list).
+#: A permission check: (``"configure"``/``"write"``/``"read"``, resource kind, name); raises 403.
+Check = Callable[[str, str, str], None]
+
+# Queue arguments whose values must match on redeclaration, in the order RabbitMQ compares them
+# (rabbit_classic_queue's queue_arguments). Others (x-max-in-memory-length, x-max-age, ...) may differ.
 EQUIVALENT_QUEUE_ARGS = (
     "x-expires",
     "x-message-ttl",
@@ -38,16 +45,32 @@ EQUIVALENT_QUEUE_ARGS = (
     "x-max-priority",
     "x-overflow",
     "x-queue-mode",
-    "x-queue-type",
     "x-single-active-consumer",
+    "x-queue-type",
+    "x-queue-master-locator",
 )
+EQUIVALENT_EXCHANGE_ARGS = ("alternate-exchange",)
+# name, type, internal
 PREDECLARED = (
-    ("amq.direct", "direct"),
-    ("amq.fanout", "fanout"),
-    ("amq.topic", "topic"),
-    ("amq.headers", "headers"),
-    ("amq.match", "headers"),
+    ("amq.direct", "direct", False),
+    ("amq.fanout", "fanout", False),
+    ("amq.topic", "topic", False),
+    ("amq.headers", "headers", False),
+    ("amq.match", "headers", False),
+    ("amq.rabbitmq.trace", "topic", True),
 )
+# Names that are atoms in a RabbitMQ 3.10 node, for which exchange.declare with an unknown type
+# says "invalid exchange type" instead of "unknown exchange type" (checked against the node).
+ERLANG_ATOMS = frozenset(
+    (
+        "", "foo", "bar", "test", "dummy", "invalid", "unknown", "bad", "other", "none", "null",
+        "nil", "undefined", "true", "false", "ok", "error", "Direct", "header", "match", "default",
+        "local", "system", "internal", "queue", "exchange", "rabbit", "random", "hash", "x", "a",
+        "b", "c", "delay", "priority", "stream", "quorum", "classic", "lazy", "normal", "simple",
+        "basic", "any", "all", "string", "binary", "json", "text", "name", "type", "new",
+        "federation", "trace", "event", "events", "log",
+    )
+)  # fmt: skip
 
 
 class Exchange:
@@ -74,11 +97,17 @@ class Exchange:
         self.alternate: str | None = alternate.decode() if isinstance(alternate, bytes) else alternate
 
 
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
+_MISSING: Any = object()
+
+
+def _not_default(name: str) -> None:
+    if name == "":
+        raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
 
 
 def _amqp_type(value: Any) -> str:
+    """The field type RabbitMQ names in its messages. Integers are taken as pika sends them
+    (signed 32-bit, else 64-bit): the decoded table no longer says which width the client used."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -87,20 +116,81 @@ def _amqp_type(value: Any) -> str:
         return "double"
     if isinstance(value, str | bytes):
         return "longstr"
+    if isinstance(value, bytearray):
+        return "binary"
     if isinstance(value, dict):
         return "table"
     if isinstance(value, list):
         return "array"
-    return "void"
-
-
-def _describe(value: Any) -> str:
     if value is None:
-        return "none"
-    shown = value.decode() if isinstance(value, bytes) else value
-    if isinstance(shown, bool):
-        shown = _flag(shown)
-    return f"the value '{shown}' of type '{_amqp_type(value)}'"
+        return "void"
+    return type(value).__name__
+
+
+def _erlang_term(value: Any) -> Any:
+    """A key equal for two field values exactly when RabbitMQ takes them as equivalent: same
+    Erlang term, whatever the width of an integer or the string type (longstr/bytes)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("int", value)
+    if isinstance(value, float):
+        return ("float", value)
+    if isinstance(value, str):
+        return ("bin", value.encode())
+    if isinstance(value, bytes | bytearray):
+        return ("bin", bytes(value))
+    return (type(value).__name__, repr(value))
+
+
+def _shown(value: Any) -> str:
+    """A value as RabbitMQ prints it (~s for binaries, ~p otherwise)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _value(value: Any) -> str:
+    return "none" if value is _MISSING else f"the value '{_shown(value)}' of type '{_amqp_type(value)}'"
+
+
+def _assert_fields_equivalent(where: str, fields: Iterable[tuple[str, bool, bool]]) -> None:
+    """rabbit_misc:assert_field_equivalence for durable/auto_delete/internal."""
+    for field, received, current in fields:
+        if bool(received) != bool(current):
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"inequivalent arg '{field}' for {where}: received '{_shown(bool(received))}' "
+                f"but current is '{_shown(bool(current))}'",
+            )
+
+
+def _assert_args_equivalent(
+    where: str, current_args: Mapping[str, Any], received_args: Mapping[str, Any], keys: Iterable[str]
+) -> None:
+    """rabbit_misc:assert_args_equivalence: both missing or equal terms pass; when both are
+    present the values are shown bare, when one is missing the other is shown with its type."""
+    for key in keys:
+        current = current_args.get(key, _MISSING)
+        received = received_args.get(key, _MISSING)
+        if current is _MISSING and received is _MISSING:
+            continue
+        if key == "x-queue-type" and _as_text(current if received is _MISSING else received) == "classic" and (
+            current is _MISSING or received is _MISSING
+        ):
+            continue  # a classic queue is a classic queue whether or not the argument says so
+        if current is not _MISSING and received is not _MISSING:
+            if _erlang_term(current) == _erlang_term(received):
+                continue
+            shown_received, shown_current = f"'{_shown(received)}'", f"'{_shown(current)}'"
+        else:
+            shown_received, shown_current = _value(received), _value(current)
+        raise ChannelError(
+            PRECONDITION_FAILED,
+            f"inequivalent arg '{key}' for {where}: received {shown_received} but current is {shown_current}",
+        )
 
 
 class VirtualHost:
@@ -167,16 +257,33 @@ class VirtualHost:
             raise ChannelError(NOT_FOUND, f"no queue '{name}' in vhost '{self.name}'")
         return queue
 
-    def check_exclusive(self, queue: QueueType, connection_id: str) -> None:
-        if queue.exclusive_owner is not None and queue.exclusive_owner != connection_id:
-            raise ChannelError(
-                RESOURCE_LOCKED,
-                f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost '{self.name}'. "
-                "It could be originally declared on another connection or the exclusive property "
-                "value does not match that of the original declaration.",
-            )
+    def check_exclusive(self, queue: QueueType, connection_id: str | None, strict: bool = False) -> None:
+        """rabbit_amqqueue:check_exclusive_access: the owner may; anyone may use a non-exclusive
+        queue, except that a declare (``strict``) must also match the queue's exclusivity."""
+        owner = queue.exclusive_owner
+        if owner == connection_id or (owner is None and not strict):
+            return
+        raise ChannelError(
+            RESOURCE_LOCKED,
+            f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost '{self.name}'. "
+            "It could be originally declared on another connection or the exclusive property "
+            "value does not match that of the original declaration.",
+        )
+
+    def _resource(self, kind: str, name: str) -> str:
+        return f"{kind} '{name}' in vhost '{self.name}'"
 
     # -- exchanges -----------------------------------------------------------------------
+
+    def exchange_type(self, type_name: str) -> type[ExchangeType]:
+        """The class for ``type_name``, or RabbitMQ's 503 (rabbit_exchange:check_type)."""
+        type_class = self.broker.exchange_types.get(type_name)
+        if type_class is None:
+            # RabbitMQ says "invalid" when the name is an existing Erlang atom and "unknown"
+            # otherwise; ERLANG_ATOMS holds the names people try that are atoms in RabbitMQ 3.10.
+            adjective = "invalid" if type_name in ERLANG_ATOMS else "unknown"
+            raise ConnectionError(COMMAND_INVALID, f"{adjective} exchange type '{type_name}'")
+        return type_class
 
     async def declare_exchange(
         self,
@@ -188,24 +295,32 @@ class VirtualHost:
         auto_delete: bool = False,
         internal: bool = False,
         arguments: Mapping[str, Any] | None = None,
+        check: Check | None = None,
     ) -> Exchange:
+        """exchange.declare, checks in rabbit_channel's order; ``check`` does permission checks."""
         arguments = arguments or {}
         if passive:
-            if name == "":
-                return self.exchanges[""]
+            _not_default(name)
             return self.exchange_or_404(name)
-        if name == "":
-            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
-        type_class = self.broker.exchange_types.get(type_name)
-        if type_class is None:
-            raise ConnectionError(COMMAND_INVALID, f"invalid exchange type '{type_name}'")
+        type_class = self.exchange_type(type_name)
+        _not_default(name)
+        if check is not None:
+            check("configure", "exchange", name)
         existing = self.exchanges.get(name)
         if existing is None:
             if name.startswith("amq."):
-                raise ChannelError(
-                    ACCESS_REFUSED,
-                    f"attempt to declare exchange '{name}' in vhost '{self.name}' using reserved name 'amq.'",
-                )
+                raise ChannelError(ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'")
+            alternate = arguments.get("alternate-exchange")
+            if alternate is not None:
+                if not isinstance(alternate, str | bytes):
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"invalid type '{_amqp_type(alternate)}' for arg 'alternate-exchange' in "
+                        f"{self._resource('exchange', name)}",
+                    )
+                if check is not None:
+                    check("read", "exchange", name)
+                    check("write", "exchange", _as_text(alternate))
             type_class.validate(arguments)
             await self.broker.change(
                 Change(
@@ -223,7 +338,7 @@ class VirtualHost:
                     durable=durable,
                 )
             )
-            return self.exchanges[name]
+            existing = self.exchanges[name]
         self._assert_exchange_equivalent(existing, type_name, durable, auto_delete, internal, arguments)
         return existing
 
@@ -236,40 +351,48 @@ class VirtualHost:
         internal: bool,
         arguments: Mapping[str, Any],
     ) -> None:
-        where = f"for exchange '{exchange.name}' in vhost '{self.name}'"
+        where = self._resource("exchange", exchange.name)
         if exchange.type_name != type_name:
             raise ChannelError(
                 PRECONDITION_FAILED,
-                f"inequivalent arg 'type' {where}: received '{type_name}' but current is '{exchange.type_name}'",
+                f"inequivalent arg 'type' for {where}: received '{type_name}' but current is '{exchange.type_name}'",
             )
-        for field, received, current in (
-            ("durable", durable, exchange.durable),
-            ("auto_delete", auto_delete, exchange.auto_delete),
-            ("internal", internal, exchange.internal),
-        ):
-            if received != current:
-                raise ChannelError(
-                    PRECONDITION_FAILED,
-                    f"inequivalent arg '{field}' {where}: received '{_flag(received)}' but current is '{_flag(current)}'",
-                )
-        received_ae = arguments.get("alternate-exchange")
-        current_ae = exchange.arguments.get("alternate-exchange")
-        if received_ae != current_ae:
-            raise ChannelError(
-                PRECONDITION_FAILED,
-                f"inequivalent arg 'alternate-exchange' {where}: "
-                f"received {_describe(received_ae)} but current is {_describe(current_ae)}",
-            )
+        _assert_fields_equivalent(
+            where,
+            (("durable", durable, exchange.durable), ("auto_delete", auto_delete, exchange.auto_delete),
+             ("internal", internal, exchange.internal)),
+        )
+        _assert_args_equivalent(where, exchange.arguments, arguments, EQUIVALENT_EXCHANGE_ARGS)
 
-    async def delete_exchange(self, name: str, if_unused: bool = False) -> None:
-        if name == "":
-            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+    async def delete_exchange(self, name: str, if_unused: bool = False, *, check: Check | None = None) -> None:
+        """exchange.delete: '' and amq.* are refused; a missing exchange is no error."""
+        _not_default(name)
+        if name.startswith("amq."):
+            raise ChannelError(ACCESS_REFUSED, f"deletion of system {self._resource('exchange', name)} not allowed")
+        if check is not None:
+            check("configure", "exchange", name)
         exchange = self.exchanges.get(name)
         if exchange is None:
             return  # deleting what is not there succeeds, as in RabbitMQ
         if if_unused and self._by_source.get(name):
-            raise ChannelError(PRECONDITION_FAILED, f"exchange '{name}' in vhost '{self.name}' in use")
-        await self.broker.change(Change("exchange", "delete", self.name, name, durable=exchange.durable))
+            raise ChannelError(PRECONDITION_FAILED, f"{self._resource('exchange', name)} in use")
+        await self._delete_exchange(exchange)
+
+    async def _delete_exchange(self, exchange: Exchange) -> None:
+        sources = self._sources_of(Destination(EXCHANGE, exchange.name))
+        await self.broker.change(Change("exchange", "delete", self.name, exchange.name, durable=exchange.durable))
+        await self._auto_delete(sources)
+
+    async def _auto_delete(self, names: Iterable[str]) -> None:
+        """Delete the auto-delete exchanges among ``names`` that are no longer a binding's source
+        (rabbit_exchange:maybe_auto_delete; cascades through exchange-to-exchange bindings)."""
+        for name in names:
+            exchange = self.exchanges.get(name)
+            if exchange is not None and exchange.auto_delete and name not in self._by_source:
+                await self._delete_exchange(exchange)
+
+    def _sources_of(self, destination: Destination) -> list[str]:
+        return sorted({key[0] for key in self._by_destination.get(destination, ())})
 
     # -- queues --------------------------------------------------------------------------
 
@@ -283,24 +406,47 @@ class VirtualHost:
         auto_delete: bool = False,
         arguments: Mapping[str, Any] | None = None,
         server_named: bool = False,
+        check: Check | None = None,
+        connection_id: str | None = None,
     ) -> QueueType:
+        """queue.declare, checks in rabbit_channel's order.
+
+        ``exclusive_owner`` is the declaring connection's id when the declare is exclusive;
+        ``connection_id`` is the declaring connection (for a passive or non-exclusive declare).
+        An exclusive queue is never durable (RabbitMQ ignores ``durable`` for it).
+        """
         arguments = arguments or {}
-        existing = self.queues.get(name)
+        owner = exclusive_owner if exclusive_owner is not None else connection_id
         if passive:
-            if existing is None:
-                raise ChannelError(NOT_FOUND, f"no queue '{name}' in vhost '{self.name}'")
-            self.check_exclusive(existing, exclusive_owner or "")
-            return existing
-        if existing is not None:
-            self.check_exclusive(existing, exclusive_owner or "")
-            self._assert_queue_equivalent(existing, durable, exclusive_owner, auto_delete, arguments)
-            return existing
+            queue = self.queue_or_404(name)
+            self.check_exclusive(queue, owner)
+            return queue
         if name.startswith("amq.") and not server_named:
-            raise ChannelError(
-                ACCESS_REFUSED,
-                f"queue name '{name}' contains reserved prefix 'amq.*'",
+            raise ChannelError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
+        durable = durable and exclusive_owner is None
+        if check is not None:
+            check("configure", "queue", name)
+        existing = self.queues.get(name)
+        if existing is not None:
+            self.check_exclusive(existing, exclusive_owner, strict=True)
+            where = self._resource("queue", name)
+            _assert_fields_equivalent(
+                where, (("durable", durable, existing.durable), ("auto_delete", auto_delete, existing.auto_delete))
             )
-        ClassicQueue.validate_arguments(arguments)
+            _assert_args_equivalent(where, existing.arguments, arguments, EQUIVALENT_QUEUE_ARGS)
+            return existing
+        dead_letter = arguments.get("x-dead-letter-exchange")
+        if dead_letter is not None:
+            if not isinstance(dead_letter, str | bytes):
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    f"invalid type '{_amqp_type(dead_letter)}' for arg 'x-dead-letter-exchange' in "
+                    f"{self._resource('queue', name)}",
+                )
+            if check is not None:
+                check("read", "queue", name)
+                check("write", "exchange", _as_text(dead_letter))
+        ClassicQueue.validate_arguments(arguments, self._resource("queue", name))
         await self.broker.change(
             Change(
                 "queue",
@@ -315,65 +461,68 @@ class VirtualHost:
                     "arguments": dict(arguments),
                     "home_node": self.broker.node_name,
                 },
-                durable=durable and exclusive_owner is None,
+                durable=durable,
             )
         )
         return self.queues[name]
 
-    def _assert_queue_equivalent(
+    async def delete_queue(
         self,
-        queue: QueueType,
-        durable: bool,
-        exclusive_owner: str | None,
-        auto_delete: bool,
-        arguments: Mapping[str, Any],
-    ) -> None:
-        where = f"for queue '{queue.name}' in vhost '{self.name}'"
-        for field, received, current in (
-            ("durable", durable, queue.durable),
-            ("exclusive", exclusive_owner is not None, queue.exclusive_owner is not None),
-            ("auto_delete", auto_delete, queue.auto_delete),
-        ):
-            if received != current:
-                raise ChannelError(
-                    PRECONDITION_FAILED,
-                    f"inequivalent arg '{field}' {where}: received '{_flag(received)}' but current is '{_flag(current)}'",
-                )
-        for key in EQUIVALENT_QUEUE_ARGS:
-            received_value = arguments.get(key)
-            current_value = queue.arguments.get(key)
-            if _as_text(received_value) != _as_text(current_value):
-                raise ChannelError(
-                    PRECONDITION_FAILED,
-                    f"inequivalent arg '{key}' {where}: received {_describe(received_value)} "
-                    f"but current is {_describe(current_value)}",
-                )
+        name: str,
+        if_unused: bool = False,
+        if_empty: bool = False,
+        *,
+        check: Check | None = None,
+        connection_id: str | None = None,
+    ) -> int:
+        """queue.delete; returns the ready messages the queue held (0 when it was not there).
 
-    async def delete_queue(self, name: str, if_unused: bool = False, if_empty: bool = False) -> int:
+        ``connection_id`` is the deleting connection, checked against an exclusive queue's owner;
+        None (the broker itself: auto-delete, owner gone, vhost deleted) skips that check.
+        """
+        if check is not None:
+            check("configure", "queue", name)
         queue = self.queues.get(name)
         if queue is None:
             return 0
-        if if_unused and queue.consumer_count:
-            raise ChannelError(PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' in use")
+        if connection_id is not None:
+            self.check_exclusive(queue, connection_id)
+        # The queue process answers if-empty before if-unused (rabbit_amqqueue_process).
         if if_empty and queue.message_count:
-            raise ChannelError(PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.name}' is not empty")
+            raise ChannelError(PRECONDITION_FAILED, f"{self._resource('queue', name)} not empty")
+        if if_unused and queue.consumer_count:
+            raise ChannelError(PRECONDITION_FAILED, f"{self._resource('queue', name)} in use")
         count = queue.message_count
+        sources = self._sources_of(Destination(QUEUE, name))
         await self.broker.change(
             Change("queue", "delete", self.name, name, durable=queue.durable and queue.exclusive_owner is None)
         )
+        await self._auto_delete(sources)
         return count
 
     # -- bindings ------------------------------------------------------------------------
 
     async def bind(
-        self, source: str, destination: Destination, routing_key: str, arguments: Mapping[str, Any]
+        self,
+        source: str,
+        destination: Destination,
+        routing_key: str,
+        arguments: Mapping[str, Any],
+        *,
+        check: Check | None = None,
+        connection_id: str | None = None,
     ) -> None:
-        exchange, target_durable = self._binding_ends(source, destination)
+        """queue.bind / exchange.bind (rabbit_channel:binding_action, rabbit_binding:add)."""
+        self._binding_checks(source, destination, check)
+        exchange = self.exchange_or_404(source)
+        target_durable = self._destination_or_404(destination)
         binding = Binding(source, destination, routing_key, dict(arguments))
-        if binding.key in self.bindings:
-            return
         assert exchange.router is not None
         exchange.router.validate_binding(binding)
+        if destination.kind == QUEUE and connection_id is not None:
+            self.check_exclusive(self.queues[destination.name], connection_id)
+        if binding.key in self.bindings:
+            return
         await self.broker.change(
             Change(
                 "binding",
@@ -386,12 +535,28 @@ class VirtualHost:
         )
 
     async def unbind(
-        self, source: str, destination: Destination, routing_key: str, arguments: Mapping[str, Any]
+        self,
+        source: str,
+        destination: Destination,
+        routing_key: str,
+        arguments: Mapping[str, Any],
+        *,
+        check: Check | None = None,
+        connection_id: str | None = None,
     ) -> None:
-        exchange, target_durable = self._binding_ends(source, destination)
-        binding = Binding(source, destination, routing_key, dict(arguments))
-        if binding.key not in self.bindings:
+        """queue.unbind / exchange.unbind: a missing source, destination or binding is no error."""
+        self._binding_checks(source, destination, check)
+        binding = self.bindings.get(Binding(source, destination, routing_key, dict(arguments)).key)
+        if binding is None:
             return  # unbinding what is not bound succeeds, as in RabbitMQ
+        exchange = self.exchanges[source]
+        if destination.kind == QUEUE:
+            queue = self.queues[destination.name]
+            if connection_id is not None:
+                self.check_exclusive(queue, connection_id)
+            target_durable = queue.durable
+        else:
+            target_durable = self.exchanges[destination.name].durable
         await self.broker.change(
             Change(
                 "binding",
@@ -402,18 +567,24 @@ class VirtualHost:
                 durable=exchange.durable and target_durable,
             )
         )
+        await self._auto_delete((source,))
 
-    def _binding_ends(self, source: str, destination: Destination) -> tuple[Exchange, bool]:
-        if source == "" or (destination.kind == EXCHANGE and destination.name == ""):
-            raise ChannelError(
-                ACCESS_REFUSED,
-                "operation not permitted on the default exchange",
-            )
+    def _binding_checks(self, source: str, destination: Destination, check: Check | None) -> None:
+        # Order as rabbit_channel:binding_action: write on the destination, neither end the
+        # default exchange, read on the source.
+        if check is not None:
+            check("write", destination.kind, destination.name)
+        if destination.kind == EXCHANGE:
+            _not_default(destination.name)
+        _not_default(source)
+        if check is not None:
+            check("read", "exchange", source)
+
+    def _destination_or_404(self, destination: Destination) -> bool:
+        """Whether the destination is durable; 404 when it does not exist."""
         if destination.kind == QUEUE:
-            target_durable = self.queue_or_404(destination.name).durable
-        else:
-            target_durable = self.exchange_or_404(destination.name).durable
-        return self.exchange_or_404(source), target_durable
+            return self.queue_or_404(destination.name).durable
+        return self.exchange_or_404(destination.name).durable
 
     def bindings_of_queue(self, name: str) -> list[Binding]:
         return [self.bindings[k] for k in self._by_destination.get(Destination(QUEUE, name), ())]
@@ -452,7 +623,7 @@ class VirtualHost:
         if exchange.alternate is not None:
             self._alternates -= 1
         for key in list(self._by_source.get(change.name, ())):
-            self._remove_binding(self.bindings[key], cascade=False)
+            self._remove_binding(self.bindings[key])
         for key in list(self._by_destination.get(Destination(EXCHANGE, change.name), ())):
             self._remove_binding(self.bindings[key])
         if exchange.router is not None:
@@ -499,7 +670,9 @@ class VirtualHost:
         if binding is not None:
             self._remove_binding(binding)
 
-    def _remove_binding(self, binding: Binding, cascade: bool = True) -> None:
+    def _remove_binding(self, binding: Binding) -> None:
+        """Forget a binding. Auto-deleting its source is the job of whoever committed the removal
+        (``_auto_delete``), so that replaying or replicating changes never deletes twice."""
         key = binding.key
         del self.bindings[key]
         self._by_source[binding.source].discard(key)
@@ -511,29 +684,30 @@ class VirtualHost:
         if binding.destination.kind == EXCHANGE:
             self._exchange_bindings -= 1
         exchange = self.exchanges.get(binding.source)
-        if exchange is None or exchange.router is None:
-            return
-        exchange.router.remove_bindings([binding])
-        # An auto-delete exchange goes when its last binding (as source) goes.
-        if cascade and exchange.auto_delete and binding.source not in self._by_source:
-            self.broker.spawn(self.delete_exchange(exchange.name))
+        if exchange is not None and exchange.router is not None:
+            exchange.router.remove_bindings([binding])
 
     def _queue_unused(self, queue: QueueType) -> None:
-        self.broker.spawn(self.delete_queue(queue.name))
+        """An auto-delete queue lost its last consumer."""
+        self.broker.spawn(self._delete_if_current(queue))
+
+    async def _delete_if_current(self, queue: QueueType) -> None:
+        if self.queues.get(queue.name) is queue:
+            await self.delete_queue(queue.name)
 
     # -- boot ----------------------------------------------------------------------------
 
     def install_defaults(self) -> None:
         """The default exchange and the amq.* exchanges every vhost has."""
         self.exchanges[""] = Exchange("", "direct", True, False, False, {}, None)
-        for name, type_name in PREDECLARED:
+        for name, type_name, internal in PREDECLARED:
             self._apply_exchange_put(
-                Change("exchange", "put", self.name, name, {"type": type_name, "durable": True})
+                Change("exchange", "put", self.name, name, {"type": type_name, "durable": True, "internal": internal})
             )
 
 
 def _as_text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _binding_record(binding: Binding) -> dict[str, Any]:

@@ -107,4 +107,4 @@ def test_unknown_exchange_type_is_a_connection_error(broker, unique):
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as raised:
         channel.exchange_declare(unique, "x-no-such-type")
     assert raised.value.reply_code == 503
-    assert raised.value.reply_text == "COMMAND_INVALID - invalid exchange type 'x-no-such-type'"
+    assert raised.value.reply_text == "COMMAND_INVALID - unknown exchange type 'x-no-such-type'"

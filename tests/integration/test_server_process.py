@@ -1,0 +1,160 @@
+"""The broker as a process: ``python -m amqp_server`` and the ``amqp-server`` script start,
+log to stderr, serve pika, and on SIGTERM or SIGINT close every connection with RabbitMQ's
+320 CONNECTION_FORCED before exiting 0. ``--config`` reads rabbitmq.conf syntax."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pika.exceptions
+import pytest
+from rawamqp import RawClient
+
+SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+SCRIPT = Path(sys.executable).with_name("amqp-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"broker did not listen on {port}")
+
+
+class Node:
+    """A broker process with its stderr captured."""
+
+    def __init__(self, command: list[str], port: int, cwd: Path) -> None:
+        self.port = port
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _wait_listening(self.process, port)
+
+    def connect(self, user: str = "guest", password: str = "guest", **kw) -> pika.BlockingConnection:
+        credentials = pika.PlainCredentials(user, password)
+        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port, "/", credentials, **kw))
+
+    def stop(self, sig: int) -> tuple[int, str]:
+        self.process.send_signal(sig)
+        _out, err = self.process.communicate(timeout=15)
+        return self.process.returncode, err.decode()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[list[Node]]:
+    started: list[Node] = []
+    yield started
+    for node in started:
+        node.kill()
+
+
+def _start(nodes: list[Node], tmp_path: Path, *args: str, script: bool = False) -> Node:
+    port = _free_port()
+    command = [str(SCRIPT)] if script else [sys.executable, "-m", "amqp_server"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--management-port", str(_free_port())]
+    command += ["--data-dir", str(tmp_path / "data"), *args]
+    node = Node(command, port, tmp_path)
+    nodes.append(node)
+    return node
+
+
+def _expect_forced_close(connection: pika.BlockingConnection) -> None:
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as caught:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.1)
+    assert (caught.value.reply_code, caught.value.reply_text) == (320, SHUTDOWN_TEXT)
+
+
+@pytest.mark.parametrize(("script", "sig"), [(False, signal.SIGTERM), (True, signal.SIGINT)])
+def test_start_serve_and_stop(nodes, tmp_path, script, sig):
+    if script:
+        assert SCRIPT.exists(), "the amqp-server console script is installed with the package"
+    node = _start(nodes, tmp_path, script=script)
+    connection = node.connect()
+    channel = connection.channel()
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.basic_publish("", queue, b"hello")
+    assert channel.basic_get(queue, auto_ack=True)[2] == b"hello"
+    node.process.send_signal(sig)
+    _expect_forced_close(connection)
+    _out, err = node.process.communicate(timeout=15)
+    assert node.process.returncode == 0
+    assert f"127.0.0.1:{node.port}" in err.decode()  # it logs to stderr, listener included
+
+
+def test_stop_closes_every_connection(nodes, tmp_path):
+    node = _start(nodes, tmp_path)
+    connections = [node.connect() for _ in range(3)]
+    node.process.send_signal(signal.SIGTERM)
+    for connection in connections:
+        _expect_forced_close(connection)
+    node.process.communicate(timeout=15)
+    assert node.process.returncode == 0
+
+
+def test_config_file(nodes, tmp_path):
+    port = _free_port()
+    config = tmp_path / "rabbitmq.conf"
+    config.write_text(
+        "# rabbitmq.conf syntax\n"
+        f"listeners.tcp.default = 127.0.0.1:{port}\n"
+        "default_user = admin\n"
+        "default_pass = s3cret  # trailing comment\n"
+        "heartbeat = 7\n"
+        "channel_max = 64\n"
+        "\n"
+    )
+    command = [sys.executable, "-m", "amqp_server", "--config", str(config), "--data-dir", str(tmp_path / "data")]
+    command += ["--management-port", str(_free_port())]
+    node = Node(command, port, tmp_path)
+    nodes.append(node)
+    connection = node.connect("admin", "s3cret")
+    raw = RawClient(port)
+    try:
+        tune = raw.handshake("admin", "s3cret", open_vhost=False)
+        assert (tune.heartbeat, tune.channel_max, tune.frame_max) == (7, 64, 131072)
+    finally:
+        raw.close()
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        node.connect()  # no guest: default_user replaced it
+    connection.close()
+    code, _err = node.stop(signal.SIGTERM)
+    assert code == 0
+
+
+def test_config_file_with_unknown_key_refuses_to_start(tmp_path):
+    config = tmp_path / "rabbitmq.conf"
+    config.write_text("no.such.setting = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "amqp_server", "--config", str(config), "--port", str(_free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=30,
+        env={**os.environ},
+    )
+    assert result.returncode != 0
+    assert "unknown setting 'no.such.setting'" in result.stderr.decode()
