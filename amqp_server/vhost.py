@@ -22,6 +22,7 @@ from amqp_server.errors import (
     ChannelError,
     ConnectionError,
 )
+from amqp_server.field_types import amqp_type_name
 from amqp_server.metadata import Change
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
 from queues.base import QueueType
@@ -105,28 +106,6 @@ def _not_default(name: str) -> None:
         raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
 
 
-def _amqp_type(value: Any) -> str:
-    """The field type RabbitMQ names in its messages. Integers are taken as pika sends them
-    (signed 32-bit, else 64-bit): the decoded table no longer says which width the client used."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "signedint" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, str | bytes):
-        return "longstr"
-    if isinstance(value, bytearray):
-        return "binary"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list):
-        return "array"
-    if value is None:
-        return "void"
-    return type(value).__name__
-
-
 def _erlang_term(value: Any) -> Any:
     """A key equal for two field values exactly when RabbitMQ takes them as equivalent: same
     Erlang term, whatever the width of an integer or the string type (longstr/bytes)."""
@@ -153,7 +132,7 @@ def _shown(value: Any) -> str:
 
 
 def _value(value: Any) -> str:
-    return "none" if value is _MISSING else f"the value '{_shown(value)}' of type '{_amqp_type(value)}'"
+    return "none" if value is _MISSING else f"the value '{_shown(value)}' of type '{amqp_type_name(value)}'"
 
 
 def _assert_fields_equivalent(where: str, fields: Iterable[tuple[str, bool, bool]]) -> None:
@@ -315,7 +294,7 @@ class VirtualHost:
                 if not isinstance(alternate, str | bytes):
                     raise ChannelError(
                         PRECONDITION_FAILED,
-                        f"invalid type '{_amqp_type(alternate)}' for arg 'alternate-exchange' in "
+                        f"invalid type '{amqp_type_name(alternate)}' for arg 'alternate-exchange' in "
                         f"{self._resource('exchange', name)}",
                     )
                 if check is not None:
@@ -440,7 +419,7 @@ class VirtualHost:
             if not isinstance(dead_letter, str | bytes):
                 raise ChannelError(
                     PRECONDITION_FAILED,
-                    f"invalid type '{_amqp_type(dead_letter)}' for arg 'x-dead-letter-exchange' in "
+                    f"invalid type '{amqp_type_name(dead_letter)}' for arg 'x-dead-letter-exchange' in "
                     f"{self._resource('queue', name)}",
                 )
             if check is not None:

@@ -9,14 +9,13 @@ is refused, which a confirm-mode publisher sees as basic.nack.
 
 from __future__ import annotations
 
-import datetime
-import decimal
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from amqp_server.errors import PRECONDITION_FAILED, ChannelError
+from amqp_server.field_types import amqp_type_name
 from queues.base import Consumer, QueueEntry, QueueType
 
 # rabbit_misc:check_expiry's ceiling for x-expires and x-message-ttl (ten years in ms).
@@ -37,35 +36,6 @@ UNSUPPORTED_ARGS = (
     "x-queue-leader-locator",
     "x-stream-max-segment-size-bytes",
 )
-
-
-def amqp_type_name(value: Any) -> str:
-    """The field-table type RabbitMQ names in its messages (``longstr``, ``bool``...).
-
-    The decoded table no longer says which integer or float width the client used; they are
-    taken as pika sends them (signed 32-bit else 64-bit integers, doubles).
-    """
-    if value is None:
-        return "void"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "signedint" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, str | bytes):
-        return "longstr"
-    if isinstance(value, bytearray):
-        return "binary"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, decimal.Decimal):
-        return "decimal"
-    if isinstance(value, datetime.datetime):
-        return "timestamp"
-    return "void"
 
 
 def is_integer(value: Any) -> bool:
