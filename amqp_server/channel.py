@@ -88,6 +88,10 @@ def _unknown_tag(ack: Ack) -> ChannelError:
     )
 
 
+# What an ack, nack or reject does with its messages.
+ACKED, REQUEUED, REJECTED = 0, 1, 2
+
+
 class ChannelConsumer:
     """A basic.consume subscription; the queue sees it through ``queues.base.Consumer``."""
 
@@ -146,7 +150,7 @@ class Channel:
         self._tx_publishes: list[Callable[[], None]] = []  # routed at tx.commit
         # basic.ack/nack/reject in a transaction: (delivery tag, entry) pairs taken from
         # ``unacked`` and whether to requeue them; they take effect at tx.commit.
-        self._tx_acks: list[tuple[list[tuple[int, QueueEntry]], bool]] = []
+        self._tx_acks: list[tuple[list[tuple[int, QueueEntry]], int]] = []
         self._publish: Publish | None = None  # basic.publish awaiting its content
         self._header: bytes = b""
         self._body: list[bytes] = []
@@ -440,13 +444,13 @@ class Channel:
     # -- acks ----------------------------------------------------------------------------
 
     def _settle(self, ack: Ack) -> None:
-        requeue = ack.method_id != BASIC_ACK and ack.requeue
+        outcome = ACKED if ack.method_id == BASIC_ACK else REQUEUED if ack.requeue else REJECTED
         if self.tx:
             # The messages leave ``unacked`` now (a second ack of them is an unknown tag) but
             # are settled at tx.commit; tx.rollback puts them back.
-            self._tx_acks.append((self._take_unacked_tagged(ack), requeue))
+            self._tx_acks.append((self._take_unacked_tagged(ack), outcome))
             return
-        self._settle_entries(self._take_unacked(ack), requeue)
+        self._settle_entries(self._take_unacked(ack), outcome)
 
     def _take_unacked(self, ack: Ack) -> list[QueueEntry]:
         unacked = self.unacked
@@ -492,14 +496,21 @@ class Channel:
                 consumer.unacked -= 1  # type: ignore[attr-defined]
                 self.consumer_unacked -= 1
 
-    def _settle_entries(self, entries: list[QueueEntry], requeue: bool) -> None:
+    def _settle_entries(self, entries: list[QueueEntry], outcome: int) -> None:
         for entry in entries:  # _release_counts, inlined: this is the hot path of every ack
             consumer = entry.consumer
             if consumer is not None:
                 consumer.unacked -= 1  # type: ignore[attr-defined]
                 self.consumer_unacked -= 1
-        if requeue:
+        if outcome == REQUEUED:
             self._requeue(entries)
+        elif outcome == REJECTED:
+            touched: dict[QueueType, None] = {}
+            for entry in entries:
+                entry.queue.discard(entry, "rejected")
+                touched[entry.queue] = None
+            for queue in touched:
+                queue.dispatch()
         elif len(entries) == 1:
             entry = entries[0]
             queue = entry.queue
@@ -558,7 +569,7 @@ class Channel:
         self._tx_publishes = []
         entries = list(self.unacked.values())
         self.unacked.clear()
-        for taken, _requeue in self._tx_acks:  # acked in a transaction never committed
+        for taken, _outcome in self._tx_acks:  # acked in a transaction never committed
             entries.extend(entry for _tag, entry in taken)
         self._tx_acks = []
         if entries:
@@ -723,8 +734,8 @@ class Channel:
         if acks:
             self.flow_active = False
             try:
-                for taken, requeue in acks:
-                    self._settle_entries([entry for _tag, entry in taken], requeue)
+                for taken, outcome in acks:
+                    self._settle_entries([entry for _tag, entry in taken], outcome)
             finally:
                 self.flow_active = True
         self._reply(commands.Tx.CommitOk())

@@ -9,8 +9,10 @@ channel layer, seen here through the small ``Consumer`` protocol.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol
+
+from queues.settings import QueueSettings
 
 
 class QueueEntry:
@@ -68,6 +70,14 @@ class QueueType(ABC):
         self.auto_delete = auto_delete
         self.arguments = dict(arguments)
         self.home_node = home_node
+        self.settings = QueueSettings.resolve(self.arguments)
+        # Set by the vhost: called with (queue, messages, reason) for messages that leave the
+        # queue by rejection, expiry or overflow; it republishes them to the dead-letter exchange.
+        self.dead_letter: Callable[[QueueType, list[Any], str], None] | None = None
+
+    def apply_settings(self, settings: QueueSettings) -> None:
+        """A policy changed: take the new effective settings into use at once."""
+        self.settings = settings
 
     @classmethod
     def validate_arguments(cls, arguments: Mapping[str, Any]) -> None:
@@ -94,6 +104,11 @@ class QueueType(ABC):
     @abstractmethod
     def settle(self, entry: QueueEntry) -> None:
         """The entry was acked (or rejected without requeue): forget it."""
+
+    @abstractmethod
+    def discard(self, entry: QueueEntry, reason: str) -> None:
+        """The entry was rejected/nacked without requeue (``reason`` "rejected"): settle it and
+        dead-letter it if the queue has a dead-letter exchange."""
 
     @abstractmethod
     def requeue(self, entries: Iterable[QueueEntry]) -> None:

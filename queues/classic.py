@@ -302,6 +302,11 @@ class ClassicQueue(QueueType):
         entry.consumer = None
         self._unacked -= 1
 
+    def discard(self, entry: QueueEntry, reason: str) -> None:
+        self.settle(entry)
+        if self.dead_letter is not None and self.settings.dead_letter_exchange is not None:
+            self.dead_letter(self, [entry.message], reason)
+
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Entries go back to their original places (by publish order), marked redelivered."""
         if self._deleted:
