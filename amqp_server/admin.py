@@ -1,4 +1,5 @@
-"""In-process administration: vhosts, users, permissions. The CLI and the HTTP API call this.
+"""In-process administration: vhosts, users, permissions, policies, limits and definitions.
+The CLI and the HTTP API call this.
 
 Every operation goes through ``Broker.change`` and so through the metadata store.
 """
@@ -10,6 +11,11 @@ from typing import Any
 from amqp_server.access import SHA256, hash_password, validate_pattern
 from amqp_server.broker import Broker
 from amqp_server.metadata import Change
+from amqp_server.policy import PolicyError, term
+from amqp_server.policy import validate as validate_policy
+
+VHOST_LIMITS = ("max-connections", "max-queues")
+USER_LIMITS = ("max-connections", "max-channels")
 
 
 class AdminError(Exception):
@@ -58,6 +64,8 @@ class Admin:
 
     async def delete_user(self, name: str) -> None:
         self._user(name)
+        if name in self.broker.user_limits:
+            await self.broker.change(Change("user_limits", "delete", None, name))
         await self.broker.change(Change("user", "delete", None, name))
 
     def list_users(self) -> list[dict[str, Any]]:
@@ -112,6 +120,160 @@ class Admin:
             for (_user, host), p in sorted(self.broker.permissions.items())
             if vhost is None or host == vhost
         ]
+
+    # -- policies --------------------------------------------------------------------------
+
+    async def set_policy(
+        self,
+        vhost: str,
+        name: str,
+        pattern: str,
+        definition: dict[str, Any],
+        priority: int = 0,
+        apply_to: str = "all",
+    ) -> None:
+        """rabbitmqctl set_policy: replaces a policy of that name; applies at once."""
+        await self._set_policy("policy", vhost, name, pattern, definition, priority, apply_to)
+
+    async def clear_policy(self, vhost: str, name: str) -> None:
+        await self._clear_policy("policy", vhost, name)
+
+    def list_policies(self, vhost: str | None = None) -> list[dict[str, Any]]:
+        return self._list_policies("policies", vhost)
+
+    async def set_operator_policy(
+        self,
+        vhost: str,
+        name: str,
+        pattern: str,
+        definition: dict[str, Any],
+        priority: int = 0,
+        apply_to: str = "all",
+    ) -> None:
+        """rabbitmqctl set_operator_policy: only numeric caps (expires, message-ttl, max-length,
+        max-length-bytes, delivery-limit, ...); the lower of policy and operator policy wins."""
+        await self._set_policy("operator_policy", vhost, name, pattern, definition, priority, apply_to)
+
+    async def clear_operator_policy(self, vhost: str, name: str) -> None:
+        await self._clear_policy("operator_policy", vhost, name)
+
+    def list_operator_policies(self, vhost: str | None = None) -> list[dict[str, Any]]:
+        return self._list_policies("operator_policies", vhost)
+
+    async def _set_policy(
+        self, kind: str, vhost: str, name: str, pattern: str, definition: Any, priority: Any, apply_to: str
+    ) -> None:
+        try:
+            validate_policy(pattern, definition, priority, apply_to, operator=kind == "operator_policy")
+        except PolicyError as exc:
+            raise AdminError(str(exc)) from None
+        self._vhost(vhost)
+        record = {"pattern": pattern, "definition": dict(definition), "priority": priority, "apply-to": apply_to}
+        await self.broker.change(Change(kind, "put", vhost, name, record))
+
+    async def _clear_policy(self, kind: str, vhost: str, name: str) -> None:
+        host = self.broker.vhosts.get(vhost)
+        table = getattr(host, "policies" if kind == "policy" else "operator_policies", {})
+        if name not in table:
+            raise AdminError("Parameter does not exist")
+        await self.broker.change(Change(kind, "delete", vhost, name))
+
+    def _list_policies(self, attribute: str, vhost: str | None) -> list[dict[str, Any]]:
+        hosts = [self.broker.vhosts[vhost]] if vhost in self.broker.vhosts else []
+        if vhost is None:
+            hosts = [self.broker.vhosts[v] for v in sorted(self.broker.vhosts)]
+        return [p.as_dict() for host in hosts for _, p in sorted(getattr(host, attribute).items())]
+
+    def _vhost(self, name: str) -> Any:
+        vhost = self.broker.vhosts.get(name)
+        if vhost is None:
+            raise AdminError(f"Virtual host '{name}' does not exist")
+        return vhost
+
+    # -- limits ------------------------------------------------------------------------------
+
+    async def set_vhost_limits(self, vhost: str, limits: dict[str, Any]) -> None:
+        """rabbitmqctl set_vhost_limits: replaces the vhost's limits (negative: unlimited)."""
+        errors = _limit_errors("limits", VHOST_LIMITS, limits)
+        if errors:
+            raise AdminError("Validation failed\n\n" + "\n".join(errors))
+        self._vhost(vhost)
+        await self.broker.change(Change("vhost_limits", "put", vhost, vhost, {"limits": dict(limits)}))
+
+    async def clear_vhost_limits(self, vhost: str) -> None:
+        if vhost not in self.broker.vhosts:
+            raise AdminError("Parameter does not exist")
+        if vhost in self.broker.vhost_limits:
+            await self.broker.change(Change("vhost_limits", "delete", vhost, vhost))
+
+    def list_vhost_limits(self, vhost: str | None = None) -> list[dict[str, Any]]:
+        """As the HTTP API's /api/vhost-limits: [{"vhost": ..., "value": {...}}]."""
+        return [
+            {"vhost": name, "value": dict(sorted(value.items()))}
+            for name, value in sorted(self.broker.vhost_limits.items())
+            if vhost is None or name == vhost
+        ]
+
+    async def set_user_limits(self, user: str, limits: dict[str, Any]) -> None:
+        """rabbitmqctl set_user_limits: merged into the user's limits (as RabbitMQ 3.10)."""
+        errors = _limit_errors("user-limits", USER_LIMITS, limits)
+        if errors:
+            raise AdminError(errors[0])
+        if user not in self.broker.users:
+            raise AdminError(f'{{:no_such_user, "{user}"}}')
+        merged = {**self.broker.user_limits.get(user, {}), **limits}
+        await self.broker.change(Change("user_limits", "put", None, user, {"limits": merged}))
+
+    async def clear_user_limits(self, user: str, limit: str = "all") -> None:
+        """rabbitmqctl clear_user_limits USER all|max-connections|max-channels."""
+        if user not in self.broker.users:
+            raise AdminError(f'{{:no_such_user, "{user}"}}')
+        current = self.broker.user_limits.get(user)
+        if current is None:
+            return
+        remaining = {} if limit == "all" else {k: v for k, v in current.items() if k != limit}
+        if remaining:
+            await self.broker.change(Change("user_limits", "put", None, user, {"limits": remaining}))
+        else:
+            await self.broker.change(Change("user_limits", "delete", None, user))
+
+    def list_user_limits(self, user: str | None = None) -> list[dict[str, Any]]:
+        """As the HTTP API's /api/user-limits: [{"user": ..., "value": {...}}]."""
+        return [
+            {"user": name, "value": dict(sorted(value.items()))}
+            for name, value in sorted(self.broker.user_limits.items())
+            if user is None or name == user
+        ]
+
+    # -- definitions -------------------------------------------------------------------------
+
+    async def import_definitions(self, definitions: dict[str, Any]) -> None:
+        """Import RabbitMQ's definitions JSON (as rabbitmqctl import_definitions)."""
+        from amqp_server.definitions import import_definitions
+
+        await import_definitions(self, definitions)
+
+    def export_definitions(self) -> dict[str, Any]:
+        """RabbitMQ's definitions JSON for the whole broker (rabbitmqctl export_definitions)."""
+        from amqp_server.definitions import export_definitions
+
+        return export_definitions(self.broker)
+
+
+def _limit_errors(name: str, keys: tuple[str, ...], limits: Any) -> list[str]:
+    """rabbit_parameter_validation:proplist: unknown terms first, then the values, last key first."""
+    if not isinstance(limits, dict):
+        return [f"{name} should be a dictionary, actually was {term(limits)}"]
+    errors = []
+    unknown = [(key, value) for key, value in limits.items() if key not in keys]
+    if unknown:
+        shown = ",".join(f"{{{term(key)},{term(value)}}}" for key, value in unknown)
+        errors.append(f"Unrecognised terms [{shown}] in {name}")
+    for key in reversed(keys):
+        value = limits.get(key)
+        if key in limits and (isinstance(value, bool) or not isinstance(value, int)):
+            errors.append(f"{key} should be a number, actually was {term(value)}")
+    return errors
 
 
 def _name(user: Any) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from amqp_server.access import Permission, User, hash_password
+from amqp_server.alarms import AlarmMonitor
 from amqp_server.metadata import Change, MemoryStore, MetadataStore
 from amqp_server.vhost import VirtualHost
 from exchanges.registry import load_exchange_types
@@ -27,7 +28,7 @@ class BrokerConfig:
     host: str = "0.0.0.0"
     port: int = 5672
     management_port: int = 15672
-    data_dir: str = "data"
+    data_dir: str | None = "data"  # None: metadata in memory only (nothing survives a restart)
     node_name: str = "rabbit@localhost"
     cluster_name: str = ""
     default_user: str = "guest"
@@ -41,6 +42,15 @@ class BrokerConfig:
     # RabbitMQ's SILENT_CLOSE_DELAY: a client failing the handshake waits this long for EOF.
     silent_close_delay: float = 3.0
     consumer_timeout_ms: int = 1_800_000
+    # A RabbitMQ definitions file imported at every boot (rabbitmq.conf ``load_definitions``);
+    # when set, a first start creates no default user and vhost (as RabbitMQ).
+    load_definitions: str = ""
+    # Resource alarms (rabbitmq.conf vm_memory_high_watermark.* and disk_free_limit.*).
+    vm_memory_high_watermark: float = 0.4  # fraction of installed RAM
+    vm_memory_high_watermark_absolute: int | None = None  # bytes; replaces the fraction when set
+    disk_free_limit: int = 50_000_000  # bytes free on the data dir's file system
+    disk_free_limit_relative: float | None = None  # RabbitMQ's mem_relative: times RAM, when set
+    resource_check_interval: float = 1.0  # seconds between memory and disk checks
 
 
 class Broker:
@@ -53,16 +63,27 @@ class Broker:
         self.vhosts: dict[str, VirtualHost] = {}
         self.users: dict[str, User] = {}
         self.permissions: dict[tuple[str, str], Permission] = {}
+        # (user, vhost, exchange) -> {"write": regex, "read": regex}; stored, not yet enforced.
+        self.topic_permissions: dict[tuple[str, str, str], dict[str, str]] = {}
+        # Limits: {"max-connections", "max-queues"} per vhost, {"max-connections", "max-channels"}
+        # per user; a negative value means no limit.
+        self.vhost_limits: dict[str, dict[str, int]] = {}
+        self.user_limits: dict[str, dict[str, int]] = {}
+        # Runtime parameters of other components (federation, shovel, ...): stored and exported.
+        self.parameters: dict[tuple[str, str, str], Any] = {}
+        self.global_parameters: dict[str, Any] = {}
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connection_ids = 0
+        self.alarms = AlarmMonitor(self)
 
     async def boot(self) -> None:
-        """Replay the store, then create the default vhost and user on a first start."""
+        """Replay the store, create the default vhost and user on a first start (unless a
+        definitions file is configured), then import that file."""
         changes = await self.store.load()
         for change in changes:
             self.apply(change)
-        if not changes:
+        if not changes and not self.config.load_definitions:
             config = self.config
             await self.change(Change("vhost", "put", None, config.default_vhost, {}))
             await self.change(
@@ -75,14 +96,22 @@ class Broker:
                 )
             )
             await self.change(Change("permission", "put", config.default_vhost, config.default_user, {}))
+        if self.config.load_definitions:
+            await self.load_definitions_file()
 
     async def change(self, change: Change) -> None:
         """Commit a metadata change to the store, then apply it here."""
         await self.store.commit(change)
         self.apply(change)
 
+    async def load_definitions_file(self) -> None:
+        """Import the definitions file named by ``load_definitions`` (at every boot, as RabbitMQ)."""
+        from amqp_server.definitions import load_file  # definitions uses Admin, which imports us
+
+        await load_file(self, self.config.load_definitions)
+
     def apply(self, change: Change) -> None:
-        if change.kind in ("exchange", "queue", "binding"):
+        if change.kind in ("exchange", "queue", "binding", "policy", "operator_policy"):
             vhost = self.vhosts.get(change.vhost or "")
             if vhost is not None:
                 vhost.apply(change)
@@ -90,10 +119,14 @@ class Broker:
         getattr(self, f"_apply_{change.kind}_{change.op}")(change)
 
     def _apply_vhost_put(self, change: Change) -> None:
-        if change.name not in self.vhosts:
+        vhost = self.vhosts.get(change.name)
+        if vhost is None:
             vhost = VirtualHost(self, change.name)
             vhost.install_defaults()
             self.vhosts[change.name] = vhost
+        tags = change.record.get("tags") or []
+        vhost.description = change.record.get("description", "")
+        vhost.tags = [t for t in tags.split(",") if t] if isinstance(tags, str) else list(tags)
 
     def _apply_vhost_delete(self, change: Change) -> None:
         vhost = self.vhosts.pop(change.name, None)
@@ -103,6 +136,11 @@ class Broker:
             queue.delete()
         for key in [k for k in self.permissions if k[1] == change.name]:
             del self.permissions[key]
+        for key in [k for k in self.topic_permissions if k[1] == change.name]:
+            del self.topic_permissions[key]
+        for key in [k for k in self.parameters if k[0] == change.name]:
+            del self.parameters[key]
+        self.vhost_limits.pop(change.name, None)
         for connection in list(self.connections):
             if connection.vhost is vhost:
                 connection.force_close(f"vhost '{change.name}' is deleted")
@@ -120,6 +158,9 @@ class Broker:
         self.users.pop(change.name, None)
         for key in [k for k in self.permissions if k[0] == change.name]:
             del self.permissions[key]
+        for key in [k for k in self.topic_permissions if k[0] == change.name]:
+            del self.topic_permissions[key]
+        self.user_limits.pop(change.name, None)
         for connection in list(self.connections):
             if connection.username == change.name and connection.vhost is not None:
                 connection.force_close(f"user '{change.name}' is deleted")
@@ -137,6 +178,50 @@ class Broker:
 
     def _apply_permission_delete(self, change: Change) -> None:
         self.permissions.pop((change.name, change.vhost or ""), None)
+
+    # Topic permissions: one change per (user, vhost), name the user (so a user's deletion
+    # cascades in the store), record {"exchanges": {exchange: {"write": re, "read": re}}}.
+    def _apply_topic_permission_put(self, change: Change) -> None:
+        self._apply_topic_permission_delete(change)
+        for exchange, patterns in change.record.get("exchanges", {}).items():
+            self.topic_permissions[(change.name, change.vhost or "", exchange)] = {
+                "write": patterns.get("write", ""),
+                "read": patterns.get("read", ""),
+            }
+
+    def _apply_topic_permission_delete(self, change: Change) -> None:
+        user, vhost = change.name, change.vhost or ""
+        for key in [k for k in self.topic_permissions if k[:2] == (user, vhost)]:
+            del self.topic_permissions[key]
+
+    # Limits: record {"limits": {...}} replaces the whole set (callers merge when RabbitMQ merges).
+    def _apply_vhost_limits_put(self, change: Change) -> None:
+        self.vhost_limits[change.name] = dict(change.record["limits"])
+
+    def _apply_vhost_limits_delete(self, change: Change) -> None:
+        self.vhost_limits.pop(change.name, None)
+
+    def _apply_user_limits_put(self, change: Change) -> None:
+        self.user_limits[change.name] = dict(change.record["limits"])
+
+    def _apply_user_limits_delete(self, change: Change) -> None:
+        self.user_limits.pop(change.name, None)
+
+    # Runtime parameters: Change name "component/name" (unique per vhost in the store), record
+    # {"component", "name", "value"}; global ones: name, record {"value"}.
+    def _apply_parameter_put(self, change: Change) -> None:
+        record = change.record
+        self.parameters[(change.vhost or "", record["component"], record["name"])] = record["value"]
+
+    def _apply_parameter_delete(self, change: Change) -> None:
+        record = change.record
+        self.parameters.pop((change.vhost or "", record["component"], record["name"]), None)
+
+    def _apply_global_parameter_put(self, change: Change) -> None:
+        self.global_parameters[change.name] = change.record["value"]
+
+    def _apply_global_parameter_delete(self, change: Change) -> None:
+        self.global_parameters.pop(change.name, None)
 
     # -- housekeeping --------------------------------------------------------------------
 

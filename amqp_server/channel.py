@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import struct
 from bisect import bisect_left
 from collections import deque
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from amqp_server import access
+from amqp_server import access, direct_reply_to
 from amqp_server.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE = 134_217_728  # RabbitMQ's default max_message_size
+CONSUMER_TIMEOUT_TICK = 60.0  # seconds between consumer-timeout checks at most (rabbit_channel's tick)
 _NACK = struct.Struct(">IQB")  # basic.nack: class/method, delivery tag, bits (multiple=1, requeue=2)
 
 
@@ -158,6 +160,31 @@ class Channel:
         self._backlog: deque[tuple[int, bytes]] | None = None
         self.task: asyncio.Task[None] | None = None  # the running metadata method, if any
         self._permissions = access.PermissionCache()  # checks passed, as RabbitMQ's permission_cache
+        self.reply_consumer: direct_reply_to.ReplyConsumer | None = None
+        # Counters for stats(): plain integer increments on the message path, nothing else.
+        self.stat_publish = 0
+        self.stat_confirm = 0
+        self.stat_return = 0
+        self.stat_drop_unroutable = 0
+        self.stat_deliver = 0
+        self.stat_deliver_no_ack = 0
+        self.stat_get = 0
+        self.stat_get_no_ack = 0
+        self.stat_get_empty = 0
+        self.stat_redeliver = 0
+        self.stat_ack = 0
+        # Delivery acknowledgement timeout, read at channel open as RabbitMQ reads it. The
+        # check needs no per-delivery timestamp: each tick remembers the newest delivery tag
+        # at that moment; an unacked tag no newer than a tick at least a timeout old is late.
+        config = connection.broker.config
+        self.consumer_timeout = config.consumer_timeout_ms
+        self._tick_tags: deque[tuple[float, int]] = deque()
+        self._timeout_timer: asyncio.TimerHandle | None = None
+        self._ticks = 0
+        if self.consumer_timeout > 0:
+            interval = min(self.consumer_timeout / 1000, CONSUMER_TIMEOUT_TICK)
+            self._ticks_needed = math.ceil(self.consumer_timeout / 1000 / interval)
+            self._timeout_timer = connection.loop.call_later(interval, self._timeout_tick, interval)
 
     # -- frame intake --------------------------------------------------------------------
 
@@ -337,6 +364,8 @@ class Channel:
             raise ChannelError(
                 ACCESS_REFUSED, f"cannot publish to internal exchange '{name}' in vhost '{vhost.name}'"
             )
+        if message.header[12] & 0x02:  # reply_to present: amq.rabbitmq.reply-to is rewritten
+            direct_reply_to.rewrite_reply_to(self, message)
         if message.header[13] & 0x10:  # user_id property present: it must be the logged-in user
             user_id = message.user_id
             if user_id is not None and user_id != self.connection.username:
@@ -347,6 +376,7 @@ class Channel:
         header = message.header
         if header[12] or header[13]:  # any property present: RabbitMQ's publish-time checks
             message.check()
+        self.stat_publish += 1
         if self.confirm_mode:
             self.publish_seq += 1
         if self.tx:
@@ -356,12 +386,21 @@ class Channel:
         self._route(exchange, publish.mandatory, message, self.publish_seq)
 
     def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> None:
+        if exchange.router is None and (
+            message.routing_key.startswith(direct_reply_to.PREFIX)
+            or (message.header[12] & 0x20 and len(message.routing_keys) > 1)  # CC keys
+        ):
+            # Direct replies go straight to the requesting channel and do not count as routed.
+            direct_reply_to.deliver_replies(self.connection.broker, message, message.routing_keys)
         queues = self.vhost.route(exchange, message)
         accepted = True
         for queue in queues:
             if not queue.publish(message):
                 accepted = False
+        if not queues:
+            self.stat_drop_unroutable += not mandatory
         if not queues and mandatory:
+            self.stat_return += 1
             connection = self.connection
             connection.write_chunks(
                 encode_return(
@@ -375,6 +414,7 @@ class Channel:
                 )
             )
         if self.confirm_mode:
+            self.stat_confirm += 1
             if accepted:
                 self._acks.append(seq)
             else:
@@ -420,6 +460,11 @@ class Channel:
             self.unacked[tag] = entry
             consumer.unacked += 1
             self.consumer_unacked += 1
+            self.stat_deliver += 1
+        else:
+            self.stat_deliver_no_ack += 1
+        if entry.redelivered:
+            self.stat_redeliver += 1
         message = entry.message
         connection = self.connection
         connection.write_chunks(
@@ -434,6 +479,11 @@ class Channel:
                 connection.frame_max,
             )
         )
+
+    def deliver_reply(self, consumer: direct_reply_to.ReplyConsumer, message: Message) -> None:
+        """A direct reply for this channel's reply consumer (no-ack, no queue)."""
+        self.stat_deliver_no_ack += 1
+        self.connection.write_chunks(direct_reply_to.encode_reply(self, consumer, message))
 
     def consumer_cancelled_by_server(self, consumer: ChannelConsumer) -> None:
         if self.consumers.pop(consumer.tag, None) is None:
@@ -512,11 +562,13 @@ class Channel:
             for queue in touched:
                 queue.dispatch()
         elif len(entries) == 1:
+            self.stat_ack += 1
             entry = entries[0]
             queue = entry.queue
             queue.settle(entry)
             queue.dispatch()
         else:
+            self.stat_ack += len(entries)
             touched: dict[QueueType, None] = {}
             for entry in entries:
                 queue = entry.queue
@@ -537,6 +589,69 @@ class Channel:
     def _dispatch_all(self) -> None:
         for queue in {c.queue for c in self.consumers.values()}:
             queue.dispatch()
+
+    # -- stats ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """The channel's counters, named as RabbitMQ's management API names them."""
+        deliver_get = self.stat_deliver + self.stat_deliver_no_ack + self.stat_get + self.stat_get_no_ack
+        return {
+            "number": self.number,
+            "consumer_count": len(self.consumers),  # as RabbitMQ: the reply consumer is not one
+            "messages_unacknowledged": self.unacked_count,
+            "messages_unconfirmed": 0,
+            "messages_uncommitted": len(self._tx_publishes),
+            "acks_uncommitted": sum(len(taken) for taken, _ in self._tx_acks),
+            "prefetch_count": self.consumer_prefetch,
+            "global_prefetch_count": self.global_prefetch,
+            "confirm": self.confirm_mode,
+            "transactional": self.tx,
+            "message_stats": {
+                "publish": self.stat_publish,
+                "confirm": self.stat_confirm,
+                "return_unroutable": self.stat_return,
+                "drop_unroutable": self.stat_drop_unroutable,
+                "deliver": self.stat_deliver,
+                "deliver_no_ack": self.stat_deliver_no_ack,
+                "get": self.stat_get,
+                "get_no_ack": self.stat_get_no_ack,
+                "get_empty": self.stat_get_empty,
+                "deliver_get": deliver_get,
+                "redeliver": self.stat_redeliver,
+                "ack": self.stat_ack,
+            },
+        }
+
+    # -- consumer (delivery acknowledgement) timeout -------------------------------------
+
+    def _timeout_tick(self, interval: float) -> None:
+        """Close the channel when its oldest unacked delivery is older than the timeout.
+
+        Tick ``n`` records the newest delivery tag so far. A delivery whose tag is no newer
+        than the one recorded ``ticks_needed`` ticks ago has been unacked for at least the
+        timeout, so the check is one comparison with the oldest unacked tag.
+        """
+        self._timeout_timer = None
+        if self.closing or self.connection.closed:
+            return
+        self._ticks = tick = self._ticks + 1
+        ticks = self._tick_tags
+        needed = self._ticks_needed
+        while len(ticks) >= 2 and tick - ticks[1][0] >= needed:
+            ticks.popleft()
+        unacked = self.unacked
+        if unacked and ticks and tick - ticks[0][0] >= needed and next(iter(unacked)) <= ticks[0][1]:
+            self.close_with(
+                ChannelError(
+                    PRECONDITION_FAILED,
+                    f"delivery acknowledgement on channel {self.number} timed out. Timeout value used: "
+                    f"{self.consumer_timeout} ms. This timeout value can be configured, see consumers "
+                    "doc guide to learn more",
+                )
+            )
+            return
+        ticks.append((tick, self.next_delivery_tag))
+        self._timeout_timer = self.connection.loop.call_later(interval, self._timeout_tick, interval)
 
     # -- closing -------------------------------------------------------------------------
 
@@ -559,6 +674,10 @@ class Channel:
 
     def release(self) -> None:
         """Cancel consumers and requeue unacked messages (channel or connection closing)."""
+        if self._timeout_timer is not None:
+            self._timeout_timer.cancel()
+            self._timeout_timer = None
+        direct_reply_to.cancel(self)
         self._publish = None
         self._header = b""
         self._body = []
@@ -629,6 +748,13 @@ class Channel:
         # exclusive owner, consumer arguments, exclusive consumers.
         if method.consumer_tag and method.consumer_tag in self.consumers:
             raise ConnectionError(530, f"attempt to reuse consumer tag '{method.consumer_tag}'", (60, 20))
+        if method.queue == direct_reply_to.PSEUDO_QUEUE:
+            reply = direct_reply_to.consume(
+                self, method.consumer_tag or self.connection.new_consumer_tag(), method.no_ack
+            )
+            if not method.nowait:
+                self._reply(build(commands.Basic.ConsumeOk, consumer_tag=reply.tag))
+            return
         name = self._queue_name(method.queue)
         self._check("read", "queue", name)
         queue = self.vhost.queue_or_404(name)
@@ -641,7 +767,8 @@ class Channel:
                 f'"expected integer, got {amqp_type_name(priority)}"',
             )
         existing = getattr(queue, "consumers", ())
-        if existing and (method.exclusive or any(c.exclusive for c in existing)):
+        sac = queue.settings.single_active_consumer  # an exclusive consumer is refused there too
+        if (existing or sac) and (method.exclusive or any(c.exclusive for c in existing)):
             raise ChannelError(ACCESS_REFUSED, f"queue '{name}' in vhost '{self.vhost.name}' in exclusive use")
         tag = method.consumer_tag or self.connection.new_consumer_tag()
         consumer = ChannelConsumer(tag, self, queue, method.no_ack, method.exclusive, priority)
@@ -654,6 +781,8 @@ class Channel:
         consumer = self.consumers.get(method.consumer_tag)
         if consumer is not None:
             self._remove_consumer(consumer)
+        elif self.reply_consumer is not None and self.reply_consumer.tag == method.consumer_tag:
+            direct_reply_to.cancel(self)
         if not method.nowait:
             self._reply(build(commands.Basic.CancelOk, consumer_tag=method.consumer_tag))
 
@@ -664,12 +793,17 @@ class Channel:
         self.vhost.check_exclusive(queue, self.connection.id)
         entry = queue.get()
         if entry is None:
+            self.stat_get_empty += 1
             self._reply(commands.Basic.GetEmpty())
             return
         self.next_delivery_tag = tag = self.next_delivery_tag + 1
+        if entry.redelivered:
+            self.stat_redeliver += 1
         if method.no_ack:
+            self.stat_get_no_ack += 1
             queue.settle(entry)
         else:
+            self.stat_get += 1
             self.unacked[tag] = entry
         message = entry.message
         connection = self.connection
@@ -797,7 +931,19 @@ class Channel:
         if not method.nowait:
             self._reply(commands.Exchange.UnbindOk())
 
-    async def on_queue_declare(self, method: commands.Queue.Declare) -> None:
+    def on_queue_declare(self, method: commands.Queue.Declare) -> Any:
+        if method.queue.startswith(direct_reply_to.PSEUDO_QUEUE):
+            # rabbit_channel's declare_fast_reply_to, passive or not: 0 messages, 1 consumer.
+            name = method.queue
+            if not direct_reply_to.exists(self.connection.broker, name):
+                raise ChannelError(NOT_FOUND, f"no queue '{name}' in vhost '{self.vhost.name}'")
+            self.connection.last_queue[self.number] = name
+            if not method.nowait:
+                self._reply(build(commands.Queue.DeclareOk, queue=name, message_count=0, consumer_count=1))
+            return None
+        return self._queue_declare(method)
+
+    async def _queue_declare(self, method: commands.Queue.Declare) -> None:
         connection = self.connection
         name = method.queue or connection.new_queue_name()
         queue = await self.vhost.declare_queue(
@@ -811,6 +957,7 @@ class Channel:
             check=self._check,
             connection_id=connection.id,
         )
+        queue.touch()  # a (passive) redeclare restarts the x-expires countdown
         connection.last_queue[self.number] = name
         if not method.nowait:
             self._reply(

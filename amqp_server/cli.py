@@ -8,8 +8,10 @@ import logging
 import sys
 from dataclasses import fields
 
+from amqp_server.alarms import parse_float, parse_information_unit
 from amqp_server.broker import BrokerConfig
 from amqp_server.server import serve
+from amqp_server.sqlite_store import StoreError
 
 # rabbitmq.conf keys understood in --config files, mapped to BrokerConfig fields.
 # ``listeners.tcp.<name> = [host:]port`` and ``loopback_users.<user> = true|false`` are
@@ -25,6 +27,16 @@ CONFIG_KEYS = {
     "handshake_timeout": "handshake_timeout",
     "consumer_timeout": "consumer_timeout_ms",
     "cluster_name": "cluster_name",
+    "load_definitions": "load_definitions",
+}
+# Resource alarm keys: sizes take RabbitMQ's units (1GB, 512MiB, 50mb, ...), fractions are
+# floats written with a decimal point. As in RabbitMQ, when both the relative and the absolute
+# form of one setting are given, the relative one wins.
+RESOURCE_KEYS = {
+    "vm_memory_high_watermark.relative": ("vm_memory_high_watermark", parse_float),
+    "vm_memory_high_watermark.absolute": ("vm_memory_high_watermark_absolute", parse_information_unit),
+    "disk_free_limit.relative": ("disk_free_limit_relative", parse_float),
+    "disk_free_limit.absolute": ("disk_free_limit", parse_information_unit),
 }
 
 
@@ -35,6 +47,7 @@ def read_config_file(path: str, config: BrokerConfig) -> None:
     """
     types = {f.name: f.type for f in fields(BrokerConfig)}
     loopback = list(config.loopback_users)
+    relative: set[str] = set()
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             line = line.split("#", 1)[0].strip()
@@ -59,6 +72,11 @@ def read_config_file(path: str, config: BrokerConfig) -> None:
                         loopback.remove(user)
                 elif key == "loopback_users" and value == "none":
                     loopback = []
+                elif key in RESOURCE_KEYS:
+                    name, parse = RESOURCE_KEYS[key]
+                    setattr(config, name, parse(value))
+                    if key.endswith(".relative"):
+                        relative.add(key.partition(".")[0])
                 elif key in CONFIG_KEYS:
                     name = CONFIG_KEYS[key]
                     kind = types[name]
@@ -73,6 +91,8 @@ def read_config_file(path: str, config: BrokerConfig) -> None:
             except ValueError:
                 raise SystemExit(f"{path}:{number}: invalid value '{value}' for '{key}'") from None
     config.loopback_users = loopback
+    if "vm_memory_high_watermark" in relative:  # (a relative disk limit already wins)
+        config.vm_memory_high_watermark_absolute = None
 
 
 def parse_args(argv: list[str] | None = None) -> BrokerConfig:
@@ -109,6 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import uvloop  # optional: a faster event loop when installed
     except ImportError:
-        asyncio.run(serve(config))
+        run = asyncio.run
     else:
-        uvloop.run(serve(config))
+        run = uvloop.run
+    try:
+        run(serve(config))
+    except StoreError as exc:  # locked, corrupt or too new: never start as an empty broker
+        logging.getLogger("amqp_server").error("cannot start: %s", exc)
+        raise SystemExit(1) from None

@@ -218,6 +218,10 @@ class Connection(asyncio.Protocol):
         # command assembler would, before the channel refuses it: [method id, remaining body].
         self._unopened: dict[int, list[int]] = {}
         self._exclusive_cleaned = False
+        # Counters for stats(): socket reads/writes and their octets, counted per read and
+        # per flush (not per frame); channel counters of closed channels are folded in here.
+        self.recv_oct = self.recv_cnt = self.send_oct = self.send_cnt = 0
+        self._closed_channel_stats: dict[str, int] = {}
 
     # -- transport events ----------------------------------------------------------------
 
@@ -251,6 +255,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._read = True
+        self.recv_oct += len(data)
+        self.recv_cnt += 1
         if self.state == HANDSHAKE:
             data = self._protocol_header(data)
             if not data:
@@ -413,6 +419,7 @@ class Connection(asyncio.Protocol):
         vhost = self.broker.vhosts.get(name)
         if vhost is None:
             raise ConnectionError(NOT_ALLOWED, f"vhost {name} not found", (10, 40))
+        self._check_connection_limits(name)
         if self.broker.permissions.get((self.username, vhost.name)) is None:
             raise ConnectionError(
                 NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user '{self.username}'", (10, 40)
@@ -429,6 +436,77 @@ class Connection(asyncio.Protocol):
             self.username,
             vhost.name,
         )
+
+    def _check_connection_limits(self, vhost: str) -> None:
+        """rabbit_reader's is_over_vhost_connection_limit, then is_over_user_connection_limit
+        (after "vhost not found", before the permission check). A negative limit means none."""
+        broker = self.broker
+        limit = broker.vhost_limits.get(vhost, {}).get("max-connections")
+        if limit is not None and limit >= 0:
+            count = sum(1 for c in broker.connections if c.vhost is not None and c.vhost.name == vhost and c.open)
+            if count >= limit:
+                raise ConnectionError(
+                    NOT_ALLOWED,
+                    f"access to vhost '{vhost}' refused for user '{self.username}': connection limit ({limit}) is reached",
+                    (10, 40),
+                )
+        user = self.username
+        limit = broker.user_limits.get(user, {}).get("max-connections")
+        if limit is not None and limit >= 0:
+            count = sum(1 for c in broker.connections if c.username == user and c.vhost is not None and c.open)
+            if count >= limit:
+                raise ConnectionError(
+                    NOT_ALLOWED,
+                    f"connection refused for user '{user}': user connection limit ({limit}) is reached",
+                    (10, 40),
+                )
+
+    def _check_channel_limit(self) -> None:
+        """The user's max-channels limit, over all of the user's connections (create_channel)."""
+        broker = self.broker
+        user = self.username
+        limit = broker.user_limits.get(user, {}).get("max-channels")
+        if limit is None or limit < 0:
+            return
+        count = sum(len(c.channels) + len(c._unopened) for c in broker.connections if c.username == user and c.open)
+        if count >= limit:
+            raise ConnectionError(
+                NOT_ALLOWED,
+                f"number of channels opened for user '{user}' has reached the maximum allowed user limit of ({limit})",
+            )
+
+    @property
+    def open(self) -> bool:
+        """Past connection.open and not closing: what connection limits count."""
+        return self.state == RUNNING or self.state == BLOCKED
+
+    def stats(self) -> dict[str, Any]:
+        """The connection's counters, named as RabbitMQ's management API names them; message
+        counters are the sums over its channels, closed ones included."""
+        totals = dict(self._closed_channel_stats)
+        unacked = 0
+        for channel in self.channels.values():
+            channel_stats = channel.stats()
+            unacked += channel_stats["messages_unacknowledged"]
+            for key, value in channel_stats["message_stats"].items():
+                totals[key] = totals.get(key, 0) + value
+        return {
+            "name": f"{self.peer[0]}:{self.peer[1] if len(self.peer) > 1 else 0}",
+            "user": self.username,
+            "vhost": self.vhost.name if self.vhost is not None else None,
+            "state": self.state,
+            "channels": len(self.channels),
+            "channel_max": self.channel_max,
+            "frame_max": self.frame_max,
+            "timeout": self.heartbeat,
+            "auth_mechanism": self.mechanism,
+            "recv_oct": self.recv_oct,
+            "recv_cnt": self.recv_cnt,
+            "send_oct": self.send_oct,
+            "send_cnt": self.send_cnt,
+            "messages_unacknowledged": unacked,
+            "message_stats": totals,
+        }
 
     def _on_update_secret(self, method: commands.Connection.UpdateSecret) -> None:
         self.write_method(0, commands.Connection.UpdateSecretOk())
@@ -468,6 +546,7 @@ class Connection(asyncio.Protocol):
                     NOT_ALLOWED,
                     f"number of channels opened ({count}) has reached the negotiated channel_max ({self.channel_max})",
                 )
+            self._check_channel_limit()
             if frame_type != FRAME_METHOD:
                 raise ConnectionError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
             decode_method(payload)  # a method that does not decode is refused as such first
@@ -514,8 +593,12 @@ class Connection(asyncio.Protocol):
             raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", _ids(index))
 
     def channel_closed(self, number: int) -> None:
-        self.channels.pop(number, None)
+        channel = self.channels.pop(number, None)
         self.last_queue.pop(number, None)
+        if channel is not None:
+            totals = self._closed_channel_stats
+            for key, value in channel.stats()["message_stats"].items():
+                totals[key] = totals.get(key, 0) + value
 
     def new_consumer_tag(self) -> str:
         return f"amq.ctag-{_random_token()}"
@@ -555,7 +638,10 @@ class Connection(asyncio.Protocol):
                 channel.emit_confirms()
         if self._out and self.transport is not None and not self.transport.is_closing():
             self._written = True
-            self.transport.write(b"".join(self._out))
+            data = b"".join(self._out)
+            self.send_oct += len(data)
+            self.send_cnt += 1
+            self.transport.write(data)
         self._out = []
 
     # -- heartbeats ----------------------------------------------------------------------
@@ -569,6 +655,8 @@ class Connection(asyncio.Protocol):
             self._heartbeat_timer = None
             return
         if not self._written and not self._out:
+            self.send_oct += len(HEARTBEAT_FRAME)
+            self.send_cnt += 1
             transport.write(HEARTBEAT_FRAME)
         self._written = False
         self._heartbeat_parity ^= 1

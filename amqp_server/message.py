@@ -12,6 +12,12 @@ from amqp_server.frame_codec import FIELD_TYPE_NAMES, decode_properties, headers
 FLAG_HEADERS = 0x2000
 FLAG_DELIVERY_MODE = 0x1000
 FLAG_USER_ID = 0x0010
+FLAG_PRIORITY = 0x0800
+FLAG_EXPIRATION = 0x0100
+# rabbit_misc:check_expiry's ceiling for a message TTL (ten years in ms).
+MAX_EXPIRATION = 315_360_000_000
+# Erlang's ~p breaks a term that would pass this column (measured on RabbitMQ 3.10).
+LINE_LENGTH = 78
 # RabbitMQ's sender-selected distribution headers; BCC is removed before delivery.
 ROUTING_HEADERS = ("CC", "BCC")
 BASIC_PUBLISH = (60, 40)
@@ -99,6 +105,12 @@ class Message:
         channel is meant to call this after the exchange and user-id checks.
         """
         props = self.properties
+        if self.header[12] & 1:  # expiration (rabbit_channel:check_expiration_header)
+            expiration = props.get("expiration")
+            error = expiration_error(expiration)
+            if error is not None:
+                prefix = f"invalid expiration '{expiration}': "
+                raise ChannelError(PRECONDITION_FAILED, prefix + _wrap(error, len(prefix)), BASIC_PUBLISH)
         if self.flags & FLAG_DELIVERY_MODE:
             mode = props.get("delivery_mode")
             if mode not in (1, 2):
@@ -135,6 +147,31 @@ class Message:
         )
 
     @property
+    def expiration(self) -> str | None:
+        """The ``expiration`` property as published (what x-death's original-expiration keeps)."""
+        if not self.header[12] & 1:
+            return None
+        return self.properties.get("expiration")
+
+    @property
+    def expiration_ms(self) -> int | None:
+        """The per-message TTL in ms; None without a (valid) ``expiration`` property.
+
+        Only read when the header's expiration flag is set, so plain messages pay nothing.
+        """
+        if not self.header[12] & 1:
+            return None
+        parsed = parse_expiration(self.properties.get("expiration"))
+        return parsed if isinstance(parsed, int) else None
+
+    @property
+    def priority(self) -> int:
+        """The ``priority`` property, 0 when absent (as RabbitMQ counts a message without one)."""
+        if not self.header[12] & 0x08:
+            return 0
+        return self.properties.get("priority") or 0
+
+    @property
     def user_id(self) -> str | None:
         if not self.flags & FLAG_USER_ID:
             return None
@@ -143,3 +180,61 @@ class Message:
     @property
     def body_size(self) -> int:
         return len(self.body)
+
+
+def parse_expiration(text: str | None) -> int | tuple[str, str]:
+    """``string:to_integer`` then ``rabbit_misc:check_expiry`` as rabbit_basic:parse_expiration.
+
+    Returns the TTL in ms, or the error as (kind, detail) where kind is "no_integer",
+    "leftover_string", "value_negative" or "value_too_large".
+    """
+    text = text or ""
+    pos = 1 if text[:1] in ("+", "-") else 0
+    end = pos
+    while end < len(text) and "0" <= text[end] <= "9":
+        end += 1
+    if end == pos:
+        return ("no_integer", "")
+    if end < len(text):
+        return ("leftover_string", text[end:])
+    value = int(text[:end])
+    if value < 0:
+        return ("value_negative", str(value))
+    if value > MAX_EXPIRATION:
+        return ("value_too_large", str(value))
+    return value
+
+
+def expiration_error(text: str | None) -> str | None:
+    """The error term for a bad ``expiration`` as RabbitMQ's ``~p`` prints it, None when valid."""
+    parsed = parse_expiration(text)
+    if isinstance(parsed, int):
+        return None
+    kind, detail = parsed
+    if kind == "no_integer":
+        return kind
+    if kind == "leftover_string":
+        detail = _erlang_string(detail)
+    return f"{{{kind},{detail}}}"
+
+
+def _erlang_string(text: str) -> str:
+    """A string (a list of the octets published) as Erlang's ~p prints it: quoted when every
+    octet is printable Latin-1, else a list of the octets. Printable octets go out as they came
+    (RabbitMQ writes them back unchanged, so "é" stays UTF-8)."""
+    codes = text.encode("utf-8", "surrogateescape")
+    if all(32 <= c <= 126 or 160 <= c <= 255 or c in _ESCAPES for c in codes):
+        return '"' + "".join(_ESCAPES.get(ord(char), char) if ord(char) < 128 else char for char in text) + '"'
+    return "[" + ",".join(str(c) for c in codes) + "]"
+
+
+_ESCAPES = {34: '\\"', 92: "\\\\", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 27: "\\e"}
+
+
+def _wrap(term: str, column: int) -> str:
+    """Erlang's ~p of a two-element tuple starting at ``column``: when it would pass column 78,
+    the second element goes on a new line, indented to just after the brace."""
+    if column + len(term) <= LINE_LENGTH or not term.startswith("{"):
+        return term
+    first, _, rest = term[1:].partition(",")
+    return "{" + first + ",\n" + " " * (column + 1) + rest

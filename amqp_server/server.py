@@ -8,6 +8,7 @@ import signal
 
 from amqp_server.broker import Broker, BrokerConfig
 from amqp_server.connection import Connection
+from amqp_server.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,9 @@ class Server:
     """A running broker node; ``start``/``stop`` for embedding (tests use this in-process)."""
 
     def __init__(self, config: BrokerConfig | None = None) -> None:
-        self.broker = Broker(config)
+        config = config or BrokerConfig()
+        # With a data directory, durable metadata lives in SQLite there; without, in memory only.
+        self.broker = Broker(config, SqliteStore(config.data_dir) if config.data_dir else None)
         self._server: asyncio.Server | None = None
 
     @property
@@ -25,17 +28,28 @@ class Server:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
-        await self.broker.boot()
+        try:
+            await self.broker.boot()
+        except BaseException:
+            await self.broker.store.close()  # release the data directory's lock
+            raise
+        self.broker.alarms.start()  # the first memory/disk check runs before any client connects
         config = self.broker.config
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Connection(self.broker), config.host, config.port, reuse_address=True, backlog=1024
+            self._new_connection, config.host, config.port, reuse_address=True, backlog=1024
         )
         log.info("AMQP listener on %s:%s, node %s", config.host, self.port, self.broker.node_name)
+
+    def _new_connection(self) -> Connection:
+        connection = Connection(self.broker)
+        self.broker.alarms.attach(connection)  # blocked at its first publish while an alarm is on
+        return connection
 
     async def stop(self) -> None:
         """Stop listening, then send every connection 320 CONNECTION_FORCED and close its
         socket without waiting for close-ok, as a stopping RabbitMQ node does."""
+        self.broker.alarms.stop()
         if self._server is not None:
             self._server.close()
         for connection in list(self.broker.connections):

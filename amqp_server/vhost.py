@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from amqp_server.dead_letter import dead_letter_hook
 from amqp_server.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -24,9 +25,11 @@ from amqp_server.errors import (
 )
 from amqp_server.field_types import amqp_type_name
 from amqp_server.metadata import Change
+from amqp_server.policy import Policy, effective_definition, select
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
 from queues.base import QueueType
 from queues.classic import ClassicQueue
+from queues.settings import QueueSettings
 
 if TYPE_CHECKING:
     from amqp_server.broker import Broker
@@ -75,7 +78,10 @@ ERLANG_ATOMS = frozenset(
 
 
 class Exchange:
-    __slots__ = ("name", "type_name", "durable", "auto_delete", "internal", "arguments", "router", "alternate")
+    __slots__ = (
+        "name", "type_name", "durable", "auto_delete", "internal", "arguments", "router", "alternate",
+        "policy", "operator_policy", "effective_policy",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -95,7 +101,11 @@ class Exchange:
         self.arguments = dict(arguments)
         self.router = router  # None for the default exchange, which routes by queue name
         alternate = self.arguments.get("alternate-exchange")
+        # The argument wins over a policy's alternate-exchange (VirtualHost._apply_exchange_policy).
         self.alternate: str | None = alternate.decode() if isinstance(alternate, bytes) else alternate
+        self.policy: str | None = None  # names of the applied policies, for the admin surfaces
+        self.operator_policy: str | None = None
+        self.effective_policy: dict[str, Any] = {}
 
 
 _MISSING: Any = object()
@@ -183,6 +193,10 @@ class VirtualHost:
         self._by_destination: dict[Destination, set[tuple]] = {}
         self._exchange_bindings = 0  # how many bindings lead to exchanges: 0 keeps routing simple
         self._alternates = 0  # how many exchanges have an alternate exchange
+        self.policies: dict[str, Policy] = {}
+        self.operator_policies: dict[str, Policy] = {}
+        self.description = ""
+        self.tags: list[str] = []
 
     # -- routing (hot path) --------------------------------------------------------------
 
@@ -414,6 +428,7 @@ class VirtualHost:
             )
             _assert_args_equivalent(where, existing.arguments, arguments, EQUIVALENT_QUEUE_ARGS)
             return existing
+        self._check_queue_limit(name)
         dead_letter = arguments.get("x-dead-letter-exchange")
         if dead_letter is not None:
             if not isinstance(dead_letter, str | bytes):
@@ -444,6 +459,15 @@ class VirtualHost:
             )
         )
         return self.queues[name]
+
+    def _check_queue_limit(self, name: str) -> None:
+        """The vhost's max-queues (rabbit_channel:check_vhost_queue_limit); negative: no limit."""
+        limit = self.broker.vhost_limits.get(self.name, {}).get("max-queues") if self.broker.vhost_limits else None
+        if limit is not None and limit >= 0 and len(self.queues) >= limit:
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"cannot declare queue '{name}': queue limit in vhost '{self.name}' ({limit}) is reached",
+            )
 
     async def delete_queue(
         self,
@@ -592,6 +616,8 @@ class VirtualHost:
         self.exchanges[change.name] = exchange
         if exchange.alternate is not None:
             self._alternates += 1
+        if self.policies or self.operator_policies:
+            self._apply_exchange_policy(exchange)
         for key in self._by_source.get(change.name, ()):
             router.add_binding(self.bindings[key])
 
@@ -620,7 +646,9 @@ class VirtualHost:
             home_node=record.get("home_node", self.broker.node_name),
         )
         queue.on_unused = self._queue_unused
+        queue.dead_letter = dead_letter_hook(self)
         self.queues[change.name] = queue
+        self._apply_queue_policy(queue)
 
     def _apply_queue_delete(self, change: Change) -> None:
         queue = self.queues.pop(change.name, None)
@@ -629,6 +657,69 @@ class VirtualHost:
         for key in list(self._by_destination.get(Destination(QUEUE, change.name), ())):
             self._remove_binding(self.bindings[key])
         queue.delete()
+
+    # -- policies ------------------------------------------------------------------------
+
+    def _apply_policy_put(self, change: Change) -> None:
+        self.policies[change.name] = Policy.from_record(self.name, change.name, change.record)
+        self._reapply_policies()
+
+    def _apply_policy_delete(self, change: Change) -> None:
+        if self.policies.pop(change.name, None) is not None:
+            self._reapply_policies()
+
+    def _apply_operator_policy_put(self, change: Change) -> None:
+        self.operator_policies[change.name] = Policy.from_record(self.name, change.name, change.record)
+        self._reapply_policies()
+
+    def _apply_operator_policy_delete(self, change: Change) -> None:
+        if self.operator_policies.pop(change.name, None) is not None:
+            self._reapply_policies()
+
+    def _reapply_policies(self) -> None:
+        """A policy came, changed or went: every queue and exchange takes its effect at once."""
+        for queue in list(self.queues.values()):
+            self._apply_queue_policy(queue)
+        for exchange in list(self.exchanges.values()):
+            self._apply_exchange_policy(exchange)
+
+    def _apply_queue_policy(self, queue: QueueType) -> None:
+        """Resolve the queue's settings from its arguments and its matching (operator) policy."""
+        policy = select(self.policies.values(), "queue", queue.name) if self.policies else None
+        operator = (
+            select(self.operator_policies.values(), "queue", queue.name) if self.operator_policies else None
+        )
+        queue.policy = policy.name if policy is not None else None  # type: ignore[attr-defined]
+        queue.operator_policy = operator.name if operator is not None else None  # type: ignore[attr-defined]
+        queue.effective_policy = effective_definition(policy, operator)  # type: ignore[attr-defined]
+        settings = QueueSettings.resolve(
+            queue.arguments,
+            policy.definition if policy is not None else None,
+            operator.definition if operator is not None else None,
+        )
+        if settings != queue.settings:
+            queue.apply_settings(settings)
+
+    def _apply_exchange_policy(self, exchange: Exchange) -> None:
+        """Record the exchange's policies; its alternate exchange is the argument's, else the policy's."""
+        if exchange.router is None:
+            return  # the default exchange takes no policy
+        policy = select(self.policies.values(), "exchange", exchange.name) if self.policies else None
+        operator = (
+            select(self.operator_policies.values(), "exchange", exchange.name) if self.operator_policies else None
+        )
+        exchange.policy = policy.name if policy is not None else None
+        exchange.operator_policy = operator.name if operator is not None else None
+        effective = effective_definition(policy, operator)
+        alternate = _as_text(exchange.arguments.get("alternate-exchange"))
+        if alternate is None:
+            alternate = effective.get("alternate-exchange")
+        if (alternate is None) != (exchange.alternate is None):
+            self._alternates += 1 if alternate is not None else -1
+        exchange.alternate = alternate
+        if effective != exchange.effective_policy:
+            exchange.effective_policy = effective
+            exchange.router.policy_changed(effective or None)
 
     def _apply_binding_put(self, change: Change) -> None:
         binding = _binding_from_record(change.record)

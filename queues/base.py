@@ -18,14 +18,16 @@ from queues.settings import QueueSettings
 class QueueEntry:
     """A message's place in one queue: the message is shared, the entry is per queue."""
 
-    __slots__ = ("message", "seq", "queue", "redelivered", "consumer")
+    __slots__ = ("message", "seq", "queue", "redelivered", "consumer", "expires")
 
-    def __init__(self, message: Any, seq: int, queue: QueueType) -> None:
+    def __init__(self, message: Any, seq: int, queue: QueueType, expires: float | None = None) -> None:
         self.message = message
         self.seq = seq  # position in the queue; requeued entries go back to it
         self.queue = queue
         self.redelivered = False
         self.consumer: Consumer | None = None  # who holds it unacked, None if ready or got
+        # Event-loop time at which it expires (TTL counts from enqueue, not from a requeue).
+        self.expires = expires
 
 
 class Consumer(Protocol):
@@ -78,6 +80,13 @@ class QueueType(ABC):
     def apply_settings(self, settings: QueueSettings) -> None:
         """A policy changed: take the new effective settings into use at once."""
         self.settings = settings
+
+    def touch(self) -> None:
+        """The queue was used (declared again, basic.get): restart its x-expires countdown."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the admin surfaces (kept in O(1) on the message path)."""
+        return {}
 
     @classmethod
     def validate_arguments(cls, arguments: Mapping[str, Any]) -> None:

@@ -1,14 +1,30 @@
 """The classic queue: a FIFO of entries in memory, round-robin over consumers by priority.
 
-Length limits (``x-max-length``, ``x-max-length-bytes``) count ready messages only, as RabbitMQ's
-classic queue does: unacked messages do not count. With ``x-overflow`` ``drop-head`` (the
-default) the oldest ready messages are dropped once the queue is over a limit; with
-``reject-publish`` (or ``reject-publish-dlx``) a publish that would take the queue over a limit
-is refused, which a confirm-mode publisher sees as basic.nack.
+Everything below reads the queue's effective ``settings`` (arguments + policies), never the
+arguments, so that ``apply_settings`` can change them at once.
+
+* Length limits (max-length, max-length-bytes) count ready messages only, as RabbitMQ's classic
+  queue does: unacked messages do not count. With overflow ``drop-head`` (the default) the
+  oldest ready messages are dropped (dead-lettered, reason ``maxlen``) once the queue is over a
+  limit; ``reject-publish`` refuses a publish that would take it over (a confirm-mode publisher
+  sees basic.nack); ``reject-publish-dlx`` refuses it and dead-letters it (``maxlen``).
+* Message TTL (message-ttl and the per-message ``expiration``, the lower wins) is fixed when
+  the message is enqueued. As in RabbitMQ, messages expire only at the head: an expired
+  message behind a live one stays (and counts) until it reaches the head, then it is dropped
+  or dead-lettered (``expired``) and never delivered. One timer per queue, for the head.
+* x-expires: the queue deletes itself (through ``on_unused``) after that long without
+  consumers, basic.get or redeclaration (``touch``).
+* x-max-priority: ready messages in a ``PriorityReady`` (highest first, FIFO within one).
+* x-single-active-consumer: ``_consumers`` holds only the active consumer; the others wait in
+  ``_waiting`` and the first (highest consumer priority, then registration order) takes over
+  when it goes.
+
+A queue with none of these keeps a plain deque and pays one flag test per publish.
 """
 
 from __future__ import annotations
 
+import asyncio
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +33,8 @@ from typing import Any
 from amqp_server.errors import PRECONDITION_FAILED, ChannelError
 from amqp_server.field_types import amqp_type_name
 from queues.base import Consumer, QueueEntry, QueueType
+from queues.priority import PriorityReady
+from queues.settings import QueueSettings
 
 # rabbit_misc:check_expiry's ceiling for x-expires and x-message-ttl (ten years in ms).
 MAX_EXPIRY = 315_360_000_000
@@ -150,23 +168,62 @@ class ClassicQueue(QueueType):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ready: deque[QueueEntry] = deque()
-        self._consumers: deque[Consumer] = deque()
+        max_priority = self.settings.max_priority
+        self._prio = bool(max_priority)
+        self._ready: Any = PriorityReady(max_priority) if max_priority else deque()
+        self._consumers: deque[Consumer] = deque()  # with single active consumer: the active one
+        self._waiting: list[Consumer] = []  # single active consumer: registered, not active
+        self._sac = self.settings.single_active_consumer
         self._unacked = 0
-        self._next_seq = 0
+        self._next_seq = 0  # also the count of accepted publishes
         self._had_consumer = False
         self._mixed_priorities = False
         self._deleted = False
-        arguments = self.arguments
-        max_length = arguments.get("x-max-length")
-        max_bytes = arguments.get("x-max-length-bytes")
-        self._max_length: int | None = max_length if is_integer(max_length) else None
-        self._max_bytes: int | None = max_bytes if is_integer(max_bytes) else None
-        self._limited = self._max_length is not None or self._max_bytes is not None
-        self._reject_publish = _text(arguments.get("x-overflow", "drop-head")) != "drop-head"
-        self._ready_bytes = 0  # body bytes of ready entries; kept only when _max_bytes is set
-        # Set by the vhost: deletes this queue when auto-delete says so.
+        self._ready_bytes = 0  # body bytes, as RabbitMQ's message_bytes_ready
+        self._unacked_bytes = 0
+        # Counters for stats(): integer increments only on the message path.
+        self._delivered = 0
+        self._delivered_no_ack = 0
+        self._got = 0
+        self._redelivered = 0
+        self._acked = 0
+        self._loop: asyncio.AbstractEventLoop | None = _running_loop()
+        self._ttl_timer: asyncio.TimerHandle | None = None
+        self._ttl_timer_at = 0.0
+        self._expires_timer: asyncio.TimerHandle | None = None
+        self._timed = False  # ready entries may carry an expiry: dispatch/get look at the head
+        # Set by the vhost: deletes this queue (auto-delete after the last consumer, x-expires).
         self.on_unused: Callable[[QueueType], None] | None = None
+        self._configure()
+        self._arm_expires()
+
+    def _configure(self) -> None:
+        """Precompute the flags the message path branches on from ``self.settings``."""
+        settings = self.settings
+        self._ttl = settings.message_ttl
+        self._max_length = settings.max_length
+        self._max_bytes = settings.max_length_bytes
+        self._limited = self._max_length is not None or self._max_bytes is not None
+        self._reject_publish = settings.overflow in ("reject-publish", "reject-publish-dlx")
+        self._reject_dlx = settings.overflow == "reject-publish-dlx"
+        self._expires = settings.expires
+        self._special = self._limited or self._ttl is not None
+        if self._ttl is not None:
+            self._timed = True
+
+    def apply_settings(self, settings: QueueSettings) -> None:
+        """A policy changed: new limits apply at once (drop-head drops now), a new TTL applies
+        to messages enqueued from now on (as RabbitMQ fixes expiry at enqueue), a new expires
+        restarts the countdown."""
+        old_expires = self._expires
+        super().apply_settings(settings)
+        self._configure()
+        if self._expires != old_expires:
+            self._arm_expires()
+        if self._limited and not self._reject_publish:
+            self._drop_head()
+        if self._timed:
+            self._expire()
 
     @classmethod
     def validate_arguments(cls, arguments: Mapping[str, Any], where: str = "queue") -> None:
@@ -188,8 +245,8 @@ class ClassicQueue(QueueType):
     # -- publish path --------------------------------------------------------------------
 
     def publish(self, message: Any) -> bool:
-        if self._limited and self._reject_publish and self._would_overflow(message):
-            return False
+        if self._special or message.header[12] & 1:  # limits, TTL or an expiration property
+            return self._publish_special(message)
         seq = self._next_seq
         self._next_seq = seq + 1
         entry = QueueEntry(message, seq, self)
@@ -199,33 +256,145 @@ class ClassicQueue(QueueType):
                 self._hand_to(consumer, entry)
                 return True
         self._ready.append(entry)
-        if self._limited:
-            if self._max_bytes is not None:
-                self._ready_bytes += len(message.body)
-            if not self._reject_publish:
-                self._drop_head()
+        self._ready_bytes += len(message.body)
         return True
 
-    def _would_overflow(self, message: Any) -> bool:
+    def _publish_special(self, message: Any) -> bool:
+        """publish for a queue with limits or TTL, or a message with an expiration."""
+        size = len(message.body)
+        if self._limited and self._reject_publish and self._would_overflow(size):
+            if self._reject_dlx:
+                self._dead_letter([message], "maxlen")
+            return False
+        ttl = self._ttl
+        if message.header[12] & 1:
+            own = message.expiration_ms
+            if own is not None and (ttl is None or own < ttl):
+                ttl = own
+        now = None
+        expires = None
+        if ttl is not None:
+            now = self._now()
+            expires = now + ttl / 1000
+            self._timed = True
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        entry = QueueEntry(message, seq, self, expires)
+        ready = self._ready
+        if not ready and self._consumers:
+            consumer = self._pick_consumer()
+            if consumer is not None:
+                self._hand_to(consumer, entry)
+                return True
+        ready.append(entry)
+        self._ready_bytes += size
+        if self._limited and not self._reject_publish:
+            self._drop_head()
+        if self._timed:
+            self._expire(now)  # e.g. TTL 0 with no consumer ready: gone at once
+        return True
+
+    def _would_overflow(self, size: int) -> bool:
         """reject-publish: would this message take the ready messages over a limit?"""
         max_length = self._max_length
         if max_length is not None and len(self._ready) + 1 > max_length:
             return True
         max_bytes = self._max_bytes
-        return max_bytes is not None and self._ready_bytes + len(message.body) > max_bytes
+        return max_bytes is not None and self._ready_bytes + size > max_bytes
 
     def _drop_head(self) -> None:
-        """drop-head: drop the oldest ready messages while the queue is over a limit."""
+        """drop-head: drop (dead-letter, ``maxlen``) the head while the queue is over a limit."""
         ready = self._ready
         max_length = self._max_length
         max_bytes = self._max_bytes
+        dropped: list[Any] = []
         while ready and (
             (max_length is not None and len(ready) > max_length)
             or (max_bytes is not None and self._ready_bytes > max_bytes)
         ):
-            entry = ready.popleft()
-            if max_bytes is not None:
-                self._ready_bytes -= len(entry.message.body)
+            message = ready.popleft().message
+            self._ready_bytes -= len(message.body)
+            dropped.append(message)
+        if dropped:
+            self._dead_letter(dropped, "maxlen")
+
+    def _dead_letter(self, messages: list[Any], reason: str) -> None:
+        if self.dead_letter is not None and self.settings.dead_letter_exchange is not None:
+            self.dead_letter(self, messages, reason)
+
+    # -- expiry --------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
+
+    def _expire(self, now: float | None = None) -> None:
+        """Drop the expired entries at the head (dead-letter ``expired``), then set the timer
+        for the new head's expiry."""
+        ready = self._ready
+        if not ready:
+            self._timed = self._ttl is not None
+            return
+        if now is None:
+            now = self._now()
+        dropped = []
+        while ready:
+            expires = ready[0].expires
+            if expires is None or expires > now:
+                break
+            dropped.append(ready.popleft())
+        next_expiry = ready[0].expires if ready else None
+        if next_expiry is not None:
+            self._arm_ttl_timer(next_expiry)
+        elif not ready:
+            self._timed = self._ttl is not None
+        if dropped:
+            messages = [entry.message for entry in dropped]
+            for message in messages:
+                self._ready_bytes -= len(message.body)
+            self._dead_letter(messages, "expired")
+
+    def _arm_ttl_timer(self, when: float) -> None:
+        timer = self._ttl_timer
+        if timer is not None:
+            if self._ttl_timer_at <= when:
+                return  # fires first and sets the next one
+            timer.cancel()
+        self._ttl_timer_at = when
+        self._ttl_timer = self._loop.call_at(when, self._ttl_fired)  # type: ignore[union-attr]
+
+    def _ttl_fired(self) -> None:
+        self._ttl_timer = None
+        if not self._deleted:
+            self._expire()
+
+    def touch(self) -> None:
+        """Redeclared or basic.get: the x-expires countdown starts again."""
+        if self._expires is not None:
+            self._arm_expires()
+
+    def _arm_expires(self) -> None:
+        """(Re)start the x-expires countdown, which runs only while the queue has no consumers."""
+        timer = self._expires_timer
+        if timer is not None:
+            timer.cancel()
+            self._expires_timer = None
+        expires = self._expires
+        if expires is None or self._deleted or self._consumers or self._waiting:
+            return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = _running_loop()
+            if loop is None:
+                return
+        self._expires_timer = loop.call_later(expires / 1000, self._expired_unused)
+
+    def _expired_unused(self) -> None:
+        self._expires_timer = None
+        if not self._deleted and not self._consumers and not self._waiting and self.on_unused is not None:
+            self.on_unused(self)
 
     # -- consume path --------------------------------------------------------------------
 
@@ -251,86 +420,168 @@ class ClassicQueue(QueueType):
         return best
 
     def _hand_to(self, consumer: Consumer, entry: QueueEntry) -> None:
-        if not consumer.no_ack:
+        if entry.redelivered:
+            self._redelivered += 1
+        if consumer.no_ack:
+            self._delivered_no_ack += 1
+        else:
             entry.consumer = consumer
             self._unacked += 1
+            self._unacked_bytes += len(entry.message.body)
+            self._delivered += 1
         consumer.deliver(entry)
 
     def dispatch(self) -> None:
+        if self._timed:
+            self._dispatch_timed()
+            return
         ready = self._ready
-        track_bytes = self._max_bytes is not None
         while ready and self._consumers:
             consumer = self._pick_consumer()
             if consumer is None:
                 return
             entry = ready.popleft()
-            if track_bytes:
-                self._ready_bytes -= len(entry.message.body)
+            self._ready_bytes -= len(entry.message.body)
             self._hand_to(consumer, entry)
 
-    def get(self) -> QueueEntry | None:
-        if not self._ready:
-            return None
-        entry = self._ready.popleft()
-        if self._max_bytes is not None:
+    def _dispatch_timed(self) -> None:
+        """dispatch when entries may expire: an expired head is dropped, never delivered."""
+        ready = self._ready
+        if not ready:
+            self._timed = self._ttl is not None
+            return
+        now = self._now()
+        while ready and self._consumers:
+            expires = ready[0].expires
+            if expires is not None and expires <= now:
+                self._expire(now)
+                continue
+            consumer = self._pick_consumer()
+            if consumer is None:
+                break
+            entry = ready.popleft()
             self._ready_bytes -= len(entry.message.body)
+            self._hand_to(consumer, entry)
+        self._expire(now)
+
+    def get(self) -> QueueEntry | None:
+        if self._expires is not None:
+            self._arm_expires()
+        ready = self._ready
+        if self._timed:
+            self._expire()
+        if not ready:
+            return None
+        entry = ready.popleft()
+        size = len(entry.message.body)
+        self._ready_bytes -= size
         self._unacked += 1
+        self._unacked_bytes += size
+        self._got += 1
+        if entry.redelivered:
+            self._redelivered += 1
+        if self._timed:
+            self._expire()  # the new head, if expired, goes before get-ok reports the count
         return entry
 
     def add_consumer(self, consumer: Consumer) -> None:
-        self._consumers.append(consumer)
         self._had_consumer = True
+        if self._expires_timer is not None:
+            self._expires_timer.cancel()
+            self._expires_timer = None
+        if self._sac and self._consumers:
+            self._waiting.append(consumer)
+            return
+        self._consumers.append(consumer)
         self._mixed_priorities = len({c.priority for c in self._consumers}) > 1
         self.dispatch()
 
     def remove_consumer(self, consumer: Consumer) -> None:
-        try:
-            self._consumers.remove(consumer)
-        except ValueError:
-            return
-        self._mixed_priorities = len({c.priority for c in self._consumers}) > 1
-        if not self._consumers and self.auto_delete and self._had_consumer and self.on_unused:
-            self.on_unused(self)
+        if consumer in self._waiting:
+            self._waiting.remove(consumer)
+        else:
+            try:
+                self._consumers.remove(consumer)
+            except ValueError:
+                return
+            self._mixed_priorities = len({c.priority for c in self._consumers}) > 1
+            if self._sac and self._waiting:
+                self._activate_next()
+        if not self._consumers and not self._waiting:
+            if self.auto_delete and self._had_consumer and self.on_unused:
+                self.on_unused(self)
+            elif self._expires is not None:
+                self._arm_expires()
+
+    def _activate_next(self) -> None:
+        """Single active consumer: the highest-priority waiting consumer (the earliest
+        registered among equals) becomes active. It receives from the next loop turn, so that
+        a closing channel's unacked messages, requeued right after, reach it first."""
+        best = max(self._waiting, key=lambda c: c.priority)  # max keeps the first of equals
+        self._waiting.remove(best)
+        self._consumers.append(best)
+        self._now()  # makes sure the loop is known
+        self._loop.call_soon(self._dispatch_if_alive)  # type: ignore[union-attr]
+
+    def _dispatch_if_alive(self) -> None:
+        if not self._deleted:
+            self.dispatch()
 
     @property
     def consumers(self) -> tuple[Consumer, ...]:
-        return tuple(self._consumers)
+        return (*self._consumers, *self._waiting)
+
+    @property
+    def active_consumer(self) -> Consumer | None:
+        """Single active consumer: the one receiving (None on other queues)."""
+        return self._consumers[0] if self._sac and self._consumers else None
 
     # -- settlement ----------------------------------------------------------------------
 
     def settle(self, entry: QueueEntry) -> None:
         entry.consumer = None
         self._unacked -= 1
+        self._unacked_bytes -= len(entry.message.body)
+        self._acked += 1
 
     def discard(self, entry: QueueEntry, reason: str) -> None:
-        self.settle(entry)
-        if self.dead_letter is not None and self.settings.dead_letter_exchange is not None:
-            self.dead_letter(self, [entry.message], reason)
+        entry.consumer = None
+        self._unacked -= 1
+        self._unacked_bytes -= len(entry.message.body)
+        self._dead_letter([entry.message], reason)
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
-        """Entries go back to their original places (by publish order), marked redelivered."""
+        """Entries go back to their original places (by publish order, within their priority),
+        marked redelivered. Their expiry stays what it was (TTL counts from publish)."""
         if self._deleted:
             return
         ready = self._ready
+        place = ready.requeue if self._prio else None
         count = 0
-        added_bytes = 0
+        size = 0
+        timed = False
         # Entries come back in reverse so that each lands at the head in front of later ones.
         for entry in sorted(entries, key=_seq, reverse=True):
             count += 1
             entry.consumer = None
             entry.redelivered = True
-            added_bytes += len(entry.message.body)
-            if not ready or entry.seq < ready[0].seq:
+            size += len(entry.message.body)
+            if entry.expires is not None:
+                timed = True
+            if place is not None:
+                place(entry)
+            elif not ready or entry.seq < ready[0].seq:
                 ready.appendleft(entry)
             else:
                 insort(ready, entry, key=_seq)
         self._unacked -= count
-        if self._limited:
-            if self._max_bytes is not None:
-                self._ready_bytes += added_bytes
-            if not self._reject_publish:
-                self._drop_head()  # as rabbit_amqqueue_process:requeue_and_run
-        self.dispatch()
+        self._unacked_bytes -= size
+        self._ready_bytes += size
+        if timed:
+            self._timed = True
+        if self._limited and not self._reject_publish:
+            self._drop_head()  # as rabbit_amqqueue_process:requeue_and_run
+        self.dispatch()  # drops expired heads too
 
     # -- management ----------------------------------------------------------------------
 
@@ -338,15 +589,21 @@ class ClassicQueue(QueueType):
         count = len(self._ready)
         self._ready.clear()
         self._ready_bytes = 0
+        self._timed = self._ttl is not None
         return count
 
     def delete(self) -> int:
         self._deleted = True
+        for timer in (self._ttl_timer, self._expires_timer):
+            if timer is not None:
+                timer.cancel()
+        self._ttl_timer = self._expires_timer = None
         count = len(self._ready)
         self._ready.clear()
         self._ready_bytes = 0
-        consumers = list(self._consumers)
+        consumers = [*self._consumers, *self._waiting]
         self._consumers.clear()
+        self._waiting.clear()
         for consumer in consumers:
             consumer.cancelled_by_server()
         return count
@@ -357,12 +614,44 @@ class ClassicQueue(QueueType):
 
     @property
     def consumer_count(self) -> int:
-        return len(self._consumers)
+        return len(self._consumers) + len(self._waiting)
 
     @property
     def unacked_count(self) -> int:
         return self._unacked
 
+    def stats(self) -> dict[str, Any]:
+        """RabbitMQ's queue counters (names as its HTTP API): lengths, bytes, message totals."""
+        ready = len(self._ready)
+        delivered = self._delivered + self._delivered_no_ack
+        stats: dict[str, Any] = {
+            "messages": ready + self._unacked,
+            "messages_ready": ready,
+            "messages_unacknowledged": self._unacked,
+            "message_bytes": self._ready_bytes + self._unacked_bytes,
+            "message_bytes_ready": self._ready_bytes,
+            "message_bytes_unacknowledged": self._unacked_bytes,
+            "consumers": self.consumer_count,
+            "publish": self._next_seq,
+            "deliver": self._delivered,
+            "deliver_no_ack": self._delivered_no_ack,
+            "get": self._got,
+            "deliver_get": delivered + self._got,
+            "redeliver": self._redelivered,
+            "ack": self._acked,
+        }
+        if self._sac:
+            active = self.active_consumer
+            stats["single_active_consumer_tag"] = active.tag if active is not None else None
+        return stats
+
 
 def _seq(entry: QueueEntry) -> int:
     return entry.seq
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -67,6 +67,8 @@ class BrokerHandle:
 
 
 def start_broker(**overrides: Any) -> BrokerHandle:
+    """A broker with ``overrides`` to BrokerConfig; metadata in memory unless ``data_dir`` is given."""
+    overrides.setdefault("data_dir", None)
     config = BrokerConfig(host="127.0.0.1", port=0, **overrides)
     return BrokerHandle(config)
 

@@ -3,7 +3,10 @@
     client = RawClient(broker.port)
     client.handshake()                          # start-ok, tune-ok, open as guest on "/"
     client.send(1, commands.Channel.Open())     # any pamqp method, ContentHeader or ContentBody
-    client.expect(1, commands.Channel.OpenOk)
+    client.expect(1, commands.Channel.OpenOk)   # the next frame (heartbeats aside) must be this
+    client.rpc(1, commands.Basic.Qos(), commands.Basic.QosOk)  # send, then expect
+    client.publish(1, "", "queue", b"body", mandatory=True)
+    frame = client.next()                       # the next frame, whatever it is
     client.send_frame(9, 1, b"abc")             # any frame at all, even a malformed one
     close = client.expect_close()               # connection.close; answered with close-ok
     assert client.wait_eof()
@@ -67,6 +70,15 @@ class RawClient:
         self.start: commands.Connection.Start | None = None
         self.tune: commands.Connection.Tune | None = None
 
+    @classmethod
+    def connected(cls, port: int, *, frame_max: int = 131072, **handshake: Any) -> RawClient:
+        """A client past the handshake (as guest on "/", or per ``handshake``) with channel 1 open."""
+        client = cls(port)
+        opened = client.handshake(frame_max=frame_max, **handshake)
+        assert isinstance(opened, commands.Connection.OpenOk), opened
+        assert isinstance(client.open_channel(1), commands.Channel.OpenOk)
+        return client
+
     # -- sending -------------------------------------------------------------------------
 
     def send_raw(self, data: bytes) -> None:
@@ -80,10 +92,21 @@ class RawClient:
         """Send a pamqp method, ContentHeader, ContentBody or Heartbeat."""
         self.sock.sendall(pamqp_frame.marshal(value, channel))
 
-    def publish(self, channel: int, exchange: str, routing_key: str, body: bytes = b"x") -> None:
-        """basic.publish with its header and (if any) body frame, in one write."""
-        data = pamqp_frame.marshal(commands.Basic.Publish(exchange=exchange, routing_key=routing_key), channel)
-        data += pamqp_frame.marshal(pamqp_header.ContentHeader(0, len(body), commands.Basic.Properties()), channel)
+    def publish(
+        self,
+        channel: int,
+        exchange: str,
+        routing_key: str,
+        body: bytes = b"x",
+        properties: commands.Basic.Properties | None = None,
+        **fields: Any,
+    ) -> None:
+        """basic.publish (``fields``: mandatory, immediate) with its header and (if any) body
+        frame, in one write."""
+        method = commands.Basic.Publish(exchange=exchange, routing_key=routing_key, **fields)
+        data = pamqp_frame.marshal(method, channel)
+        header = pamqp_header.ContentHeader(0, len(body), properties or commands.Basic.Properties())
+        data += pamqp_frame.marshal(header, channel)
         if body:
             data += frame(3, channel, body)
         self.sock.sendall(data)
@@ -130,17 +153,27 @@ class RawClient:
         data, self._buffer = self._buffer, b""
         return data
 
-    def expect(self, channel: int, kind: type, timeout: float = 5.0) -> Any:
-        """The next frame on ``channel`` (heartbeats skipped), which must be a ``kind``."""
+    def next(self, timeout: float = 5.0) -> Frame:
+        """The next frame but heartbeats, which must come within ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             got = self.read(max(deadline - time.monotonic(), 0))
-            assert got is not None, f"expected {kind.__name__} on channel {channel}, got EOF/timeout"
-            if got.type == 8:
-                continue
-            if got.channel == channel:
-                assert isinstance(got.value, kind), f"expected {kind.__name__}, got {got.value!r}"
-                return got.value
+            assert got is not None, "expected a frame, got EOF/timeout"
+            if got.type != 8:
+                return got
+
+    def expect(self, channel: int, kind: type, timeout: float = 5.0) -> Any:
+        """The next frame (heartbeats skipped), which must be a ``kind`` on ``channel``."""
+        got = self.next(timeout)
+        assert got.channel == channel and isinstance(got.value, kind), (
+            f"expected {kind.__name__} on channel {channel}, got {got.value!r} on channel {got.channel}"
+        )
+        return got.value
+
+    def rpc(self, channel: int, method: Any, kind: type) -> Any:
+        """Send ``method``; the next frame must be a ``kind`` on ``channel``."""
+        self.send(channel, method)
+        return self.expect(channel, kind)
 
     def expect_close(self, timeout: float = 5.0, close_ok: bool = True) -> commands.Connection.Close:
         """Read up to the server's connection.close (other frames skipped); answer close-ok."""

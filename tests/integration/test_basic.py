@@ -2,13 +2,12 @@
 with RabbitMQ 3.10's reply codes and texts (each checked against a real RabbitMQ 3.10).
 
 Most tests use pika. Where pika hides what the broker sent (the raw content header, the
-class/method ids of a close, frames pika refuses to send), a tiny socket client (``Raw``)
+class/method ids of a close, frames pika refuses to send), the raw socket client (``rawamqp.RawClient``)
 talks AMQP directly.
 """
 
 from __future__ import annotations
 
-import socket
 import struct
 import time
 from collections.abc import Callable
@@ -18,97 +17,12 @@ from typing import Any
 import pika
 import pytest
 from pamqp import commands
-from pamqp import frame as pframe
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pika.exceptions import ChannelClosedByBroker
+from rawamqp import RawClient
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-class Raw:
-    """A minimal AMQP 0-9-1 client on a plain socket: every frame the broker sends, in order."""
-
-    def __init__(self, port: int, frame_max: int = 131072) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
-        self.expect(0, commands.Connection.Start)
-        capabilities = {"consumer_cancel_notify": True, "publisher_confirms": True, "basic.nack": True}
-        self.send(
-            0,
-            commands.Connection.StartOk(
-                client_properties={"capabilities": capabilities},
-                mechanism="PLAIN",
-                response="\0guest\0guest",
-                locale="en_US",
-            ),
-        )
-        self.expect(0, commands.Connection.Tune)
-        self.send(0, commands.Connection.TuneOk(channel_max=2047, frame_max=frame_max, heartbeat=0))
-        self.send(0, commands.Connection.Open(virtual_host="/"))
-        self.expect(0, commands.Connection.OpenOk)
-        self.send(1, commands.Channel.Open())
-        self.expect(1, commands.Channel.OpenOk)
-
-    def send(self, channel: int, value: Any) -> None:
-        self.sock.sendall(pframe.marshal(value, channel))
-
-    def send_raw(self, frame_type: int, channel: int, payload: bytes) -> None:
-        self.sock.sendall(struct.pack(">BHI", frame_type, channel, len(payload)) + payload + b"\xce")
-
-    def publish(self, exchange: str, key: str, body: bytes = b"x", channel: int = 1, **kw: Any) -> None:
-        self.send(channel, commands.Basic.Publish(exchange=exchange, routing_key=key, **kw))
-        self.send(channel, ContentHeader(0, len(body), commands.Basic.Properties()))
-        if body:
-            self.send(channel, ContentBody(body))
-
-    def read(self, timeout: float = 3.0) -> tuple[int, int, bytes] | None:
-        """The next frame as (type, channel, payload), None on timeout or EOF."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if len(self.buf) >= 7:
-                frame_type, channel, size = struct.unpack_from(">BHI", self.buf)
-                if len(self.buf) >= size + 8:
-                    payload = self.buf[7 : 7 + size]
-                    self.buf = self.buf[size + 8 :]
-                    return frame_type, channel, payload
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except (TimeoutError, ConnectionError):
-                return None
-            if not data:
-                return None
-            self.buf += data
-
-    def next(self, timeout: float = 3.0) -> tuple[int, Any]:
-        """The next frame as (channel, pamqp object)."""
-        raw = self.read(timeout)
-        assert raw is not None, "no frame from the broker"
-        frame_type, channel, payload = raw
-        data = struct.pack(">BHI", frame_type, channel, len(payload)) + payload + b"\xce"
-        return channel, pframe.unmarshal(data)[2]
-
-    def expect(self, channel: int, kind: type) -> Any:
-        got_channel, value = self.next()
-        assert (got_channel, type(value)) == (channel, kind), value
-        return value
-
-    def rpc(self, method: Any, kind: type, channel: int = 1) -> Any:
-        self.send(channel, method)
-        return self.expect(channel, kind)
-
-    def hard_error(self, method: Any, channel: int = 1) -> commands.Connection.Close:
-        """Send ``method``; the broker must answer with connection.close."""
-        self.send(channel, method)
-        return self.expect(0, commands.Connection.Close)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def closed_channel(connection: pika.BlockingConnection, action: Callable[[Any], Any]) -> tuple[int, str]:
@@ -202,8 +116,8 @@ def test_mandatory_unroutable_is_returned_with_312(connection, unique):
 
 
 def test_immediate_publish_closes_the_connection_with_540(broker):
-    raw = Raw(broker.port)
-    raw.publish("", "any", immediate=True)
+    raw = RawClient.connected(broker.port)
+    raw.publish(1, "", "any", immediate=True)
     close = raw.expect(0, commands.Connection.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         540,
@@ -232,8 +146,8 @@ def test_large_body_spans_many_frames_intact(broker, unique, frame_max):
 
 
 def test_large_body_frames_respect_negotiated_frame_max(broker, unique):
-    raw = Raw(broker.port, frame_max=4096)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw = RawClient.connected(broker.port, frame_max=4096)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
     body = b"z" * 20000
     raw.send(1, commands.Basic.Publish(exchange="", routing_key=unique))
     raw.send(1, ContentHeader(0, len(body), commands.Basic.Properties()))
@@ -245,7 +159,7 @@ def test_large_body_frames_respect_negotiated_frame_max(broker, unique):
     sizes = []
     received = b""
     while len(received) < len(body):
-        frame_type, _channel, payload = raw.read()
+        frame_type, _channel, payload, _value = raw.next()
         assert frame_type == 3
         sizes.append(len(payload))
         received += payload
@@ -285,26 +199,26 @@ METHOD_EXPECTED = "UNEXPECTED_FRAME - expected method frame, got non method fram
     ],
 )
 def test_content_frames_out_of_place_close_the_connection(broker, frames, text, method):
-    raw = Raw(broker.port)
+    raw = RawClient.connected(broker.port)
     raw.send(1, commands.Basic.Publish(exchange="", routing_key="nowhere"))
     for frame_type, payload in frames:
         if frame_type == 1:
             raw.send(1, commands.Basic.Qos())
         else:
-            raw.send_raw(frame_type, 1, payload)
+            raw.send_frame(frame_type, 1, payload)
     close = raw.expect(0, commands.Connection.Close)
     assert (close.reply_code, close.reply_text, (close.class_id, close.method_id)) == (505, text, method)
     raw.close()
 
 
 def test_body_split_over_frames_with_an_empty_one(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
     raw.send(1, commands.Basic.Publish(exchange="", routing_key=unique))
-    raw.send_raw(2, 1, _header(6))
+    raw.send_frame(2, 1, _header(6))
     for part in (b"abc", b"", b"def"):
-        raw.send_raw(3, 1, part)
-    raw.rpc(commands.Basic.Get(queue=unique, no_ack=True), commands.Basic.GetOk)
+        raw.send_frame(3, 1, part)
+    raw.rpc(1, commands.Basic.Get(queue=unique, no_ack=True), commands.Basic.GetOk)
     raw.expect(1, ContentHeader)
     assert raw.expect(1, ContentBody).value == b"abcdef"
     raw.close()
@@ -346,19 +260,19 @@ def test_all_basic_properties_survive_byte_for_byte(broker, unique):
         app_id="app",
     )
     header = ContentHeader(0, 3, properties).marshal()
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
     raw.send(1, commands.Basic.Publish(exchange="", routing_key=unique))
-    raw.send_raw(2, 1, header)
+    raw.send_frame(2, 1, header)
     raw.send(1, ContentBody(b"abc"))
     raw.send(1, commands.Basic.Get(queue=unique, no_ack=False))
     raw.expect(1, commands.Basic.GetOk)
-    assert raw.read()[2] == header  # the content header frame's payload
-    assert raw.read()[2] == b"abc"
+    assert raw.next().payload == header  # the content header frame's payload
+    assert raw.next().payload == b"abc"
     raw.send(1, commands.Basic.Nack(delivery_tag=1, requeue=True))
-    raw.rpc(commands.Basic.Consume(queue=unique, consumer_tag="c", no_ack=True), commands.Basic.ConsumeOk)
+    raw.rpc(1, commands.Basic.Consume(queue=unique, consumer_tag="c", no_ack=True), commands.Basic.ConsumeOk)
     deliver = raw.expect(1, commands.Basic.Deliver)
-    assert (deliver.redelivered, raw.read()[2], raw.read()[2]) == (True, header, b"abc")
+    assert (deliver.redelivered, raw.next().payload, raw.next().payload) == (True, header, b"abc")
     raw.close()
 
 
@@ -446,10 +360,10 @@ def test_exclusive_consumer_allows_basic_get_elsewhere(connection, unique):
 
 
 def test_duplicate_consumer_tag_closes_the_connection_with_530(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
-    raw.rpc(commands.Queue.Declare(queue=unique + "2", exclusive=True), commands.Queue.DeclareOk)
-    raw.rpc(commands.Basic.Consume(queue=unique, consumer_tag="tag"), commands.Basic.ConsumeOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw.rpc(1, commands.Queue.Declare(queue=unique + "2", exclusive=True), commands.Queue.DeclareOk)
+    raw.rpc(1, commands.Basic.Consume(queue=unique, consumer_tag="tag"), commands.Basic.ConsumeOk)
     raw.send(1, commands.Basic.Consume(queue=unique + "2", consumer_tag="tag"))  # another queue: still reuse
     close = raw.expect(0, commands.Connection.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
@@ -462,14 +376,12 @@ def test_duplicate_consumer_tag_closes_the_connection_with_530(broker, unique):
 
 
 def test_generated_consumer_tags(broker, unique):
-    raw = Raw(broker.port)  # pika always makes up its own tags
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw = RawClient.connected(broker.port)  # pika always makes up its own tags
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
     tags = set()
     for _ in range(3):
         tags.add(
-            raw.rpc(
-                commands.Basic.Consume(queue=unique, consumer_tag=""), commands.Basic.ConsumeOk
-            ).consumer_tag
+            raw.rpc(1, commands.Basic.Consume(queue=unique, consumer_tag=""), commands.Basic.ConsumeOk).consumer_tag
         )
     raw.close()
     assert len(tags) == 3
@@ -555,8 +467,8 @@ def test_basic_cancel_known_and_unknown_tags(broker, connection, unique):
     assert queue_state(broker, queue)[2] == 1
     channel.basic_cancel(tag)
     assert queue_state(broker, queue)[2] == 0
-    raw = Raw(broker.port)
-    ok = raw.rpc(commands.Basic.Cancel(consumer_tag="never-made"), commands.Basic.CancelOk)
+    raw = RawClient.connected(broker.port)
+    ok = raw.rpc(1, commands.Basic.Cancel(consumer_tag="never-made"), commands.Basic.CancelOk)
     assert ok.consumer_tag == "never-made"
     raw.close()
 
@@ -587,8 +499,8 @@ def test_consume_or_get_on_missing_queue_is_404(connection, unique, method):
 
 
 def test_empty_queue_name_without_a_declared_queue_is_404(broker):
-    raw = Raw(broker.port)
-    close = raw.rpc(commands.Basic.Consume(queue=""), commands.Channel.Close)
+    raw = RawClient.connected(broker.port)
+    close = raw.rpc(1, commands.Basic.Consume(queue=""), commands.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         404,
         "NOT_FOUND - no previously declared queue",
@@ -667,7 +579,7 @@ def test_nack_and_reject_without_requeue_drop(broker, connection, unique):
     ],
 )
 def test_unknown_delivery_tag_is_406(broker, method, method_id):
-    raw = Raw(broker.port)
+    raw = RawClient.connected(broker.port)
     raw.send(1, method)
     close = raw.expect(1, commands.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
@@ -736,8 +648,9 @@ def test_recover_requeue_redelivers_all_unacked(connection, unique):
 
 
 def test_recover_without_requeue_closes_the_connection_with_540(broker):
-    raw = Raw(broker.port)
-    close = raw.hard_error(commands.Basic.Recover(requeue=False))
+    raw = RawClient.connected(broker.port)
+    raw.send(1, commands.Basic.Recover(requeue=False))
+    close = raw.expect(0, commands.Connection.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         540,
         "NOT_IMPLEMENTED - requeue=false",
@@ -749,19 +662,20 @@ def test_recover_without_requeue_closes_the_connection_with_540(broker):
 
 @pytest.mark.filterwarnings("ignore:This command is deprecated:DeprecationWarning")
 def test_recover_async(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
-    raw.publish("", unique, b"m")
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw.publish(1, "", unique, b"m")
     raw.send(1, commands.Basic.Get(queue=unique))
     raw.expect(1, commands.Basic.GetOk)
     raw.next()
     raw.next()
     raw.send(1, commands.Basic.RecoverAsync(requeue=True))  # no reply to this one
-    ok = raw.rpc(commands.Basic.Get(queue=unique), commands.Basic.GetOk)
+    ok = raw.rpc(1, commands.Basic.Get(queue=unique), commands.Basic.GetOk)
     assert (ok.delivery_tag, ok.redelivered) == (2, True)
     raw.next()
     raw.next()
-    close = raw.hard_error(commands.Basic.RecoverAsync(requeue=False))
+    raw.send(1, commands.Basic.RecoverAsync(requeue=False))
+    close = raw.expect(0, commands.Connection.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         540,
         "NOT_IMPLEMENTED - requeue=false",
@@ -856,9 +770,10 @@ def test_basic_get_does_not_count_against_prefetch(connection, unique):
 
 def test_prefetch_size_closes_the_connection_with_540(broker):
     for global_qos in (False, True):
-        raw = Raw(broker.port)
+        raw = RawClient.connected(broker.port)
         method = commands.Basic.Qos(prefetch_size=10, prefetch_count=0, global_=global_qos)
-        close = raw.hard_error(method)
+        raw.send(1, method)
+        close = raw.expect(0, commands.Connection.Close)
         assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
             540,
             "NOT_IMPLEMENTED - prefetch_size!=0 (10)",
@@ -928,8 +843,9 @@ def test_unacked_return_when_the_broker_closes_the_channel(connection, unique):
 
 def test_channel_flow(broker, connection):
     assert connection.channel().flow(True) is True
-    raw = Raw(broker.port)
-    close = raw.hard_error(commands.Channel.Flow(active=False))
+    raw = RawClient.connected(broker.port)
+    raw.send(1, commands.Channel.Flow(active=False))
+    close = raw.expect(0, commands.Connection.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         540,
         "NOT_IMPLEMENTED - active=false",

@@ -2,89 +2,22 @@
 refuse publishes, the case for basic.nack), with RabbitMQ 3.10's codes and texts.
 
 Ordering checks (a basic.return before the ack of its message, tx.commit-ok before the
-deliveries a commit causes) need every frame in arrival order, so they use a tiny socket client
-(``Raw``); the rest use pika.
+deliveries a commit causes) need every frame in arrival order, so they use the raw socket client
+(``rawamqp.RawClient``); the rest use pika.
 """
 
 from __future__ import annotations
 
-import socket
-import struct
-import time
 from typing import Any
 
 import pytest
 from pamqp import commands
-from pamqp import frame as pframe
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
+from rawamqp import RawClient
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-class Raw:
-    """A minimal AMQP 0-9-1 client on a plain socket: every frame the broker sends, in order."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
-        self.expect(0, commands.Connection.Start)
-        capabilities = {"consumer_cancel_notify": True, "publisher_confirms": True, "basic.nack": True}
-        self.send(
-            0,
-            commands.Connection.StartOk(
-                client_properties={"capabilities": capabilities},
-                mechanism="PLAIN",
-                response="\0guest\0guest",
-                locale="en_US",
-            ),
-        )
-        self.expect(0, commands.Connection.Tune)
-        self.send(0, commands.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=0))
-        self.send(0, commands.Connection.Open(virtual_host="/"))
-        self.expect(0, commands.Connection.OpenOk)
-        self.send(1, commands.Channel.Open())
-        self.expect(1, commands.Channel.OpenOk)
-
-    def send(self, channel: int, value: Any) -> None:
-        self.sock.sendall(pframe.marshal(value, channel))
-
-    def publish(self, exchange: str, key: str, body: bytes = b"x", channel: int = 1, **kw: Any) -> None:
-        self.send(channel, commands.Basic.Publish(exchange=exchange, routing_key=key, **kw))
-        self.send(channel, ContentHeader(0, len(body), commands.Basic.Properties()))
-        if body:
-            self.send(channel, ContentBody(body))
-
-    def next(self, timeout: float = 3.0) -> tuple[int, Any]:
-        """The next frame as (channel, pamqp object)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if len(self.buf) >= 7:
-                size = struct.unpack_from(">I", self.buf, 3)[0]
-                if len(self.buf) >= size + 8:
-                    consumed, channel, value = pframe.unmarshal(self.buf[: size + 8])
-                    self.buf = self.buf[size + 8 :]
-                    return channel, value
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, "no frame from the broker"
-            self.sock.settimeout(remaining)
-            data = self.sock.recv(65536)
-            assert data, "connection closed by the broker"
-            self.buf += data
-
-    def expect(self, channel: int, kind: type) -> Any:
-        got_channel, value = self.next()
-        assert (got_channel, type(value)) == (channel, kind), value
-        return value
-
-    def rpc(self, method: Any, kind: type, channel: int = 1) -> Any:
-        self.send(channel, method)
-        return self.expect(channel, kind)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def names(frames: list[Any]) -> list[str]:
@@ -162,50 +95,49 @@ def closes(channel: Any, action: Any) -> tuple[int, str]:
 
 
 def test_every_publish_is_confirmed_exactly_once(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
     total = 300
     for seq in range(1, total + 1):
         if seq % 3 == 0:
-            raw.publish("amq.fanout", "", b"%d" % seq)  # routed nowhere, not mandatory: still acked
+            raw.publish(1, "amq.fanout", "", b"%d" % seq)  # routed nowhere, not mandatory: still acked
         else:
-            raw.publish("", unique, b"%d" % seq)
+            raw.publish(1, "", unique, b"%d" % seq)
     confirms = Confirms()
     while len(confirms.outcome) < total:
-        _channel, value = raw.next()
+        value = raw.next().value
         confirms.add(value, total)
     assert confirms.outcome == dict.fromkeys(range(1, total + 1), "ack")
-    count = raw.rpc(
-        commands.Queue.Declare(queue=unique, passive=True), commands.Queue.DeclareOk
+    count = raw.rpc(1, commands.Queue.Declare(queue=unique, passive=True), commands.Queue.DeclareOk
     ).message_count
     assert count == 200
     raw.close()
 
 
 def test_a_lone_confirm_is_not_multiple(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
-    raw.publish("", unique)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw.publish(1, "", unique)
     ack = raw.expect(1, commands.Basic.Ack)
     assert (ack.delivery_tag, ack.multiple) == (1, False)
     raw.close()
 
 
 def test_mandatory_return_arrives_before_the_ack_of_its_message(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
-    raw.publish("", unique, b"1", mandatory=True)
-    raw.publish("", unique + "-nowhere", b"2", mandatory=True)
-    raw.publish("", unique, b"3", mandatory=True)
-    raw.publish("amq.direct", "nowhere", b"4", mandatory=True)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw.publish(1, "", unique, b"1", mandatory=True)
+    raw.publish(1, "", unique + "-nowhere", b"2", mandatory=True)
+    raw.publish(1, "", unique, b"3", mandatory=True)
+    raw.publish(1, "amq.direct", "nowhere", b"4", mandatory=True)
     confirms = Confirms()
     returned_before_ack: dict[int, bool] = {}
     returns = []
     while len(confirms.outcome) < 4:
-        _channel, value = raw.next()
+        value = raw.next().value
         if isinstance(value, commands.Basic.Return):
             returns.append((value.reply_code, value.reply_text, value.exchange, value.routing_key))
             raw.expect(1, ContentHeader)
@@ -238,18 +170,17 @@ def test_pika_confirms_report_unroutable_and_nacked_publishes(connection, unique
 
 
 def test_nack_when_the_queue_refuses(broker, unique):
-    raw = Raw(broker.port)
+    raw = RawClient.connected(broker.port)
     arguments = {"x-max-length": 1, "x-overflow": "reject-publish"}
-    raw.rpc(
-        commands.Queue.Declare(queue=unique, exclusive=True, arguments=arguments), commands.Queue.DeclareOk
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True, arguments=arguments), commands.Queue.DeclareOk
     )
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
     for body in (b"a", b"b", b"c"):
-        raw.publish("", unique, body)
+        raw.publish(1, "", unique, body)
     confirms = Confirms()
     frames = []
     while len(confirms.outcome) < 3:
-        _channel, value = raw.next()
+        value = raw.next().value
         frames.append(value)
         confirms.add(value, 3)
     assert confirms.outcome == {1: "ack", 2: "nack", 3: "nack"}
@@ -263,14 +194,14 @@ def test_fanout_to_several_queues_is_confirmed_once(broker, connection, unique):
     queues = [new_queue(channel) for _ in range(3)]
     for queue in queues:
         channel.queue_bind(queue, unique)
-    raw = Raw(broker.port)
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
     for body in (b"a", b"b", b"c", b"d", b"e"):
-        raw.publish(unique, "", body)
+        raw.publish(1, unique, "", body)
     confirms = Confirms()
     while len(confirms.outcome) < 5:
-        confirms.add(raw.next()[1], 5)
-    raw.rpc(commands.Basic.Qos(), commands.Basic.QosOk)  # no further confirm came before this
+        confirms.add(raw.next().value, 5)
+    raw.rpc(1, commands.Basic.Qos(), commands.Basic.QosOk)  # no further confirm came before this
     raw.close()
     assert confirms.outcome == dict.fromkeys(range(1, 6), "ack")
     assert [message_count(channel, queue) for queue in queues] == [5, 5, 5]
@@ -283,9 +214,9 @@ def test_fanout_with_one_refusing_queue_is_nacked(broker, connection, unique):
     refusing = new_queue(channel, **{"x-max-length": 0, "x-overflow": "reject-publish"})
     channel.queue_bind(accepting, unique)
     channel.queue_bind(refusing, unique)
-    raw = Raw(broker.port)
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
-    raw.publish(unique, "", b"m")
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw.publish(1, unique, "", b"m")
     nack = raw.expect(1, commands.Basic.Nack)
     assert nack.delivery_tag == 1
     raw.close()
@@ -293,22 +224,22 @@ def test_fanout_with_one_refusing_queue_is_nacked(broker, connection, unique):
 
 
 def test_confirm_select_nowait(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
     raw.send(1, commands.Confirm.Select(nowait=True))
-    raw.publish("", unique)
-    raw.publish("", unique)
+    raw.publish(1, "", unique)
+    raw.publish(1, "", unique)
     confirms = Confirms()
     while len(confirms.outcome) < 2:
-        confirms.add(raw.next()[1], 2)
+        confirms.add(raw.next().value, 2)
     assert confirms.outcome == {1: "ack", 2: "ack"}
     raw.close()
 
 
 def test_confirm_select_twice_is_fine(broker):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
     raw.close()
 
 
@@ -316,9 +247,9 @@ def test_confirm_select_twice_is_fine(broker):
 
 
 def test_confirm_then_tx_is_406(broker):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
-    close = raw.rpc(commands.Tx.Select(), commands.Channel.Close)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
+    close = raw.rpc(1, commands.Tx.Select(), commands.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         406,
         "PRECONDITION_FAILED - cannot switch from confirm to tx mode",
@@ -329,10 +260,10 @@ def test_confirm_then_tx_is_406(broker):
 
 
 def test_tx_then_confirm_is_406(broker):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Tx.Select(), commands.Tx.SelectOk)
-    raw.rpc(commands.Tx.Select(), commands.Tx.SelectOk)  # twice is fine
-    close = raw.rpc(commands.Confirm.Select(), commands.Channel.Close)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Tx.Select(), commands.Tx.SelectOk)
+    raw.rpc(1, commands.Tx.Select(), commands.Tx.SelectOk)  # twice is fine
+    close = raw.rpc(1, commands.Confirm.Select(), commands.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         406,
         "PRECONDITION_FAILED - cannot switch from tx to confirm mode",
@@ -344,8 +275,8 @@ def test_tx_then_confirm_is_406(broker):
 
 @pytest.mark.parametrize(("method", "method_id"), [(commands.Tx.Commit(), 20), (commands.Tx.Rollback(), 30)])
 def test_commit_or_rollback_without_select_is_406(broker, method, method_id):
-    raw = Raw(broker.port)
-    close = raw.rpc(method, commands.Channel.Close)
+    raw = RawClient.connected(broker.port)
+    close = raw.rpc(1, method, commands.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         406,
         "PRECONDITION_FAILED - channel is not transactional",
@@ -387,27 +318,27 @@ def test_tx_publishes_wait_for_commit_and_rollback_drops_them(connection, unique
 
 
 def test_tx_mandatory_unroutable_is_returned_at_commit(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Tx.Select(), commands.Tx.SelectOk)
-    raw.publish("", unique, b"lost", mandatory=True)
-    raw.rpc(commands.Basic.Qos(), commands.Basic.QosOk)  # nothing returned before the commit
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Tx.Select(), commands.Tx.SelectOk)
+    raw.publish(1, "", unique, b"lost", mandatory=True)
+    raw.rpc(1, commands.Basic.Qos(), commands.Basic.QosOk)  # nothing returned before the commit
     raw.send(1, commands.Tx.Commit())
-    frames = [raw.next()[1] for _ in range(4)]
+    frames = [raw.next().value for _ in range(4)]
     assert names(frames) == ["Return(lost)", "CommitOk"]
-    raw.publish("", unique, b"lost", mandatory=True)
-    raw.rpc(commands.Tx.Rollback(), commands.Tx.RollbackOk)  # rolled back: never returned
+    raw.publish(1, "", unique, b"lost", mandatory=True)
+    raw.rpc(1, commands.Tx.Rollback(), commands.Tx.RollbackOk)  # rolled back: never returned
     raw.close()
 
 
 def test_tx_commit_ok_follows_the_deliveries_of_its_publishes(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
-    raw.rpc(commands.Basic.Consume(queue=unique, consumer_tag="c", no_ack=True), commands.Basic.ConsumeOk)
-    raw.rpc(commands.Tx.Select(), commands.Tx.SelectOk)
-    raw.publish("", unique, b"a")
-    raw.publish("", unique, b"b")
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw.rpc(1, commands.Basic.Consume(queue=unique, consumer_tag="c", no_ack=True), commands.Basic.ConsumeOk)
+    raw.rpc(1, commands.Tx.Select(), commands.Tx.SelectOk)
+    raw.publish(1, "", unique, b"a")
+    raw.publish(1, "", unique, b"b")
     raw.send(1, commands.Tx.Commit())
-    frames = [raw.next()[1] for _ in range(7)]
+    frames = [raw.next().value for _ in range(7)]
     assert names(frames) == ["Deliver(a)", "Deliver(b)", "CommitOk"]
     raw.close()
 
@@ -496,29 +427,29 @@ def test_tx_double_ack_is_406(connection, unique):
 
 
 def test_tx_ack_frees_prefetch_only_at_commit(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
     for body in (b"a", b"b"):
-        raw.publish("", unique, body)
-    raw.rpc(commands.Tx.Select(), commands.Tx.SelectOk)
-    raw.rpc(commands.Basic.Qos(prefetch_count=1), commands.Basic.QosOk)
+        raw.publish(1, "", unique, body)
+    raw.rpc(1, commands.Tx.Select(), commands.Tx.SelectOk)
+    raw.rpc(1, commands.Basic.Qos(prefetch_count=1), commands.Basic.QosOk)
     raw.send(1, commands.Basic.Consume(queue=unique, consumer_tag="c"))
-    assert names([raw.next()[1] for _ in range(4)]) == ["ConsumeOk", "Deliver(a)"]
+    assert names([raw.next().value for _ in range(4)]) == ["ConsumeOk", "Deliver(a)"]
     raw.send(1, commands.Basic.Ack(delivery_tag=1))
-    raw.rpc(commands.Basic.Recover(requeue=True), commands.Basic.RecoverOk)  # nothing unacked outside the tx
+    raw.rpc(1, commands.Basic.Recover(requeue=True), commands.Basic.RecoverOk)  # nothing unacked outside the tx
     raw.send(1, commands.Tx.Commit())
-    assert names([raw.next()[1] for _ in range(4)]) == ["CommitOk", "Deliver(b)"]
+    assert names([raw.next().value for _ in range(4)]) == ["CommitOk", "Deliver(b)"]
     raw.close()
 
 
 def test_tx_nack_requeue_redelivers_after_commit_ok(broker, unique):
-    raw = Raw(broker.port)
-    raw.rpc(commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
+    raw = RawClient.connected(broker.port)
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True), commands.Queue.DeclareOk)
     for body in (b"a", b"b", b"c"):
-        raw.publish("", unique, body)
-    raw.rpc(commands.Tx.Select(), commands.Tx.SelectOk)
+        raw.publish(1, "", unique, body)
+    raw.rpc(1, commands.Tx.Select(), commands.Tx.SelectOk)
     raw.send(1, commands.Basic.Consume(queue=unique, consumer_tag="c"))
-    assert names([raw.next()[1] for _ in range(10)]) == [
+    assert names([raw.next().value for _ in range(10)]) == [
         "ConsumeOk",
         "Deliver(a)",
         "Deliver(b)",
@@ -526,7 +457,7 @@ def test_tx_nack_requeue_redelivers_after_commit_ok(broker, unique):
     ]
     raw.send(1, commands.Basic.Nack(delivery_tag=2, multiple=True, requeue=True))
     raw.send(1, commands.Tx.Commit())
-    frames = [raw.next()[1] for _ in range(7)]
+    frames = [raw.next().value for _ in range(7)]
     assert names(frames) == ["CommitOk", "Deliver(a)", "Deliver(b)"]
     assert [frame.redelivered for frame in frames if isinstance(frame, commands.Basic.Deliver)] == [
         True,
@@ -589,23 +520,22 @@ def test_drop_head_applies_to_requeued_messages(connection, unique):
 
 
 def test_reject_publish_still_hands_to_a_consumer_with_room(broker, unique):
-    raw = Raw(broker.port)
+    raw = RawClient.connected(broker.port)
     arguments = {"x-max-length": 1, "x-overflow": "reject-publish"}
-    raw.rpc(
-        commands.Queue.Declare(queue=unique, exclusive=True, arguments=arguments), commands.Queue.DeclareOk
+    raw.rpc(1, commands.Queue.Declare(queue=unique, exclusive=True, arguments=arguments), commands.Queue.DeclareOk
     )
-    raw.rpc(commands.Confirm.Select(), commands.Confirm.SelectOk)
-    raw.rpc(commands.Basic.Qos(prefetch_count=1), commands.Basic.QosOk)
-    raw.rpc(commands.Basic.Consume(queue=unique, consumer_tag="c"), commands.Basic.ConsumeOk)
+    raw.rpc(1, commands.Confirm.Select(), commands.Confirm.SelectOk)
+    raw.rpc(1, commands.Basic.Qos(prefetch_count=1), commands.Basic.QosOk)
+    raw.rpc(1, commands.Basic.Consume(queue=unique, consumer_tag="c"), commands.Basic.ConsumeOk)
     for body in (b"a", b"b", b"c", b"d"):
-        raw.publish("", unique, body)
+        raw.publish(1, "", unique, body)
     confirms = Confirms()
     delivered = []
     while len(confirms.outcome) < 4:
-        _channel, value = raw.next()
+        value = raw.next().value
         if isinstance(value, commands.Basic.Deliver):
             raw.next()
-            delivered.append(raw.next()[1].value)
+            delivered.append(raw.next().value.value)
         else:
             confirms.add(value, 4)
     assert (delivered, confirms.outcome) == ([b"a"], {1: "ack", 2: "ack", 3: "nack", 4: "nack"})

@@ -1,0 +1,433 @@
+"""Dead-lettering, as RabbitMQ 3.10's ``rabbit_dead_letter`` does it.
+
+A queue hands messages that leave it by rejection (reason ``rejected``), expiry (``expired``)
+or overflow (``maxlen``) to ``dead_letter``. Each is republished, at most once and without
+publisher confirms, to the queue's dead-letter exchange with:
+
+* the routing key ``x-dead-letter-routing-key`` when set (the CC header is then removed),
+  else the message's own routing keys (publish key, CC and BCC keys);
+* its headers table decoded, the ``x-death`` entry for (queue, reason) added or updated,
+  ``x-first-death-*`` added on the first death, and the table re-sorted by key, each step as
+  RabbitMQ's Erlang code does it (see ``update_x_death``), then re-encoded with the exact
+  AMQP field types (``count`` a 64-bit ``l``, ``time`` a ``T`` timestamp, ``routing-keys`` an
+  ``A`` array of ``S`` longstrs), so a client sees the same bytes RabbitMQ would send;
+* the ``expiration`` property removed (kept as ``original-expiration`` in the x-death entry).
+
+A missing dead-letter exchange drops the message silently. For reasons other than
+``rejected`` a target queue the message already died in is skipped unless a rejection lies
+in between (RabbitMQ's cycle detection), so a queue whose dead-letter exchange routes back
+to itself drops an expired message at its first expiry.
+
+Field tables are handled here in a typed form that keeps what decoding to Python values
+loses (the AMQP type of every value): a table is a list of ``(key, type, value)``, an array a
+list of ``(type, value)``, with the type as its octet (``ord("S")``). Integers and timestamps
+are Python ints, ``S``/``x`` bytes, ``t`` a bool, ``V`` None, and ``f``/``d``/``D`` their raw
+value octets (they are only ever copied). As in RabbitMQ, ``L`` decodes as a signed long and
+is written back as ``l``, and any non-zero ``t`` is written back as 1.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from amqp_server.message import Message
+
+if TYPE_CHECKING:
+    from amqp_server.vhost import VirtualHost
+    from queues.base import QueueType
+
+Table = list[tuple[bytes, int, Any]]
+Array = list[tuple[int, Any]]
+
+S, T, F, A, L_LONG, X_BINARY, V_VOID, T_BOOL = (ord(c) for c in "STFAlxVt")
+_INTS: dict[int, struct.Struct] = {
+    ord("b"): struct.Struct(">b"),
+    ord("B"): struct.Struct(">B"),
+    ord("s"): struct.Struct(">h"),
+    ord("u"): struct.Struct(">H"),
+    ord("I"): struct.Struct(">i"),
+    ord("i"): struct.Struct(">I"),
+    ord("l"): struct.Struct(">q"),
+    ord("T"): struct.Struct(">Q"),
+}
+_L_UNSIGNED_NAME = ord("L")  # RabbitMQ decodes 'L' as a signed 64-bit 'long'
+_RAW_WIDTH = {ord("f"): 4, ord("d"): 8, ord("D"): 5}
+_long = struct.Struct(">I")
+
+# Basic-class properties in flag order: (flag bit, kind). s shortstr, o octet, T timestamp, F table.
+_PROPERTIES = (
+    (0x8000, "s"),  # content-type
+    (0x4000, "s"),  # content-encoding
+    (0x2000, "F"),  # headers
+    (0x1000, "o"),  # delivery-mode
+    (0x0800, "o"),  # priority
+    (0x0400, "s"),  # correlation-id
+    (0x0200, "s"),  # reply-to
+    (0x0100, "s"),  # expiration
+    (0x0080, "s"),  # message-id
+    (0x0040, "T"),  # timestamp
+    (0x0020, "s"),  # type
+    (0x0010, "s"),  # user-id
+    (0x0008, "s"),  # app-id
+    (0x0004, "s"),  # cluster-id
+)
+FLAG_HEADERS = 0x2000
+FLAG_EXPIRATION = 0x0100
+REJECTED = b"rejected"
+ROUTING_HEADERS = (b"CC", b"BCC")
+
+
+# ---------------------------------------------------------------------------------------------
+# The hook
+
+
+def dead_letter(vhost: VirtualHost, queue: QueueType, messages: list[Any], reason: str) -> None:
+    """Republish ``messages`` that left ``queue`` for ``reason`` to its dead-letter exchange.
+
+    The vhost installs this (bound to itself) as every queue's ``dead_letter`` hook.
+    """
+    settings = queue.settings
+    exchange_name = settings.dead_letter_exchange
+    if exchange_name is None or not messages:
+        return
+    if vhost.queues.get(queue.name) is not queue:
+        return  # a deleted queue's process is gone in RabbitMQ: nothing dead-letters from it
+    exchange = vhost.exchanges.get(exchange_name)
+    if exchange is None:
+        return  # rabbit_amqqueue_process:with_dlx: no such exchange, the message is dropped
+    routing_key = settings.dead_letter_routing_key
+    reason_bytes = reason.encode()
+    queue_name = queue.name.encode()
+    for message in messages:
+        dead = make_message(message, reason_bytes, exchange_name, routing_key, queue_name)
+        if dead is None:
+            continue
+        targets = vhost.route(exchange, dead)
+        if reason_bytes != REJECTED and targets:
+            deaths = _x_death(dead)
+            if deaths is not None:
+                targets = [target for target in targets if not is_cycle(target.name.encode(), deaths)]
+        for target in targets:
+            target.publish(dead)
+
+
+def dead_letter_hook(vhost: VirtualHost) -> Callable[[QueueType, list[Any], str], None]:
+    """``dead_letter`` bound to ``vhost``: what the vhost sets as ``queue.dead_letter``."""
+
+    def hook(queue: QueueType, messages: list[Any], reason: str) -> None:
+        dead_letter(vhost, queue, messages, reason)
+
+    return hook
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the dead-lettered message (rabbit_dead_letter:make_msg)
+
+
+def make_message(
+    message: Any, reason: bytes, exchange_name: str, routing_key: str | None, queue_name: bytes
+) -> Message | None:
+    """The message as it leaves for the dead-letter exchange, or None if it cannot be sent."""
+    header = message.header
+    properties = split_properties(header)
+    raw_headers = properties.get(FLAG_HEADERS)
+    headers: Table = decode_table(raw_headers, 4, len(raw_headers)) if raw_headers is not None else []
+    old_exchange, first_key = split_exchange_and_key(message.exchange_and_key)
+
+    # Without a dead-letter routing key: the publish key, CC and BCC keys (rabbit_basic:message).
+    death_keys = tuple(message.routing_keys) if routing_key is None else (routing_key,)
+    info: Table = [
+        (b"reason", S, reason),
+        (b"queue", S, queue_name),
+        (b"time", T, int(time.time())),
+        (b"exchange", S, old_exchange),
+        (b"routing-keys", A, [(S, key) for key in [first_key, *header_routes(headers)]]),
+    ]
+    expiration = properties.get(FLAG_EXPIRATION)
+    if expiration is not None:
+        info.append((b"original-expiration", S, expiration[1:]))
+    headers = update_x_death(info, headers)
+    if routing_key is not None:
+        headers = _keydelete(headers, b"CC")
+
+    properties[FLAG_HEADERS] = encode_table(headers)
+    properties.pop(FLAG_EXPIRATION, None)
+    flags = 0
+    for bit in properties:
+        flags |= bit
+    new_header = (
+        header[:12]
+        + struct.pack(">H", flags)
+        + b"".join(properties[bit] for bit, _ in _PROPERTIES if bit in properties)
+    )
+
+    exchange_raw = exchange_name.encode()
+    key_raw = death_keys[0].encode()
+    if len(exchange_raw) > 255 or len(key_raw) > 255:
+        return None  # a routing key longer than a shortstr cannot be delivered
+    dead = Message(
+        exchange_name,
+        death_keys[0],
+        bytes((len(exchange_raw),)) + exchange_raw + bytes((len(key_raw),)) + key_raw,
+        new_header,
+        message.body,
+    )
+    # The message's routing keys are the dead-letter keys, whatever its CC header says now
+    # (RabbitMQ keeps them in #basic_message.routing_keys; BCC keys included).
+    dead._keys = death_keys  # noqa: SLF001
+    return dead
+
+
+def split_exchange_and_key(exchange_and_key: bytes) -> tuple[bytes, bytes]:
+    """The raw exchange name and routing key of basic.publish (two shortstrs)."""
+    size = exchange_and_key[0]
+    exchange = exchange_and_key[1 : 1 + size]
+    key_size = exchange_and_key[1 + size]
+    return exchange, exchange_and_key[2 + size : 2 + size + key_size]
+
+
+def split_properties(header: bytes) -> dict[int, bytes]:
+    """The raw encoding of each property present in a content-header payload, by flag bit.
+
+    Shortstrs keep their length octet and the headers table its 4-octet length, so joining
+    them in flag order re-encodes the properties.
+    """
+    if len(header) < 14:
+        return {}
+    flags = header[12] << 8 | header[13]
+    out: dict[int, bytes] = {}
+    pos = 14
+    for bit, kind in _PROPERTIES:
+        if not flags & bit:
+            continue
+        if kind == "s":
+            end = pos + 1 + header[pos]
+        elif kind == "o":
+            end = pos + 1
+        elif kind == "T":
+            end = pos + 8
+        else:
+            end = pos + 4 + _long.unpack_from(header, pos)[0]
+        out[bit] = header[pos:end]
+        pos = end
+    return out
+
+
+def header_routes(headers: Table) -> list[bytes]:
+    """rabbit_basic:header_routes: the longstr elements of the CC and BCC arrays."""
+    keys: list[bytes] = []
+    for name in ROUTING_HEADERS:
+        found = table_lookup(headers, name)
+        if found is not None and found[0] == A:
+            keys.extend(value for kind, value in found[1] if kind == S)
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------
+# x-death (rabbit_dead_letter:update_x_death_header and friends)
+
+
+def update_x_death(info: Table, headers: Table) -> Table:
+    """Add the death described by ``info`` to ``headers`` exactly as RabbitMQ 3.10 does."""
+    exchange = _event_key(info, b"exchange")
+    queue = _event_key(info, b"queue")
+    reason = _event_key(info, b"reason")
+    found = table_lookup(headers, b"x-death")
+    if found is None:
+        # The first death also gets top-level headers (rabbitmq-server#1332).
+        headers = set_table_value(headers, b"x-first-death-reason", S, reason)
+        headers = set_table_value(headers, b"x-first-death-queue", S, queue)
+        headers = set_table_value(headers, b"x-first-death-exchange", S, exchange)
+        return set_table_value(headers, b"x-death", A, [(F, [(b"count", L_LONG, 1), *info])])
+    kind, deaths = found
+    if kind != A:
+        # Not an array (a client re-published it as something else): start again, without
+        # x-first-death-* (rabbitmq-server#767).
+        return set_table_value(headers, b"x-death", A, [(F, [(b"count", L_LONG, 1), *info])])
+    grouped = _group_by_queue_and_reason(deaths)
+    matches = [death for death in grouped if _matches(death, queue, reason)]
+    others = [death for death in grouped if not _matches(death, queue, reason)]
+    updated = _increment_count(matches[0][1]) if matches else [(b"count", L_LONG, 1), *info]
+    return set_table_value(headers, b"x-death", A, [(F, sort_table(updated)), *others])
+
+
+def _group_by_queue_and_reason(deaths: Array) -> Array:
+    """Merge entries for the same (queue, reason), left by brokers before rabbitmq-server#78.
+
+    As RabbitMQ's fold: each first-seen key's first entry (given ``count`` = how many there
+    were, if it had none) is prepended, so with two or more entries the result comes out in
+    reverse order. One entry or none are returned as they are.
+    """
+    if len(deaths) < 2:
+        return deaths
+    seen: list[tuple[Any, Any]] = []
+    grouped: Array = []
+    for kind, info in deaths:
+        if kind != F:
+            continue  # RabbitMQ's fold crashes on these; keep the tables only
+        key = (_event_key(info, b"queue"), _event_key(info, b"reason"))
+        same = [death for death in deaths if _matches(death, *key)]
+        first_kind, first_info = same[0]
+        if _event_key(first_info, b"count") is None:
+            first_info = [(b"count", L_LONG, len(same)), *first_info]
+        if not grouped:
+            grouped = [(first_kind, first_info)]
+        elif key not in seen:
+            grouped.insert(0, (first_kind, first_info))
+        seen.append(key)
+    return grouped
+
+
+def _matches(death: tuple[int, Any], queue: Any, reason: Any) -> bool:
+    kind, info = death
+    return kind == F and _event_key(info, b"queue") == queue and _event_key(info, b"reason") == reason
+
+
+def _increment_count(info: Table) -> Table:
+    count = _event_key(info, b"count")
+    if count is None:
+        return [(b"count", L_LONG, 1), *info]
+    new_count = count + 1 if isinstance(count, int) and not isinstance(count, bool) else 1
+    out = list(info)
+    for index, (key, _kind, _value) in enumerate(out):
+        if key == b"count":
+            out[index] = (b"count", L_LONG, new_count)
+            break
+    return out
+
+
+def _event_key(info: Table, key: bytes) -> Any:
+    """x_death_event_key: the value (any type) of the first entry named ``key``."""
+    for name, _kind, value in info:
+        if name == key:
+            return value
+    return None
+
+
+def is_cycle(queue: bytes, deaths: Array) -> bool:
+    """rabbit_dead_letter:is_cycle: ``queue`` already appears in ``deaths`` (newest first)
+    and no entry up to and including that one has reason ``rejected``."""
+    for kind, info in deaths:
+        if kind != F:
+            return False  # a client put something odd there: not "fully automatic"
+        if table_lookup(info, b"reason") == (S, REJECTED):
+            return False
+        if table_lookup(info, b"queue") == (S, queue):
+            return True
+    return False
+
+
+def _x_death(message: Message) -> Array | None:
+    raw = split_properties(message.header).get(FLAG_HEADERS)
+    if raw is None:
+        return None
+    found = table_lookup(decode_table(raw, 4, len(raw)), b"x-death")
+    return found[1] if found is not None and found[0] == A else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed field tables (rabbit_misc table helpers, rabbit_binary_parser/_generator)
+
+
+def table_lookup(table: Table, key: bytes) -> tuple[int, Any] | None:
+    """rabbit_misc:table_lookup: ``(type, value)`` of the first entry named ``key``."""
+    for name, kind, value in table:
+        if name == key:
+            return kind, value
+    return None
+
+
+def sort_table(table: Table) -> Table:
+    """rabbit_misc:sort_field_table: a stable sort by key octets."""
+    return sorted(table, key=lambda entry: entry[0])
+
+
+def set_table_value(table: Table, key: bytes, kind: int, value: Any) -> Table:
+    """rabbit_misc:set_table_value: replace the first ``key`` entry (or append one), then sort."""
+    out = list(table)
+    for index, (name, _kind, _value) in enumerate(out):
+        if name == key:
+            out[index] = (key, kind, value)
+            break
+    else:
+        out.append((key, kind, value))
+    return sort_table(out)
+
+
+def _keydelete(table: Table, key: bytes) -> Table:
+    for index, (name, _kind, _value) in enumerate(table):
+        if name == key:
+            return table[:index] + table[index + 1 :]
+    return table
+
+
+def decode_table(data: bytes, pos: int, end: int) -> Table:
+    """The entries of a well-formed field table (``data[pos:end]``, without its length)."""
+    table: Table = []
+    while pos < end:
+        key_end = pos + 1 + data[pos]
+        key = data[pos + 1 : key_end]
+        kind, value, pos = _decode_value(data, key_end)
+        table.append((key, kind, value))
+    return table
+
+
+def _decode_array(data: bytes, pos: int, end: int) -> Array:
+    items: Array = []
+    while pos < end:
+        kind, value, pos = _decode_value(data, pos)
+        items.append((kind, value))
+    return items
+
+
+def _decode_value(data: bytes, pos: int) -> tuple[int, Any, int]:
+    kind = data[pos]
+    pos += 1
+    if kind == _L_UNSIGNED_NAME:
+        kind = L_LONG
+    number = _INTS.get(kind)
+    if number is not None:
+        return kind, number.unpack_from(data, pos)[0], pos + number.size
+    width = _RAW_WIDTH.get(kind)
+    if width is not None:
+        return kind, bytes(data[pos : pos + width]), pos + width
+    if kind == T_BOOL:
+        return kind, data[pos] != 0, pos + 1
+    if kind == V_VOID:
+        return kind, None, pos
+    start = pos + 4
+    stop = start + _long.unpack_from(data, pos)[0]
+    if kind == F:
+        return kind, decode_table(data, start, stop), stop
+    if kind == A:
+        return kind, _decode_array(data, start, stop), stop
+    if kind in (S, X_BINARY):
+        return kind, bytes(data[start:stop]), stop
+    raise ValueError(f"unknown field type {kind}")
+
+
+def encode_table(table: Table) -> bytes:
+    """A typed table with its 4-octet length, entries in the order given."""
+    data = b"".join(bytes((len(key),)) + key + _encode_value(kind, value) for key, kind, value in table)
+    return _long.pack(len(data)) + data
+
+
+def _encode_value(kind: int, value: Any) -> bytes:
+    number = _INTS.get(kind)
+    if number is not None:
+        return bytes((kind,)) + number.pack(value)
+    if kind in _RAW_WIDTH:
+        return bytes((kind,)) + value
+    if kind == T_BOOL:
+        return b"t\x01" if value else b"t\x00"
+    if kind == V_VOID:
+        return b"V"
+    if kind == F:
+        return b"F" + encode_table(value)
+    if kind == A:
+        data = b"".join(_encode_value(item_kind, item) for item_kind, item in value)
+        return b"A" + _long.pack(len(data)) + data
+    return bytes((kind,)) + _long.pack(len(value)) + value

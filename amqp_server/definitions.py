@@ -1,0 +1,311 @@
+"""RabbitMQ's definitions JSON: import (at boot from ``load_definitions``, or through the admin
+API) and export, in the format ``rabbitmqctl export_definitions`` and ``GET /api/definitions``
+write.
+
+Import order is rabbit_definitions': users, vhosts, permissions, topic permissions, parameters,
+global parameters, policies, queues, exchanges, bindings. Everything goes through the admin API
+and so through ``Broker.change``. Existing queues and exchanges are left as they are (as RabbitMQ
+does); users, permissions, policies and parameters are replaced. Password hashes import
+unchanged, so users log in with the password they had on RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from amqp_server import __version__
+from amqp_server.access import MD5, SHA256, hash_password
+from amqp_server.errors import ChannelError, ConnectionError
+from amqp_server.metadata import Change
+from exchanges.base import Destination
+
+if TYPE_CHECKING:
+    from amqp_server.admin import Admin
+    from amqp_server.broker import Broker
+
+RABBIT_VERSION = "3.10.8"  # the RabbitMQ whose behaviour and formats this broker matches
+
+
+class DefinitionsError(Exception):
+    """A definitions file that cannot be imported; the message says which item and why."""
+
+
+async def load_file(broker: Broker, path: str) -> None:
+    """Import a definitions file at boot; an unreadable or invalid file stops the start."""
+    from amqp_server.admin import Admin
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            definitions = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise DefinitionsError(f"cannot read definitions file {path}: {exc}") from exc
+    await import_definitions(Admin(broker), definitions)
+
+
+def _hashing_algorithm(user: Mapping[str, Any], version: str) -> str:
+    """rabbit_auth_backend_internal:hashing_algorithm: files from before 3.6 used MD5."""
+    algorithm = user.get("hashing_algorithm")
+    if algorithm:
+        return str(algorithm)
+    if version.startswith(("3.5.", "3.4.", "3.3.", "3.2.", "3.1.", "3.0.", "2.")):
+        return MD5
+    return SHA256
+
+
+def _tags(tags: Any) -> list[str]:
+    # 3.10 writes a list; older versions a comma-separated string.
+    if isinstance(tags, str):
+        return [tag.strip() for tag in tags.split(",") if tag.strip()]
+    return [str(tag) for tag in tags or []]
+
+
+async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> None:
+    """Apply a definitions document; raise ``AdminError`` naming the first item that fails."""
+    from amqp_server.admin import AdminError
+
+    if not isinstance(definitions, Mapping):
+        raise AdminError("definitions must be a JSON object")
+    broker = admin.broker
+    default_vhost = broker.config.default_vhost
+    version = str(definitions.get("rabbit_version") or definitions.get("rabbitmq_version") or "")
+
+    def vhost_of(item: Mapping[str, Any]) -> str:
+        return str(item.get("vhost", default_vhost))
+
+    for user in definitions.get("users") or []:
+        name = user["name"]
+        if "password_hash" in user:
+            password_hash, algorithm = user["password_hash"] or "", _hashing_algorithm(user, version)
+        elif user.get("password"):
+            password_hash, algorithm = hash_password(user["password"]), SHA256
+        else:
+            password_hash, algorithm = "", SHA256
+        await admin._put_user(name, password_hash, _tags(user.get("tags")), algorithm)
+        limits = user.get("limits")
+        if isinstance(limits, Mapping) and limits:
+            await admin.set_user_limits(name, dict(limits))
+    for vhost in definitions.get("vhosts") or []:
+        name = vhost["name"]
+        metadata = vhost.get("metadata") or {}
+        description = metadata.get("description", vhost.get("description", ""))
+        tags = _tags(metadata.get("tags", vhost.get("tags", [])))
+        await broker.change(Change("vhost", "put", None, name, {"description": description, "tags": tags}))
+        limits = vhost.get("limits")
+        if isinstance(limits, Mapping) and limits:
+            await admin.set_vhost_limits(name, dict(limits))
+    for permission in definitions.get("permissions") or []:
+        await admin.set_permissions(
+            permission["user"],
+            vhost_of(permission),
+            permission.get("configure", ""),
+            permission.get("write", ""),
+            permission.get("read", ""),
+        )
+    topic: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for permission in definitions.get("topic_permissions") or []:
+        key = (permission["user"], vhost_of(permission))
+        exchanges = topic.setdefault(key, _current_topic_permissions(broker, *key))
+        exchanges[permission["exchange"]] = {"write": permission.get("write", ""), "read": permission.get("read", "")}
+    for (user, vhost), exchanges in topic.items():
+        if user not in broker.users:
+            raise AdminError(f"User {user} does not exist")
+        admin._vhost(vhost)
+        await broker.change(Change("topic_permission", "put", vhost, user, {"exchanges": exchanges}))
+    for parameter in definitions.get("parameters") or []:
+        await import_parameter(admin, vhost_of(parameter), parameter["component"], parameter["name"],
+                               parameter.get("value"))  # fmt: skip
+    for parameter in definitions.get("global_parameters") or []:
+        await broker.change(Change("global_parameter", "put", None, parameter["name"], {"value": parameter["value"]}))
+    for policy in definitions.get("policies") or []:
+        await admin.set_policy(
+            vhost_of(policy),
+            policy["name"],
+            policy["pattern"],
+            policy["definition"],
+            policy.get("priority", 0),
+            policy.get("apply-to", "all"),
+        )
+    for queue in definitions.get("queues") or []:
+        vhost = admin._vhost(vhost_of(queue))
+        if queue["name"] in vhost.queues:
+            continue
+        arguments = dict(queue.get("arguments") or {})
+        await _declare(
+            f"queue '{queue['name']}' in vhost '{vhost.name}'",
+            vhost.declare_queue(
+                queue["name"],
+                durable=bool(queue.get("durable", True)),
+                auto_delete=bool(queue.get("auto_delete", False)),
+                arguments=arguments,
+            ),
+        )
+    for exchange in definitions.get("exchanges") or []:
+        vhost = admin._vhost(vhost_of(exchange))
+        if exchange["name"] in vhost.exchanges:
+            continue
+        await _declare(
+            f"exchange '{exchange['name']}' in vhost '{vhost.name}'",
+            vhost.declare_exchange(
+                exchange["name"],
+                exchange.get("type", "direct"),
+                durable=bool(exchange.get("durable", True)),
+                auto_delete=bool(exchange.get("auto_delete", False)),
+                internal=bool(exchange.get("internal", False)),
+                arguments=dict(exchange.get("arguments") or {}),
+            ),
+        )
+    for binding in definitions.get("bindings") or []:
+        vhost = admin._vhost(vhost_of(binding))
+        await _declare(
+            f"binding from '{binding['source']}' to '{binding['destination']}' in vhost '{vhost.name}'",
+            vhost.bind(
+                binding["source"],
+                Destination(binding.get("destination_type", "queue"), binding["destination"]),
+                binding.get("routing_key", ""),
+                dict(binding.get("arguments") or {}),
+            ),
+        )
+
+
+async def import_parameter(admin: Admin, vhost: str, component: str, name: str, value: Any) -> None:
+    """A vhost-scoped runtime parameter: policies and limits go where they act, others are kept."""
+    if component in ("policy", "operator_policy"):
+        setter = admin.set_policy if component == "policy" else admin.set_operator_policy
+        await setter(
+            vhost, name, value["pattern"], value["definition"], value.get("priority", 0), value.get("apply-to", "all")
+        )
+    elif component == "vhost-limits":
+        await admin.set_vhost_limits(vhost, dict(value))
+    else:
+        admin._vhost(vhost)
+        record = {"component": component, "name": name, "value": value}
+        await admin.broker.change(Change("parameter", "put", vhost, f"{component}/{name}", record))
+
+
+async def _declare(what: str, operation: Any) -> None:
+    from amqp_server.admin import AdminError
+
+    try:
+        await operation
+    except (ChannelError, ConnectionError) as exc:
+        raise AdminError(f"cannot import {what}: {exc.code} {exc.reply_text}") from None
+
+
+def _current_topic_permissions(broker: Broker, user: str, vhost: str) -> dict[str, dict[str, str]]:
+    return {k[2]: dict(v) for k, v in broker.topic_permissions.items() if k[:2] == (user, vhost)}
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def _json(value: Any) -> Any:
+    """An AMQP field value as JSON (as RabbitMQ's export: strings, numbers, booleans, ...)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            return base64.b64encode(data).decode()
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp())
+    return value
+
+
+def export_definitions(broker: Broker) -> dict[str, Any]:
+    """Everything a definitions file holds, in RabbitMQ 3.10's shape (lists sorted by name)."""
+    vhosts = [broker.vhosts[name] for name in sorted(broker.vhosts)]
+    parameters = [
+        {"value": value, "vhost": vhost, "component": component, "name": name}
+        for (vhost, component, name), value in sorted(broker.parameters.items())
+    ]
+    for vhost in vhosts:
+        for policy in sorted(vhost.operator_policies.values(), key=lambda p: p.name):
+            value = {k: v for k, v in policy.as_dict().items() if k not in ("vhost", "name")}
+            parameters.append({"value": value, "vhost": vhost.name, "component": "operator_policy",
+                               "name": policy.name})  # fmt: skip
+        if vhost.name in broker.vhost_limits:
+            parameters.append(
+                {"value": dict(broker.vhost_limits[vhost.name]), "vhost": vhost.name, "component": "vhost-limits",
+                 "name": "limits"}  # fmt: skip
+            )
+    return {
+        "rabbit_version": RABBIT_VERSION,
+        "rabbitmq_version": RABBIT_VERSION,
+        "product_name": "amqp-server",
+        "product_version": __version__,
+        "users": [
+            {
+                "name": user.name,
+                "password_hash": user.password_hash,
+                "hashing_algorithm": user.hashing_algorithm,
+                "tags": list(user.tags),
+                "limits": dict(broker.user_limits.get(user.name, {})),
+            }
+            for user in sorted(broker.users.values(), key=lambda u: u.name)
+        ],
+        "vhosts": [
+            {"name": v.name, "limits": [], "metadata": {"description": v.description, "tags": list(v.tags)}}
+            for v in vhosts
+        ],
+        "permissions": [
+            {"user": p.user, "vhost": p.vhost, "configure": p.configure, "write": p.write, "read": p.read}
+            for _, p in sorted(broker.permissions.items())
+        ],
+        "topic_permissions": [
+            {"user": user, "vhost": vhost, "exchange": exchange, "write": p["write"], "read": p["read"]}
+            for (user, vhost, exchange), p in sorted(broker.topic_permissions.items())
+        ],
+        "parameters": parameters,
+        "global_parameters": [{"name": k, "value": v} for k, v in sorted(broker.global_parameters.items())],
+        "policies": [p.as_dict() for v in vhosts for _, p in sorted(v.policies.items())],
+        "queues": [
+            {
+                "name": q.name,
+                "vhost": v.name,
+                "durable": q.durable,
+                "auto_delete": q.auto_delete,
+                "arguments": _json(q.arguments),
+                "type": getattr(q, "type_name", "classic"),
+            }
+            for v in vhosts
+            for _, q in sorted(v.queues.items())
+            if q.exclusive_owner is None  # exclusive queues belong to their connection
+        ],
+        "exchanges": [
+            {
+                "name": x.name,
+                "vhost": v.name,
+                "type": x.type_name,
+                "durable": x.durable,
+                "auto_delete": x.auto_delete,
+                "internal": x.internal,
+                "arguments": _json(x.arguments),
+            }
+            for v in vhosts
+            for _, x in sorted(v.exchanges.items())
+            if x.name and not x.name.startswith("amq.")
+        ],
+        "bindings": [
+            {
+                "source": b.source,
+                "vhost": v.name,
+                "destination": b.destination.name,
+                "destination_type": b.destination.kind,
+                "routing_key": b.routing_key,
+                "arguments": _json(b.arguments),
+            }
+            for v in vhosts
+            for b in sorted(v.bindings.values(), key=lambda b: (b.source, b.destination, b.routing_key))
+        ],
+    }

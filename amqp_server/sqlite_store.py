@@ -1,0 +1,410 @@
+"""The embedded metadata store: durable changes kept in SQLite at ``<data_dir>/metadata.db``.
+
+Rows are generic (kind, vhost, name, record) so that every kind of ``Change`` the broker has,
+now or later, is stored the same way: a "put" replaces the row, a "delete" removes it, and the
+deletes that cascade in memory (a vhost takes its exchanges, queues, bindings and permissions;
+a queue or exchange takes its bindings; a user takes its permissions) cascade here too, so a
+restart never brings back a binding whose queue is gone.
+
+Commits are grouped: one writer task drains the pending changes into one transaction and one
+fsync, and every caller in the batch is answered when it is on disk. The journal is WAL with
+``synchronous=FULL``, so a commit is on disk (WAL fsynced) before it is confirmed; NORMAL would
+survive a crash of the process but not of the machine.
+
+The data directory is locked (``flock`` on ``.lock``) against a second broker process, and a
+database that is not readable, not a SQLite file, or from a newer version of this broker stops
+the start with a ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import fcntl
+import json
+import logging
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import aiosqlite
+
+from amqp_server.metadata import Change, MetadataStore
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "metadata.db"
+LOCK_NAME = ".lock"
+
+# Kinds in the order they are applied at boot; kinds not named here (policies, limits,
+# parameters...) come after permissions and before exchanges.
+_FIRST = ("vhost", "user", "permission", "topic_permission")
+_LAST = ("exchange", "queue", "binding")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or read; the broker must not start."""
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def _migrate_to_1(db: aiosqlite.Connection) -> None:
+    await db.execute(
+        "CREATE TABLE metadata ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " kind TEXT NOT NULL, vhost TEXT, name TEXT NOT NULL, record TEXT NOT NULL)"
+    )
+    await db.execute("CREATE INDEX metadata_key ON metadata (kind, vhost, name)")
+
+
+#: MIGRATIONS[i] takes the schema from version i to i + 1; SCHEMA_VERSION is len(MIGRATIONS).
+MIGRATIONS: list[Migration] = [_migrate_to_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# -- lossless record encoding -----------------------------------------------------------------
+
+_TAG = "$t"
+
+
+def encode_value(value: Any) -> Any:
+    """A JSON-able form of a record value; types JSON lacks are tagged objects ``{"$t": ...}``.
+
+    Field tables hold bytes, bytearrays (AMQP binary), decimals, timestamps and tuples, and
+    equivalence checks compare them by type, so each comes back as the type it went in as.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {_TAG: "float", "v": repr(value)}
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value) and _TAG not in value:
+            return {key: encode_value(item) for key, item in value.items()}
+        return {_TAG: "dict", "v": [[encode_value(k), encode_value(v)] for k, v in value.items()]}
+    if isinstance(value, list):
+        return [encode_value(item) for item in value]
+    if isinstance(value, time.struct_time):  # a tuple subclass: before tuple
+        return {_TAG: "struct_time", "v": list(value)}
+    if isinstance(value, tuple):
+        return {_TAG: "tuple", "v": [encode_value(item) for item in value]}
+    if isinstance(value, bytes):
+        return {_TAG: "bytes", "v": base64.b64encode(value).decode()}
+    if isinstance(value, bytearray | memoryview):
+        return {_TAG: "bytearray", "v": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, Decimal):
+        return {_TAG: "decimal", "v": str(value)}
+    if isinstance(value, datetime.datetime):
+        return {_TAG: "datetime", "v": value.isoformat(), "fold": value.fold}
+    raise TypeError(f"cannot store a value of type {type(value).__name__}: {value!r}")
+
+
+def decode_value(value: Any) -> Any:
+    """The inverse of ``encode_value``."""
+    if isinstance(value, list):
+        return [decode_value(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(_TAG)
+    if tag is None:
+        return {key: decode_value(item) for key, item in value.items()}
+    data = value["v"]
+    if tag == "dict":
+        return {decode_value(k): decode_value(v) for k, v in data}
+    if tag == "tuple":
+        return tuple(decode_value(item) for item in data)
+    if tag == "bytes":
+        return base64.b64decode(data)
+    if tag == "bytearray":
+        return bytearray(base64.b64decode(data))
+    if tag == "decimal":
+        return Decimal(data)
+    if tag == "datetime":
+        return datetime.datetime.fromisoformat(data).replace(fold=value.get("fold", 0))
+    if tag == "struct_time":
+        return time.struct_time(data)
+    if tag == "float":
+        return float(data)
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def dumps(record: dict[str, Any]) -> str:
+    return json.dumps(encode_value(record), separators=(",", ":"), allow_nan=False)
+
+
+def loads(text: str) -> dict[str, Any]:
+    return decode_value(json.loads(text))
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class SqliteStore(MetadataStore):
+    """Durable metadata in ``<data_dir>/metadata.db``; opened (and locked) on first use."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = os.fspath(data_dir)
+        self.path = os.path.join(self.data_dir, DB_NAME)
+        self.transactions = 0  # committed write transactions (each one fsync): group commit shows here
+        self._db: aiosqlite.Connection | None = None
+        self._lock_fd: int | None = None
+        self._pending: list[tuple[Change, asyncio.Future[None]]] = []
+        self._wakeup: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._open_lock = asyncio.Lock()
+
+    # -- opening ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create and lock the directory, open the database and bring its schema up to date."""
+        async with self._open_lock:
+            if self._db is None:
+                await self._open()
+
+    async def _open(self) -> None:
+        self._closing = False
+        try:
+            os.makedirs(self.data_dir, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create data directory {self.data_dir}: {exc}") from exc
+        self._lock()
+        try:
+            self._db = await self._connect()
+        except BaseException:
+            self._unlock()
+            raise
+        self._wakeup = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_loop(), name="metadata-store-writer"
+        )
+
+    def _lock(self) -> None:
+        path = os.path.join(self.data_dir, LOCK_NAME)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open lock file {path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(
+                f"data directory {self.data_dir} is in use by another broker process (lock {path} is held)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def _connect(self) -> aiosqlite.Connection:
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open metadata store {self.path}: {exc}") from exc
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            async with db.execute("PRAGMA quick_check") as cursor:
+                problems = [row[0] for row in await cursor.fetchall()]
+            if problems != ["ok"]:
+                raise StoreError(f"{self.path} is corrupt: {'; '.join(problems[:5])}")
+            await self._migrate(db)
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"cannot read metadata store {self.path}: {exc}") from exc
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cursor:
+            tables = {row[0] for row in await cursor.fetchall()}
+        if "schema_version" in tables:
+            async with db.execute("SELECT version FROM schema_version") as cursor:
+                rows = await cursor.fetchall()
+            if len(rows) != 1 or not isinstance(rows[0][0], int):
+                raise StoreError(f"{self.path} is corrupt: bad schema_version table {rows!r}")
+            version = rows[0][0]
+        elif tables - {"sqlite_sequence"}:
+            raise StoreError(f"{self.path} is not a metadata store of this broker (tables {sorted(tables)})")
+        else:
+            version = 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this broker's {SCHEMA_VERSION}: "
+                "it was written by a newer version"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if "schema_version" not in tables:
+                await db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                await db.execute("INSERT INTO schema_version VALUES (0)")
+            for step in range(version, SCHEMA_VERSION):
+                await MIGRATIONS[step](db)
+                await db.execute("UPDATE schema_version SET version = ?", (step + 1,))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        log.info(
+            "metadata store %s migrated from schema version %s to %s", self.path, version, SCHEMA_VERSION
+        )
+
+    # -- MetadataStore ----------------------------------------------------------------------
+
+    async def load(self) -> list[Change]:
+        """Every stored change, in an order that applies cleanly; bindings whose source or
+        destination is not stored are left out."""
+        await self.open()
+        assert self._db is not None
+        try:
+            async with self._db.execute(
+                "SELECT kind, vhost, name, record FROM metadata ORDER BY seq"
+            ) as cursor:
+                rows = await cursor.fetchall()
+            changes = [Change(kind, "put", vhost, name, loads(record)) for kind, vhost, name, record in rows]
+        except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"cannot read metadata store {self.path}: {exc}") from exc
+        vhosts = {change.name for change in changes if change.kind == "vhost"}
+        exchanges = {(c.vhost, c.name) for c in changes if c.kind == "exchange"}
+        queues = {(c.vhost, c.name) for c in changes if c.kind == "queue"}
+        kept = []
+        for change in changes:
+            if change.vhost is not None and change.kind != "vhost" and change.vhost not in vhosts:
+                continue
+            if change.kind == "binding" and not _binding_ends_exist(change, exchanges, queues):
+                continue
+            kept.append(change)
+        kept.sort(key=lambda change: _rank(change.kind))  # stable: oldest first within a kind
+        return kept
+
+    async def commit(self, change: Change) -> None:
+        """Return once a durable change is on disk; a non-durable one is not stored."""
+        if not change.durable:
+            return
+        await self.open()
+        if self._closing:
+            raise StoreError("metadata store is closed")
+        assert self._wakeup is not None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((change, future))
+        self._wakeup.set()
+        await future
+
+    async def close(self) -> None:
+        """Write what is pending, then close the database and release the lock."""
+        if self._db is None:
+            return
+        self._closing = True
+        assert self._wakeup is not None and self._writer is not None
+        self._wakeup.set()
+        await self._writer
+        await self._db.close()
+        self._db = None
+        self._unlock()
+
+    # -- the writer -------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await asyncio.sleep(0)  # let the rest of this loop tick's commits join the batch
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._write(batch)
+            if self._closing and not self._pending:
+                return
+
+    async def _write(self, batch: list[tuple[Change, asyncio.Future[None]]]) -> None:
+        db = self._db
+        assert db is not None
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for change, _future in batch:
+                    await _write_change(db, change)
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            log.exception("metadata store write failed")
+            for _change, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.transactions += 1
+        for _change, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+
+async def _write_change(db: aiosqlite.Connection, change: Change) -> None:
+    await db.execute(
+        "DELETE FROM metadata WHERE kind = ? AND vhost IS ? AND name = ?",
+        (change.kind, change.vhost, change.name),
+    )
+    if change.op == "put":
+        await db.execute(
+            "INSERT INTO metadata (kind, vhost, name, record) VALUES (?, ?, ?, ?)",
+            (change.kind, change.vhost, change.name, dumps(change.record)),
+        )
+        return
+    # Cascades the broker applies in memory (Broker._apply_*_delete, VirtualHost._apply_*_delete).
+    if change.kind == "vhost":
+        await db.execute("DELETE FROM metadata WHERE vhost = ?", (change.name,))
+    elif change.kind == "user":
+        await db.execute(
+            "DELETE FROM metadata WHERE kind IN ('permission', 'topic_permission') AND name = ?",
+            (change.name,),
+        )
+    elif change.kind in ("queue", "exchange"):
+        await db.execute(
+            "DELETE FROM metadata WHERE kind = 'binding' AND vhost IS ?"
+            " AND json_extract(record, '$.destination_type') = ? AND json_extract(record, '$.destination') = ?",
+            (change.vhost, change.kind, change.name),
+        )
+        if change.kind == "exchange":
+            await db.execute(
+                "DELETE FROM metadata WHERE kind = 'binding' AND vhost IS ? AND json_extract(record, '$.source') = ?",
+                (change.vhost, change.name),
+            )
+
+
+def _binding_ends_exist(
+    change: Change, exchanges: set[tuple[str | None, str]], queues: set[tuple[str | None, str]]
+) -> bool:
+    # amq.* exchanges are never stored: every vhost has them (and clients cannot declare them).
+    record = change.record
+    source, destination = record.get("source", ""), record.get("destination", "")
+    if record.get("destination_type") == "queue":
+        destination_exists = (change.vhost, destination) in queues
+    else:
+        destination_exists = destination.startswith("amq.") or (change.vhost, destination) in exchanges
+    return destination_exists and (source.startswith("amq.") or (change.vhost, source) in exchanges)
+
+
+def _rank(kind: str) -> int:
+    if kind in _FIRST:
+        return _FIRST.index(kind)
+    if kind in _LAST:
+        return len(_FIRST) + 1 + _LAST.index(kind)
+    return len(_FIRST)
