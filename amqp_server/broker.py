@@ -83,7 +83,7 @@ class Broker:
         changes = await self.store.load()
         for change in changes:
             self.apply(change)
-        if not changes and not self.config.load_definitions:
+        if self.store.first_start and not self.config.load_definitions:
             config = self.config
             await self.change(Change("vhost", "put", None, config.default_vhost, {}))
             await self.change(

@@ -28,6 +28,10 @@ class Change:
 
 
 class MetadataStore(ABC):
+    #: True until the store has been written once: the broker creates its defaults (vhost '/',
+    #: user guest) only then, as RabbitMQ does on a node's first start, not whenever it is empty.
+    first_start = True
+
     @abstractmethod
     async def commit(self, change: Change) -> None:
         """Return once the change is final (on disk, or agreed by the cluster's voters)."""

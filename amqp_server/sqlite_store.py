@@ -176,6 +176,7 @@ class SqliteStore(MetadataStore):
         except OSError as exc:
             raise StoreError(f"cannot create data directory {self.data_dir}: {exc}") from exc
         self._lock()
+        self.first_start = not os.path.exists(self.path)
         try:
             self._db = await self._connect()
         except BaseException:
@@ -215,7 +216,10 @@ class SqliteStore(MetadataStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open metadata store {self.path}: {exc}") from exc
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
+            async with db.execute("PRAGMA journal_mode=WAL") as cursor:
+                mode = (await cursor.fetchone() or ("?",))[0]
+            if mode != "wal":  # e.g. a file system without shared memory: still durable, slower
+                log.warning("metadata store %s: journal mode %s, not wal", self.path, mode)
             await db.execute("PRAGMA synchronous=FULL")
             async with db.execute("PRAGMA quick_check") as cursor:
                 problems = [row[0] for row in await cursor.fetchall()]
@@ -373,7 +377,7 @@ async def _write_change(db: aiosqlite.Connection, change: Change) -> None:
         await db.execute("DELETE FROM metadata WHERE vhost = ?", (change.name,))
     elif change.kind == "user":
         await db.execute(
-            "DELETE FROM metadata WHERE kind IN ('permission', 'topic_permission') AND name = ?",
+            "DELETE FROM metadata WHERE kind IN ('permission', 'topic_permission', 'user_limits') AND name = ?",
             (change.name,),
         )
     elif change.kind in ("queue", "exchange"):

@@ -124,6 +124,29 @@ def _setup_in_process(data_dir: Path, handles: list[BrokerHandle]) -> None:
     handle.run(admin.set_permissions("alice", "v1", "^a", "^a", ".*"))
     handle.run(admin.set_permissions("bob", "v1"))
     handle.run(admin.set_permissions("alice", "gone"))
+    handle.run(admin.set_policy("/", "ttl", "^dq$", {"message-ttl": 5000}, 3, "queues"))
+    handle.run(admin.set_operator_policy("/", "cap", "^d", {"max-length": 100}))
+    handle.run(admin.set_vhost_limits("v1", {"max-queues": 10}))
+    handle.run(admin.set_user_limits("alice", {"max-connections": 5}))
+    handle.run(admin.set_policy("gone", "p", ".*", {"max-length": 1}))
+    handle.run(
+        admin.import_definitions(
+            {
+                "topic_permissions": [
+                    {"user": "alice", "vhost": "v1", "exchange": "amq.topic", "write": "^a", "read": ".*"}
+                ],
+                "parameters": [
+                    {
+                        "vhost": "v1",
+                        "component": "federation-upstream",
+                        "name": "up",
+                        "value": {"uri": "amqp://"},
+                    }
+                ],
+                "global_parameters": [{"name": "cluster_tags", "value": {"region": "eu"}}],
+            }
+        )
+    )
     handle.run(admin.delete_user("bob"))
     handle.run(admin.delete_vhost("gone"))
 
@@ -185,6 +208,21 @@ def test_durable_metadata_survives_stop_and_kill(tmp_path, nodes, handles, sig):
         ("alice", "v1", "^a", "^a", ".*"),
         ("guest", "/", ".*", ".*", ".*"),
     ]  # fmt: skip
+    assert broker.topic_permissions == {("alice", "v1", "amq.topic"): {"write": "^a", "read": ".*"}}
+    assert broker.parameters == {("v1", "federation-upstream", "up"): {"uri": "amqp://"}}
+    assert broker.global_parameters["cluster_tags"] == {"region": "eu"}
+    assert (broker.vhost_limits, broker.user_limits) == (
+        {"v1": {"max-queues": 10}},
+        {"alice": {"max-connections": 5}},
+    )
+    assert handle.admin.list_policies() == [
+        {"vhost": "/", "name": "ttl", "pattern": "^dq$", "apply-to": "queues", "definition": {"message-ttl": 5000},
+         "priority": 3}
+    ]  # fmt: skip
+    assert [p["name"] for p in handle.admin.list_operator_policies()] == ["cap"]
+    assert handle.call(
+        lambda: (broker.vhosts["/"].queues["dq"].policy, broker.vhosts["/"].queues["dq"].operator_policy)
+    ) == ("ttl", "cap")
     assert _user_exchanges(handle, "/") == {"dx", "dx2"}
     assert _user_exchanges(handle, "v1") == {"ax"}
     assert handle.call(lambda: sorted(broker.vhosts["/"].queues)) == ["dq"]
@@ -305,3 +343,17 @@ def test_exclusive_queue_binding_to_durable_exchange_is_not_kept(tmp_path, handl
         handle.call(lambda: Destination(QUEUE, queue) in handle.broker.vhosts["/"]._by_destination) is False
     )
     assert _user_exchanges(handle, "/") == {"keep"}
+
+
+def test_deleted_defaults_stay_deleted(tmp_path, handles):
+    """The default vhost and user are created on the node's first start only (as RabbitMQ),
+    not again when an operator has deleted them."""
+    handle = start_broker(data_dir=str(tmp_path))
+    handles.append(handle)
+    handle.run(handle.admin.add_user("ops", "secret", ["administrator"]))
+    handle.run(handle.admin.delete_user("guest"))
+    handle.run(handle.admin.delete_vhost("/"))
+    handle.stop()
+    handle = start_broker(data_dir=str(tmp_path))
+    handles.append(handle)
+    assert handle.call(lambda: (sorted(handle.broker.users), sorted(handle.broker.vhosts))) == (["ops"], [])

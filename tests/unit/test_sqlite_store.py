@@ -136,6 +136,10 @@ async def test_deletes_cascade_like_the_broker(tmp_path):
         Change("user", "put", None, "alice", {}),
         Change("permission", "put", "v", "alice", {}),
         Change("permission", "put", "w", "alice", {}),
+        Change("topic_permission", "put", "w", "alice", {}),
+        Change("user_limits", "put", None, "alice", {"limits": {"max-channels": 1}}),
+        Change("policy", "put", "w", "p", {}),
+        Change("vhost_limits", "put", "w", "w", {}),
         Change("exchange", "put", "v", "x", {}),
         Change("exchange", "put", "v", "y", {}),
         Change("queue", "put", "v", "q", {}),
@@ -161,7 +165,7 @@ async def test_deletes_cascade_like_the_broker(tmp_path):
         ("binding", "w", "amq.fanout>queue:q/")
     ]
     await store.commit(Change("user", "delete", None, "alice"))
-    assert not [row for row in _rows(tmp_path) if row[0] == "permission"]
+    assert [row for row in _rows(tmp_path) if "permission" in row[0] or row[0] == "user_limits"] == []
     await store.commit(Change("vhost", "delete", None, "w"))
     assert _rows(tmp_path) == [
         ("exchange", "v", "y"),
