@@ -17,6 +17,7 @@ from exchanges.registry import load_exchange_types
 
 if TYPE_CHECKING:
     from amqp_server.connection import Connection
+    from amqp_server.message_store import MessageStore
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,15 @@ class BrokerConfig:
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig | None = None, store: MetadataStore | None = None) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig | None = None,
+        store: MetadataStore | None = None,
+        message_store: MessageStore | None = None,
+    ) -> None:
         self.config = config or BrokerConfig()
+        # Persistent messages of durable queues (None without a data directory: not stored).
+        self.message_store = message_store
         self.node_name = self.config.node_name
         self.cluster_name = self.config.cluster_name or self.node_name
         self.store = store or MemoryStore()
@@ -81,8 +89,12 @@ class Broker:
         """Replay the store, create the default vhost and user on a first start (unless a
         definitions file is configured), then import that file."""
         changes = await self.store.load()
+        if self.message_store is not None:
+            await self.message_store.open()  # after the metadata store has locked the directory
         for change in changes:
             self.apply(change)
+        if self.message_store is not None:
+            await self.message_store.recover()
         if self.store.first_start and not self.config.load_definitions:
             config = self.config
             await self.change(Change("vhost", "put", None, config.default_vhost, {}))
@@ -115,6 +127,16 @@ class Broker:
             vhost = self.vhosts.get(change.vhost or "")
             if vhost is not None:
                 vhost.apply(change)
+                if (
+                    change.kind == "queue"
+                    and change.op == "put"
+                    and self.message_store is not None
+                    and change.record.get("durable")
+                    and change.record.get("exclusive_owner") is None
+                ):
+                    queue = vhost.queues.get(change.name)
+                    if queue is not None and hasattr(queue, "attach_store"):
+                        self.message_store.attach(queue)
             return
         getattr(self, f"_apply_{change.kind}_{change.op}")(change)
 

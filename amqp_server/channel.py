@@ -148,6 +148,11 @@ class Channel:
         self.publish_seq = 0
         self._acks: list[int] = []  # publish seqs to confirm at the end of this tick
         self._nacks: list[int] = []
+        # Confirms of persistent messages waiting for the message store: (batch, seq) in seq
+        # order. Nothing is allocated here for a transient message.
+        self._store = connection.broker.message_store
+        self._disk_waits: deque[tuple[int, int]] = deque()
+        self._acks_sorted = True  # False once disk confirms joined _acks out of order
         self.tx = False  # tx.select seen
         self._tx_publishes: list[Callable[[], None]] = []  # routed at tx.commit
         # basic.ack/nack/reject in a transaction: (delivery tag, entry) pairs taken from
@@ -386,6 +391,9 @@ class Channel:
         self._route(exchange, publish.mandatory, message, self.publish_seq)
 
     def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> None:
+        store = self._store
+        if store is not None:
+            inserted = store.inserted  # the queues store persistent messages as they take them
         if exchange.router is None and (
             message.routing_key.startswith(direct_reply_to.PREFIX)
             or (message.header[12] & 0x20 and len(message.routing_keys) > 1)  # CC keys
@@ -415,11 +423,28 @@ class Channel:
             )
         if self.confirm_mode:
             self.stat_confirm += 1
-            if accepted:
-                self._acks.append(seq)
-            else:
+            if not accepted:
                 self._nacks.append(seq)
+            elif store is not None and store.inserted != inserted:
+                # Stored: confirmed once the batch holding it is committed (disk_committed).
+                self._disk_waits.append((store.batch, seq))
+                store.wait(self)
+                return
+            else:
+                self._acks.append(seq)
             self.connection.confirms_pending(self)
+
+    def disk_committed(self, batch: int, ok: bool) -> None:
+        """The message store committed ``batch`` (or failed to: those publishes are nacked)."""
+        waits = self._disk_waits
+        if not waits or self.closing:
+            return
+        done = self._acks if ok else self._nacks
+        if done:
+            self._acks_sorted = False
+        while waits and waits[0][0] <= batch:
+            done.append(waits.popleft()[1])
+        self.connection.confirms_pending(self)
 
     def emit_confirms(self) -> None:
         """Write the confirms gathered this tick, coalesced as rabbit_channel does.
@@ -427,6 +452,8 @@ class Channel:
         Acks first, then nacks. A lone ack goes out with multiple=false; otherwise the seqs
         below the smallest seq of the other kind go as one multiple=true and the rest one by
         one (rabbit_channel:coalesce_and_send). Nacks carry requeue=true, RabbitMQ's default.
+        A multiple=true never reaches a seq still waiting for the message store: the cutoff
+        is also below the oldest such seq.
         """
         acks, nacks = self._acks, self._nacks
         if not acks and not nacks:
@@ -435,18 +462,28 @@ class Channel:
         self._nacks = []
         if self.closing:
             return  # RabbitMQ drops confirms of a closing channel
+        if not self._acks_sorted:
+            self._acks_sorted = True
+            acks.sort()
+            nacks.sort()
+        waits = self._disk_waits
+        waiting = waits[0][1] if waits else None
         write = self.connection.write
         number = self.number
         if len(acks) == 1:
             write(encode_ack(number, BASIC_ACK, acks[0], False))
         elif acks:
             cutoff = bisect_left(acks, nacks[0]) if nacks else len(acks)
+            if waiting is not None:
+                cutoff = min(cutoff, bisect_left(acks, waiting))
             if cutoff:
                 write(encode_ack(number, BASIC_ACK, acks[cutoff - 1], True))
             for seq in acks[cutoff:]:
                 write(encode_ack(number, BASIC_ACK, seq, False))
         if nacks:
             cutoff = bisect_left(nacks, acks[0]) if acks else len(nacks)
+            if waiting is not None:
+                cutoff = min(cutoff, bisect_left(nacks, waiting))
             if cutoff:
                 write(frame(FRAME_METHOD, number, _NACK.pack(BASIC_NACK, nacks[cutoff - 1], 3)))
             for seq in nacks[cutoff:]:
@@ -599,7 +636,7 @@ class Channel:
             "number": self.number,
             "consumer_count": len(self.consumers),  # as RabbitMQ: the reply consumer is not one
             "messages_unacknowledged": self.unacked_count,
-            "messages_unconfirmed": 0,
+            "messages_unconfirmed": len(self._disk_waits),
             "messages_uncommitted": len(self._tx_publishes),
             "acks_uncommitted": sum(len(taken) for taken, _ in self._tx_acks),
             "prefetch_count": self.consumer_prefetch,
@@ -685,6 +722,7 @@ class Channel:
             self._remove_consumer(consumer)
         self._acks = []
         self._nacks = []
+        self._disk_waits.clear()
         self._tx_publishes = []
         entries = list(self.unacked.values())
         self.unacked.clear()

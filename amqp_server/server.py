@@ -8,6 +8,7 @@ import signal
 
 from amqp_server.broker import Broker, BrokerConfig
 from amqp_server.connection import Connection
+from amqp_server.message_store import MessageStore
 from amqp_server.sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,12 @@ class Server:
     def __init__(self, config: BrokerConfig | None = None) -> None:
         config = config or BrokerConfig()
         # With a data directory, durable metadata lives in SQLite there; without, in memory only.
-        self.broker = Broker(config, SqliteStore(config.data_dir) if config.data_dir else None)
+        # Persistent messages of durable queues go to the message store in the same directory.
+        self.broker = Broker(
+            config,
+            SqliteStore(config.data_dir) if config.data_dir else None,
+            MessageStore(config.data_dir) if config.data_dir else None,
+        )
         self._server: asyncio.Server | None = None
 
     @property
@@ -31,6 +37,8 @@ class Server:
         try:
             await self.broker.boot()
         except BaseException:
+            if self.broker.message_store is not None:
+                await self.broker.message_store.close()
             await self.broker.store.close()  # release the data directory's lock
             raise
         self.broker.alarms.start()  # the first memory/disk check runs before any client connects
@@ -61,6 +69,8 @@ class Server:
         for connection in list(self.broker.connections):
             if connection.transport is not None:
                 connection.transport.abort()
+        if self.broker.message_store is not None:
+            await self.broker.message_store.close()
         await self.broker.store.close()
 
 

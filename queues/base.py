@@ -18,7 +18,7 @@ from queues.settings import QueueSettings
 class QueueEntry:
     """A message's place in one queue: the message is shared, the entry is per queue."""
 
-    __slots__ = ("message", "seq", "queue", "redelivered", "consumer", "expires")
+    __slots__ = ("message", "seq", "queue", "redelivered", "consumer", "expires", "stored", "disk")
 
     def __init__(self, message: Any, seq: int, queue: QueueType, expires: float | None = None) -> None:
         self.message = message
@@ -28,6 +28,9 @@ class QueueEntry:
         self.consumer: Consumer | None = None  # who holds it unacked, None if ready or got
         # Event-loop time at which it expires (TTL counts from enqueue, not from a requeue).
         self.expires = expires
+        # The message store's record of a persistent message in a durable queue, None when the
+        # entry is not stored. ``disk`` (the entry's own disk state) is set only with it.
+        self.stored: Any = None
 
 
 class Consumer(Protocol):

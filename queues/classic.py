@@ -28,13 +28,17 @@ import asyncio
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amqp_server.errors import PRECONDITION_FAILED, ChannelError
 from amqp_server.field_types import amqp_type_name
+from amqp_server.message_store import is_persistent
 from queues.base import Consumer, QueueEntry, QueueType
 from queues.priority import PriorityReady
 from queues.settings import QueueSettings
+
+if TYPE_CHECKING:
+    from amqp_server.message_store import MessageStore
 
 # rabbit_misc:check_expiry's ceiling for x-expires and x-message-ttl (ten years in ms).
 MAX_EXPIRY = 315_360_000_000
@@ -194,6 +198,12 @@ class ClassicQueue(QueueType):
         self._timed = False  # ready entries may carry an expiry: dispatch/get look at the head
         # Set by the vhost: deletes this queue (auto-delete after the last consumer, x-expires).
         self.on_unused: Callable[[QueueType], None] | None = None
+        # Durable queue of a broker with a data directory: the message store keeps its
+        # persistent messages (attach_store); None otherwise.
+        self._store: MessageStore | None = None
+        self.store_qid = 0
+        self.delivered_mark = -1  # highest stored seq handed out (see message_store)
+        self._seq_base = 0  # recovered seqs do not count as publishes in stats()
         self._configure()
         self._arm_expires()
 
@@ -247,6 +257,8 @@ class ClassicQueue(QueueType):
     def publish(self, message: Any) -> bool:
         if self._special or message.header[12] & 1:  # limits, TTL or an expiration property
             return self._publish_special(message)
+        if self._store is not None and message.header[12] & 0x10:  # delivery mode given
+            return self._publish_special(message)
         seq = self._next_seq
         self._next_seq = seq + 1
         entry = QueueEntry(message, seq, self)
@@ -280,14 +292,21 @@ class ClassicQueue(QueueType):
         seq = self._next_seq
         self._next_seq = seq + 1
         entry = QueueEntry(message, seq, self, expires)
+        store = self._store
+        if store is not None and not is_persistent(message.header):
+            store = None
         ready = self._ready
         if not ready and self._consumers:
             consumer = self._pick_consumer()
             if consumer is not None:
+                if store is not None and not consumer.no_ack:
+                    store.add(entry)
                 self._hand_to(consumer, entry)
                 return True
         ready.append(entry)
         self._ready_bytes += size
+        if store is not None:
+            store.add(entry)  # before overflow or expiry may take it out again
         if self._limited and not self._reject_publish:
             self._drop_head()
         if self._timed:
@@ -312,7 +331,10 @@ class ClassicQueue(QueueType):
             (max_length is not None and len(ready) > max_length)
             or (max_bytes is not None and self._ready_bytes > max_bytes)
         ):
-            message = ready.popleft().message
+            entry = ready.popleft()
+            if entry.stored is not None:
+                self._unstore(entry)
+            message = entry.message
             self._ready_bytes -= len(message.body)
             dropped.append(message)
         if dropped:
@@ -352,8 +374,10 @@ class ClassicQueue(QueueType):
             self._timed = self._ttl is not None
         if dropped:
             messages = [entry.message for entry in dropped]
-            for message in messages:
-                self._ready_bytes -= len(message.body)
+            for entry in dropped:
+                self._ready_bytes -= len(entry.message.body)
+                if entry.stored is not None:
+                    self._unstore(entry)
             self._dead_letter(messages, "expired")
 
     def _arm_ttl_timer(self, when: float) -> None:
@@ -424,11 +448,15 @@ class ClassicQueue(QueueType):
             self._redelivered += 1
         if consumer.no_ack:
             self._delivered_no_ack += 1
+            if entry.stored is not None:
+                self._unstore(entry)
         else:
             entry.consumer = consumer
             self._unacked += 1
             self._unacked_bytes += len(entry.message.body)
             self._delivered += 1
+            if entry.stored is not None and entry.seq > self.delivered_mark:
+                self._mark_delivered(entry.seq)
         consumer.deliver(entry)
 
     def dispatch(self) -> None:
@@ -480,6 +508,8 @@ class ClassicQueue(QueueType):
         self._got += 1
         if entry.redelivered:
             self._redelivered += 1
+        if entry.stored is not None and entry.seq > self.delivered_mark:
+            self._mark_delivered(entry.seq)
         if self._timed:
             self._expire()  # the new head, if expired, goes before get-ok reports the count
         return entry
@@ -543,17 +573,24 @@ class ClassicQueue(QueueType):
         self._unacked -= 1
         self._unacked_bytes -= len(entry.message.body)
         self._acked += 1
+        if entry.stored is not None:
+            self._unstore(entry)
 
     def discard(self, entry: QueueEntry, reason: str) -> None:
         entry.consumer = None
         self._unacked -= 1
         self._unacked_bytes -= len(entry.message.body)
+        if entry.stored is not None:
+            self._unstore(entry)
         self._dead_letter([entry.message], reason)
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Entries go back to their original places (by publish order, within their priority),
         marked redelivered. Their expiry stays what it was (TTL counts from publish)."""
         if self._deleted:
+            for entry in entries:
+                if entry.stored is not None:
+                    self._unstore(entry)
             return
         ready = self._ready
         place = ready.requeue if self._prio else None
@@ -583,10 +620,61 @@ class ClassicQueue(QueueType):
             self._drop_head()  # as rabbit_amqqueue_process:requeue_and_run
         self.dispatch()  # drops expired heads too
 
+    # -- persistence ---------------------------------------------------------------------
+
+    def attach_store(self, store: MessageStore, qid: int) -> None:
+        """Persistent messages published from now on are stored under queue id ``qid``."""
+        self._store = store
+        self.store_qid = qid
+
+    def _unstore(self, entry: QueueEntry) -> None:
+        """The entry left the queue for good: its row goes with the next batch."""
+        self._store.remove(entry, None if self._deleted else self.store_qid)  # type: ignore[union-attr]
+
+    def _mark_delivered(self, seq: int) -> None:
+        self.delivered_mark = seq
+        self._store.mark_delivered(self.store_qid, self)  # type: ignore[union-attr]
+
+    def reserve_seqs(self, next_seq: int) -> None:
+        """Recovery: new publishes number after the stored entries."""
+        if next_seq > self._next_seq:
+            self._seq_base += next_seq - self._next_seq
+            self._next_seq = next_seq
+
+    def recover_entries(self, entries: list[QueueEntry]) -> None:
+        """Recovery: stored entries (in sequence order) become ready, before any new publish."""
+        ready = self._ready
+        append = ready.append
+        size = 0
+        timed = False
+        mark = self.delivered_mark
+        for entry in entries:
+            append(entry)
+            size += len(entry.message.body)
+            if entry.expires is not None:
+                timed = True
+            if entry.redelivered and entry.seq > mark:
+                mark = entry.seq
+        self.delivered_mark = mark
+        self._ready_bytes += size
+        if timed:
+            self._timed = True
+
+    def recovered(self) -> None:
+        """Recovery done for every queue: apply length limits and expiry to what came back."""
+        if self._limited and not self._reject_publish:
+            self._drop_head()
+        if self._timed:
+            self._expire()
+
     # -- management ----------------------------------------------------------------------
 
     def purge(self) -> int:
         count = len(self._ready)
+        if self._store is not None:
+            for entry in self._ready:
+                if entry.stored is not None:
+                    self._unstore(entry)
         self._ready.clear()
         self._ready_bytes = 0
         self._timed = self._ttl is not None
@@ -599,6 +687,12 @@ class ClassicQueue(QueueType):
                 timer.cancel()
         self._ttl_timer = self._expires_timer = None
         count = len(self._ready)
+        store = self._store
+        if store is not None:
+            store.queue_deleted(self.store_qid)  # its entry rows go at once; _unstore skips them
+            for entry in self._ready:
+                if entry.stored is not None:
+                    store.remove(entry, None)
         self._ready.clear()
         self._ready_bytes = 0
         consumers = [*self._consumers, *self._waiting]
@@ -632,7 +726,7 @@ class ClassicQueue(QueueType):
             "message_bytes_ready": self._ready_bytes,
             "message_bytes_unacknowledged": self._unacked_bytes,
             "consumers": self.consumer_count,
-            "publish": self._next_seq,
+            "publish": self._next_seq - self._seq_base,
             "deliver": self._delivered,
             "deliver_no_ack": self._delivered_no_ack,
             "get": self._got,

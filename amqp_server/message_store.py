@@ -1,0 +1,490 @@
+"""The persistent-message store: persistent messages of durable queues in ``<data_dir>/messages.db``.
+
+What is stored: a message published with delivery_mode 2 that reaches a durable queue. Its raw
+content header, body and basic.publish exchange/routing-key shortstrs go into ``messages`` once,
+however many durable queues it reaches; each queue's place for it is a row of ``entries``
+(queue id, the queue's sequence number, message id, absolute expiry). A message row goes when
+its last entry goes; the live entry count of each message is kept in memory (``StoredMessage``)
+so that no query is needed to know it. Transient messages and non-durable queues never touch
+the store.
+
+Group commit: every change (entry and message inserts, entry deletes on ack, reject, expiry,
+overflow drops, purge, queue deletion) is appended to in-memory lists without awaiting. One
+writer task takes everything gathered during the loop tick, or while the previous batch was
+being written, and writes it as one transaction with one fsync (WAL, ``synchronous=FULL``).
+A publisher confirm for a stored message waits for the commit of the batch holding its insert
+(``wait``/``Channel.disk_committed``). An entry removed before its batch was taken is never
+written at all (a consumer that acks quickly costs no disk writes for the body).
+
+Redelivery marks: instead of one write per delivery, each queue records the highest sequence
+number it has handed out (``queues.delivered``, written with the batch when it moved). A
+classic queue delivers from its head in sequence order and requeued messages are already
+redelivered, so an entry at or below the mark was delivered before; after a restart it comes
+back with redelivered set. (A priority queue delivers out of sequence order, so there the mark
+can over-report: a message may come back flagged redelivered without having been delivered,
+which AMQP allows, as the flag only says "may have been delivered before".)
+
+Expiry: entries keep their absolute expiry (wall clock), so a message TTL keeps counting across
+a restart as in RabbitMQ, whose queue index stores the expiry timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from amqp_server.frame_codec import _lenient_str
+from amqp_server.message import Message
+from amqp_server.sqlite_store import StoreError
+from queues.base import QueueEntry
+
+if TYPE_CHECKING:
+    from amqp_server.channel import Channel
+    from queues.base import QueueType
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "messages.db"
+# Entry disk states (QueueEntry.disk).
+NOT_STORED, PENDING, WRITTEN = 0, 1, 2
+RECOVERY_CHUNK = 1024
+
+
+def is_persistent(header: bytes) -> bool:
+    """delivery_mode == 2, read from the raw content header without decoding the properties.
+
+    The delivery-mode octet follows content-type and content-encoding (shortstrs) and the
+    headers table (a 32-bit length and the table) when they are present.
+    """
+    flags = header[12]
+    if not flags & 0x10:
+        return False
+    pos = 14
+    if flags & 0x80:
+        pos += 1 + header[pos]
+    if flags & 0x40:
+        pos += 1 + header[pos]
+    if flags & 0x20:
+        pos += 4 + int.from_bytes(header[pos : pos + 4], "big")
+    return pos < len(header) and header[pos] == 2
+
+
+class StoredMessage:
+    """A stored message's id and how many live entries (in any queue) refer to it."""
+
+    __slots__ = ("id", "refs", "written")
+
+    def __init__(self, message_id: int, refs: int = 0, written: bool = False) -> None:
+        self.id = message_id
+        self.refs = refs
+        self.written = written  # its row is written or in a batch being written
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+async def _migrate_to_1(db: aiosqlite.Connection) -> None:
+    await db.execute(
+        "CREATE TABLE queues (qid INTEGER PRIMARY KEY, vhost TEXT NOT NULL, name TEXT NOT NULL,"
+        " delivered INTEGER NOT NULL DEFAULT -1)"
+    )
+    await db.execute(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, refs INTEGER NOT NULL,"
+        " exchange_and_key BLOB NOT NULL, header BLOB NOT NULL, body BLOB NOT NULL)"
+    )
+    await db.execute(
+        "CREATE TABLE entries (qid INTEGER NOT NULL, seq INTEGER NOT NULL, msg_id INTEGER NOT NULL,"
+        " expires REAL, PRIMARY KEY (qid, seq)) WITHOUT ROWID"
+    )
+
+
+MIGRATIONS: list[Migration] = [_migrate_to_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class MessageStore:
+    """Persistent messages of durable queues; one writer task, group commit."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = os.fspath(data_dir)
+        self.path = os.path.join(self.data_dir, DB_NAME)
+        self.transactions = 0  # committed write transactions (one fsync each)
+        self.inserted = 0  # entries added so far: a publish compares it before and after routing
+        self.batch = 1  # the batch now gathering; confirms wait for its commit
+        self.committed = 0  # the last batch on disk
+        self._db: aiosqlite.Connection | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._closing = False
+        # The batch being gathered.
+        self._inserts: list[QueueEntry] = []
+        self._entry_deletes: list[tuple[int, int]] = []
+        self._message_deletes: list[tuple[int]] = []
+        self._queue_puts: list[tuple[int, str, str]] = []
+        self._queue_deletes: list[tuple[int]] = []
+        self._marks: dict[int, QueueType] = {}  # qid -> queue whose delivered mark moved
+        self._waiters: set[Channel] = set()
+        self._by_message: dict[int, StoredMessage] = {}  # id(Message) -> record, this batch only
+        # Queue ids: next free one, and the stored ones not yet claimed by a recovered queue.
+        self._next_qid = 1
+        self._next_msg_id = 1
+        self._stored_queues: dict[tuple[str, str], tuple[int, int]] = {}  # -> (qid, delivered)
+        self._recovering: list[tuple[QueueType, int]] = []  # (queue, delivered mark)
+        self._recovered = False  # recover() ran: stored queue ids are no longer claimable
+
+    # -- opening ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the database (the data directory is already locked by the metadata store)."""
+        if self._db is not None:
+            return
+        self._closing = False
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None, iter_chunk_size=RECOVERY_CHUNK)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
+        try:
+            async with db.execute("PRAGMA journal_mode=WAL") as cursor:
+                mode = (await cursor.fetchone() or ("?",))[0]
+            if mode != "wal":
+                log.warning("message store %s: journal mode %s, not wal", self.path, mode)
+            await db.execute("PRAGMA synchronous=FULL")
+            # A big batch grows the WAL; truncate it back after checkpoints.
+            await db.execute("PRAGMA journal_size_limit=67108864")
+            async with db.execute("PRAGMA quick_check") as cursor:
+                problems = [row[0] for row in await cursor.fetchall()]
+            if problems != ["ok"]:
+                raise StoreError(f"{self.path} is corrupt: {'; '.join(problems[:5])}")
+            await self._migrate(db)
+            async with db.execute("SELECT qid, vhost, name, delivered FROM queues ORDER BY qid") as cursor:
+                for qid, vhost, name, delivered in await cursor.fetchall():
+                    self._stored_queues[(vhost, name)] = (qid, delivered)
+                    self._next_qid = max(self._next_qid, qid + 1)
+            async with db.execute("SELECT MAX(id) FROM messages") as cursor:
+                row = await cursor.fetchone()
+            self._next_msg_id = (row[0] or 0) + 1 if row else 1
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"cannot read message store {self.path}: {exc}") from exc
+        except BaseException:
+            await db.close()
+            raise
+        self._db = db
+        self._wakeup = asyncio.Event()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="message-store-writer")
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cursor:
+            tables = {row[0] for row in await cursor.fetchall()}
+        if "schema_version" in tables:
+            async with db.execute("SELECT version FROM schema_version") as cursor:
+                rows = await cursor.fetchall()
+            if len(rows) != 1 or not isinstance(rows[0][0], int):
+                raise StoreError(f"{self.path} is corrupt: bad schema_version table {rows!r}")
+            version = rows[0][0]
+        elif tables:
+            raise StoreError(f"{self.path} is not a message store of this broker (tables {sorted(tables)})")
+        else:
+            version = 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this broker's {SCHEMA_VERSION}"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if "schema_version" not in tables:
+                await db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                await db.execute("INSERT INTO schema_version VALUES (0)")
+            for step in range(version, SCHEMA_VERSION):
+                await MIGRATIONS[step](db)
+                await db.execute("UPDATE schema_version SET version = ?", (step + 1,))
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    # -- queues -----------------------------------------------------------------------------
+
+    def attach(self, queue: QueueType) -> None:
+        """A durable queue came into being (declared, or replayed at boot): give it its id.
+
+        At boot a queue stored before keeps its id and its entries are loaded by ``recover``;
+        any other queue gets a fresh id, so that a queue deleted and declared again never
+        shares rows with its predecessor.
+        """
+        stored = self._stored_queues.pop((queue.vhost, queue.name), None)
+        if stored is not None and not self._recovered:
+            qid, delivered = stored
+            self._recovering.append((queue, delivered))
+        else:
+            if stored is not None:  # not a boot: the old rows are stale
+                self._queue_deletes.append((stored[0],))
+            qid = self._next_qid
+            self._next_qid = qid + 1
+            self._queue_puts.append((qid, queue.vhost, queue.name))
+            self._wake()
+        queue.attach_store(self, qid)  # type: ignore[attr-defined]
+
+    def queue_deleted(self, qid: int) -> None:
+        """Its entries and its row go (its messages go as their entries are released)."""
+        self._queue_deletes.append((qid,))
+        self._marks.pop(qid, None)
+        self._wake()
+
+    def mark_delivered(self, qid: int, queue: QueueType) -> None:
+        """The queue's delivered mark moved: write it with the next batch."""
+        self._marks[qid] = queue
+        self._wake()
+
+    # -- entries ----------------------------------------------------------------------------
+
+    def add(self, entry: QueueEntry) -> None:
+        """Store ``entry`` (its message once per batch, however many queues it reaches)."""
+        message = entry.message
+        key = id(message)
+        stored = self._by_message.get(key)
+        if stored is None:
+            stored = self._by_message[key] = StoredMessage(self._next_msg_id)
+            self._next_msg_id += 1
+        stored.refs += 1
+        entry.stored = stored
+        entry.disk = PENDING
+        self._inserts.append(entry)
+        self.inserted += 1
+        if len(self._inserts) == 1:
+            self._wake()
+
+    def remove(self, entry: QueueEntry, qid: int | None) -> None:
+        """The entry left its queue for good; ``qid`` None: its queue's rows are already gone."""
+        stored = entry.stored
+        if stored is None:
+            return
+        entry.stored = None
+        if entry.disk == PENDING:
+            entry.disk = NOT_STORED  # never written
+        elif qid is not None:
+            self._entry_deletes.append((qid, entry.seq))
+            self._wake()
+        stored.refs -= 1
+        if not stored.refs and stored.written:
+            self._message_deletes.append((stored.id,))
+            self._wake()
+
+    def wait(self, channel: Channel) -> None:
+        """``channel`` has a confirm waiting for the batch now gathering."""
+        self._waiters.add(channel)
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.is_set():
+            wakeup.set()
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Load each recovered durable queue's entries in order, then drop what no queue holds."""
+        db = self._db
+        assert db is not None
+        self._recovered = True
+        recovering, self._recovering = self._recovering, []
+        # Every queue's next sequence number first: recovery may dead-letter (expiry, overflow)
+        # into a queue whose own entries are not loaded yet.
+        for queue, _delivered in recovering:
+            async with db.execute("SELECT MAX(seq) FROM entries WHERE qid = ?", (queue.store_qid,)) as cursor:
+                row = await cursor.fetchone()
+            if row and row[0] is not None:
+                queue.reserve_seqs(row[0] + 1)  # type: ignore[attr-defined]
+        shared: dict[int, tuple[StoredMessage, Message]] = {}
+        # Exchange/routing key and content headers usually repeat: keep one object of each.
+        keys: dict[bytes, tuple[str, str, bytes]] = {}
+        headers: dict[bytes, bytes] = {}
+        offset = time.time() - asyncio.get_running_loop().time()  # wall clock -> loop time
+        total = 0
+        for queue, delivered in recovering:
+            entries: list[QueueEntry] = []
+            async with db.execute(
+                "SELECT e.seq, e.msg_id, e.expires, m.refs, m.exchange_and_key, m.header, m.body"
+                " FROM entries e JOIN messages m ON m.id = e.msg_id WHERE e.qid = ? ORDER BY e.seq",
+                (queue.store_qid,),
+            ) as cursor:
+                async for seq, msg_id, expires, refs, eak, header, body in cursor:
+                    if refs > 1 and msg_id in shared:
+                        stored, message = shared[msg_id]
+                        stored.refs += 1
+                    else:
+                        names = keys.get(eak)
+                        if names is None:
+                            names = (*_exchange_and_key(eak), eak)
+                            if len(keys) < 10_000:
+                                keys[eak] = names
+                        same = headers.get(header)
+                        if same is not None:
+                            header = same
+                        elif len(headers) < 10_000:
+                            headers[header] = header
+                        message = Message(names[0], names[1], names[2], header, body)
+                        stored = StoredMessage(msg_id, 1, True)
+                        if refs > 1:
+                            shared[msg_id] = (stored, message)
+                    entry = QueueEntry(message, seq, queue, None if expires is None else expires - offset)
+                    entry.stored = stored
+                    entry.disk = WRITTEN
+                    entry.redelivered = seq <= delivered
+                    entries.append(entry)
+            total += len(entries)
+            queue.recover_entries(entries)  # type: ignore[attr-defined]
+        shared.clear()
+        keys.clear()
+        headers.clear()
+        # Rows no recovered queue holds: queues deleted before a crash let their last
+        # entries' messages go only when those were settled.
+        orphans = [(qid,) for qid, _delivered in self._stored_queues.values()]
+        self._stored_queues.clear()
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            await db.executemany("DELETE FROM entries WHERE qid = ?", orphans)
+            await db.executemany("DELETE FROM queues WHERE qid = ?", orphans)
+            await db.execute(
+                "DELETE FROM messages WHERE id NOT IN (SELECT msg_id FROM entries)"
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        for queue, _delivered in recovering:
+            queue.recovered()  # type: ignore[attr-defined]
+        if total:
+            log.info("recovered %d persistent messages in %d queues", total, len(recovering))
+
+    # -- the writer -------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Write what is pending, then close."""
+        if self._db is None:
+            return
+        self._closing = True
+        assert self._wakeup is not None and self._writer is not None
+        self._wakeup.set()
+        await self._writer
+        await self._db.close()
+        self._db = None
+
+    async def _write_loop(self) -> None:
+        wakeup = self._wakeup
+        assert wakeup is not None
+        while True:
+            await wakeup.wait()
+            wakeup.clear()
+            await asyncio.sleep(0)  # the rest of this loop tick joins the batch
+            try:
+                await self._write_batch()
+            except Exception:  # never leave confirms waiting on a dead writer
+                log.exception("message store writer failed")
+            if self._closing and not self._has_pending():
+                return
+
+    def _has_pending(self) -> bool:
+        return bool(
+            self._inserts
+            or self._entry_deletes
+            or self._message_deletes
+            or self._queue_puts
+            or self._queue_deletes
+            or self._marks
+            or self._waiters
+        )
+
+    def _take(self) -> tuple[list[Any], ...]:
+        """Snapshot the gathered batch into rows (on the loop, so nothing changes under it)."""
+        wall = time.time() - asyncio.get_running_loop().time()  # loop time -> wall clock
+        messages: list[tuple[int, int, bytes, bytes, bytes]] = []
+        entries: list[tuple[int, int, int, float | None]] = []
+        for entry in self._inserts:
+            if entry.disk != PENDING:
+                continue
+            entry.disk = WRITTEN
+            stored = entry.stored
+            assert stored is not None
+            if not stored.written:
+                stored.written = True
+                message = entry.message
+                messages.append((stored.id, stored.refs, message.exchange_and_key, message.header, message.body))
+            expires = entry.expires
+            entries.append((entry.queue.store_qid, entry.seq, stored.id, None if expires is None else expires + wall))  # type: ignore[attr-defined]
+        marks = [(queue.delivered_mark, qid) for qid, queue in self._marks.items()]  # type: ignore[attr-defined]
+        batch = (
+            self._queue_puts,
+            messages,
+            entries,
+            self._entry_deletes,
+            self._queue_deletes,
+            self._message_deletes,
+            marks,
+        )
+        self._inserts = []
+        self._entry_deletes = []
+        self._message_deletes = []
+        self._queue_puts = []
+        self._queue_deletes = []
+        self._marks = {}
+        self._by_message = {}
+        return batch
+
+    async def _write_batch(self) -> None:
+        number = self.batch
+        self.batch = number + 1
+        waiters, self._waiters = self._waiters, set()
+        queue_puts, messages, entries, entry_deletes, queue_deletes, message_deletes, marks = self._take()
+        db = self._db
+        assert db is not None
+        failure: Exception | None = None
+        if queue_puts or messages or entries or entry_deletes or queue_deletes or message_deletes or marks:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    if queue_puts:
+                        await db.executemany("INSERT INTO queues (qid, vhost, name) VALUES (?, ?, ?)", queue_puts)
+                    if messages:
+                        await db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", messages)
+                    if entries:
+                        await db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", entries)
+                    if entry_deletes:
+                        await db.executemany("DELETE FROM entries WHERE qid = ? AND seq = ?", entry_deletes)
+                    if queue_deletes:
+                        await db.executemany("DELETE FROM entries WHERE qid = ?", queue_deletes)
+                        await db.executemany("DELETE FROM queues WHERE qid = ?", queue_deletes)
+                    if message_deletes:
+                        await db.executemany("DELETE FROM messages WHERE id = ?", message_deletes)
+                    if marks:
+                        await db.executemany("UPDATE queues SET delivered = ? WHERE qid = ?", marks)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+            except Exception as exc:
+                log.exception("message store write failed")
+                failure = exc
+            else:
+                self.transactions += 1
+        self.committed = number
+        for channel in waiters:
+            channel.disk_committed(number, failure is None)
+
+
+def _exchange_and_key(raw: bytes) -> tuple[str, str]:
+    """The exchange and routing key from basic.publish's two raw shortstrs."""
+    size = raw[0]
+    key_size = raw[1 + size]
+    return _lenient_str(raw[1 : 1 + size]), _lenient_str(raw[2 + size : 2 + size + key_size])
