@@ -15,7 +15,7 @@ import math
 import struct
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
@@ -158,6 +158,8 @@ class Channel:
         # basic.ack/nack/reject in a transaction: (delivery tag, entry) pairs taken from
         # ``unacked`` and whether to requeue them; they take effect at tx.commit.
         self._tx_acks: list[tuple[list[tuple[int, QueueEntry]], int]] = []
+        # A tx.commit waiting for the message store: (batch, future of "written ok").
+        self._tx_commit_wait: tuple[int, asyncio.Future[bool]] | None = None
         self._publish: Publish | None = None  # basic.publish awaiting its content
         self._header: bytes = b""
         self._body: list[bytes] = []
@@ -436,6 +438,9 @@ class Channel:
 
     def disk_committed(self, batch: int, ok: bool) -> None:
         """The message store committed ``batch`` (or failed to: those publishes are nacked)."""
+        tx_wait = self._tx_commit_wait
+        if tx_wait is not None and tx_wait[0] <= batch and not tx_wait[1].done():
+            tx_wait[1].set_result(ok)
         waits = self._disk_waits
         if not waits or self.closing:
             return
@@ -723,6 +728,8 @@ class Channel:
         self._acks = []
         self._nacks = []
         self._disk_waits.clear()
+        if self._tx_commit_wait is not None and not self._tx_commit_wait[1].done():
+            self._tx_commit_wait[1].set_result(True)  # the commit's task ends without replying
         self._tx_publishes = []
         entries = list(self.unacked.values())
         self.unacked.clear()
@@ -889,27 +896,64 @@ class Channel:
         self.tx = True
         self._reply(commands.Tx.SelectOk())
 
-    def on_tx_commit(self, method: commands.Tx.Commit) -> None:
+    def on_tx_commit(self, method: commands.Tx.Commit) -> Coroutine[Any, Any, None] | None:
         """Route the transaction's publishes, then settle its acks, then reply.
 
         As in RabbitMQ, tx.commit-ok follows the deliveries of the committed publishes (it
         waits for the queues to take them) but precedes the redeliveries of messages the
-        transaction requeued, which are held back until it is out.
+        transaction requeued, which are held back until it is out. When the commit stored or
+        removed persistent messages, tx.commit-ok also waits for the message store to commit
+        the batch holding those changes (as RabbitMQ waits for the queues' confirms), and the
+        channel's later frames wait with it.
         """
         if not self.tx:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional", (90, 20))
         publishes, acks = self._tx_publishes, self._tx_acks
         self._tx_publishes = []
         self._tx_acks = []
+        store = self._store
+        inserted = store.inserted if store is not None else 0
         for publish in publishes:
             publish()
+        stored = False  # a persistent message left a durable queue for good
         if acks:
             self.flow_active = False
             try:
                 for taken, outcome in acks:
-                    self._settle_entries([entry for _tag, entry in taken], outcome)
-            finally:
+                    entries = [entry for _tag, entry in taken]
+                    if store is not None and outcome != REQUEUED and not stored:
+                        stored = any(entry.stored is not None for entry in entries)
+                    self._settle_entries(entries, outcome)
+            except BaseException:
                 self.flow_active = True
+                raise
+        if store is not None and (stored or store.inserted != inserted):
+            # Everything the commit changed is in the batch now gathering.
+            future: asyncio.Future[bool] = self.connection.loop.create_future()
+            self._tx_commit_wait = (store.batch, future)
+            store.wait(self)
+            return self._tx_commit_ok_when_stored(future, bool(acks))
+        self.flow_active = True
+        self._reply(commands.Tx.CommitOk())
+        if acks:
+            self._dispatch_all()
+        return None
+
+    async def _tx_commit_ok_when_stored(self, future: asyncio.Future[bool], acks: bool) -> None:
+        """Send tx.commit-ok once the message store committed the transaction's changes.
+
+        A failed write fails the commit as a nacked publish does in RabbitMQ ("partial tx
+        completion"); a channel closed meanwhile sends nothing.
+        """
+        try:
+            ok = await future
+        finally:
+            self._tx_commit_wait = None
+            self.flow_active = True
+        if self.closing or self.connection.closed:
+            return
+        if not ok:
+            raise ChannelError(PRECONDITION_FAILED, "partial tx completion", (90, 20))
         self._reply(commands.Tx.CommitOk())
         if acks:
             self._dispatch_all()
