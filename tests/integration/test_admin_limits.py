@@ -1,5 +1,5 @@
 """Vhost and user limits through the admin API; max-queues enforced at queue.declare with
-RabbitMQ 3.10's code and text (/work/ref/queues/queue_behaviour.md §11)."""
+RabbitMQ 3.10's code and text (recorded against RabbitMQ 3.10.8)."""
 
 from __future__ import annotations
 

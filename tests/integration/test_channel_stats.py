@@ -1,6 +1,5 @@
 """Per-channel and per-connection counters (``Channel.stats()``, ``Connection.stats()``), named
-as RabbitMQ's management API names them (see /work/ref/queues/http_channel_detail.json and
-http_connection_detail.json). They are plain counters kept on the message path; octets are
+as RabbitMQ's management API names them (recorded against RabbitMQ 3.10.8). They are plain counters kept on the message path; octets are
 counted per socket read and write."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dead-lettering as RabbitMQ 3.10 does it (recorded in /work/ref/queues/queue_behaviour.md §3).
+"""Dead-lettering as RabbitMQ 3.10 does it (recorded against RabbitMQ 3.10.8).
 
 The x-death header is checked at the byte level: ``raw_get`` reads the content-header frame
 off the wire with a raw client and ``typed`` decodes its headers table keeping every AMQP
@@ -378,7 +378,7 @@ def test_without_dlrk_routes_by_original_cc_and_bcc_keys(channel: Any, unique: s
 # The header as RabbitMQ writes it, byte for byte
 
 
-# RabbitMQ 3.10.8's content header for /work/ref/queues/t3_dlx_dumps.txt case 3a (queue
+# RabbitMQ 3.10.8's content header recorded for dead-lettering case 3a (queue
 # 'ref3-dl-src', rejected): the same publish here must give the same bytes, time aside.
 REF_3A = bytes.fromhex(
     "003c0000000000000000000338c00000011f056170702d6853000000027631036e756d490000000707782d646561746841"

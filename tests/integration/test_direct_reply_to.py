@@ -1,5 +1,4 @@
-"""Direct reply-to: the ``amq.rabbitmq.reply-to`` pseudo-queue, as RabbitMQ 3.10 does it
-(recorded in /work/ref/queues/t8*_replyto.py): RPC with pika and aio-pika, the 406s, the
+"""Direct reply-to: the ``amq.rabbitmq.reply-to`` pseudo-queue, as RabbitMQ 3.10 does it (recorded against RabbitMQ 3.10.8): RPC with pika and aio-pika, the 406s, the
 rewritten reply_to, declare-ok of the pseudo-queue, dropped replies, mandatory replies (which
 RabbitMQ both delivers and returns 312) and the reply's delivery tag."""
 

@@ -1,6 +1,5 @@
 """Exchanges through the wire with pika: declare/delete rules, exchange-to-exchange bindings,
-alternate exchanges and the routing of each type, with RabbitMQ 3.10's reply codes and texts
-(as recorded from a real RabbitMQ in /work/ref/results/t3_exchanges.json)."""
+alternate exchanges and the routing of each type, with RabbitMQ 3.10's reply codes and texts (recorded against RabbitMQ 3.10.8)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Connection and channel limits, refused as RabbitMQ 3.10 refuses them (recorded in
-/work/ref/queues/t11_limits.py): vhost max-connections and user max-connections at
+"""Connection and channel limits, refused as RabbitMQ 3.10.8 refuses them (recorded against it):
+vhost max-connections and user max-connections at
 connection.open (530, class 10 method 40), user max-channels at the first frame of a new
 channel (connection.close 530, class 0 method 0). Checks run in RabbitMQ's order: vhost
 exists, vhost limit, user limit, then permissions. Limits are set through the admin API."""

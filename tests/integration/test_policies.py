@@ -1,6 +1,6 @@
 """Policies and operator policies through pika: applied to new and existing queues at once,
 priority between policies, apply-to, operator caps, alternate-exchange, and rabbitmqctl's
-validation texts (recorded from RabbitMQ 3.10.8, /work/ref/queues/queue_behaviour.md §10)."""
+validation texts (recorded from RabbitMQ 3.10.8)."""
 
 from __future__ import annotations
 

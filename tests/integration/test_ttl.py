@@ -1,6 +1,6 @@
 """Message TTL through the wire: x-message-ttl, the per-message ``expiration`` property, expiry at
 the queue head only, TTL 0, publish-time validation of ``expiration`` and expired messages
-dead-lettered, as RabbitMQ 3.10 does (/work/ref/queues/queue_behaviour.md section 1)."""
+dead-lettered, as RabbitMQ 3.10 does (recorded against RabbitMQ 3.10.8)."""
 
 from __future__ import annotations
 

@@ -439,7 +439,7 @@ def test_mutated_handshake() -> None:
 
 
 # --------------------------------------------------------------------------- codec errors end to end
-# Reply texts recorded from RabbitMQ 3.10.8 with raw sockets (/work/ref/results/t2_frames.json).
+# Reply texts recorded from RabbitMQ 3.10.8 with raw sockets (recorded against RabbitMQ 3.10.8).
 
 
 def close_after(broker: BrokerHandle, data: bytes) -> commands.Connection.Close:

@@ -3,7 +3,7 @@
 Encoding goes through frame_codec; decoding is checked twice, by frame_codec's own
 FrameReader/decode_method/decode_properties and by pamqp, so that the two sides are
 checked by different code. Error texts are RabbitMQ 3.10's, recorded from a real broker
-with raw sockets (see /work/ref/results/t2_frames.json for the recorded cases).
+with raw sockets (recorded against RabbitMQ 3.10.8).
 """
 
 from __future__ import annotations
