@@ -7,9 +7,14 @@ internal state through ``BrokerHandle.broker``.
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -97,3 +102,78 @@ def connection(broker: BrokerHandle) -> Iterator[pika.BlockingConnection]:
 @pytest.fixture
 def channel(connection: pika.BlockingConnection) -> Any:
     return connection.channel()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Node:
+    """A broker in its own process (``python -m amqp_server``, or the console script), stderr
+    captured: for restarts, kills and signals, which an in-process broker cannot show."""
+
+    def __init__(
+        self, data_dir: Path | None, cwd: Path, *args: str, script: bool = False, port: int | None = None
+    ) -> None:
+        """``port``: the port the arguments (e.g. a --config file) make it listen on; by default
+        a free one is passed with --port."""
+        command = [str(Path(sys.executable).with_name("amqp-server"))] if script else [sys.executable, "-m", "amqp_server"]
+        if port is None:
+            port = free_port()
+            command += ["--host", "127.0.0.1", "--port", str(port)]
+        self.port = port
+        command += ["--management-port", str(free_port())]
+        if data_dir is not None:
+            command += ["--data-dir", str(data_dir)]
+        command += args
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait_listening(self, timeout: float = 15.0) -> Node:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(self.process.stderr.read().decode() if self.process.stderr else "exited")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError(f"broker did not listen on {self.port}")
+
+    def exit_status(self, timeout: float = 15.0) -> tuple[int, str]:
+        _out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, err.decode()
+
+    def stop(self, sig: int) -> tuple[int, str]:
+        self.process.send_signal(sig)
+        return self.exit_status()
+
+    def connect(self, user: str = "guest", password: str = "guest", vhost: str = "/", **kw: Any) -> pika.BlockingConnection:
+        credentials = pika.PlainCredentials(user, password)
+        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port, vhost, credentials, **kw))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[Node]]:
+    """Broker processes a test started; killed at the end whatever happened."""
+    started: list[Node] = []
+    yield started
+    for node in started:
+        node.kill()
+
+
+@pytest.fixture
+def handles() -> Iterator[list[BrokerHandle]]:
+    """In-process brokers a test started; stopped at the end."""
+    started: list[BrokerHandle] = []
+    yield started
+    for handle in started:
+        if handle._thread.is_alive():
+            handle.stop()

@@ -9,40 +9,21 @@ from __future__ import annotations
 import signal
 import sqlite3
 import threading
-from collections.abc import Iterator
 from itertools import accumulate
 from pathlib import Path
 
 import pika
 import pytest
-from conftest import BrokerHandle, start_broker
+from conftest import BrokerHandle, Node, start_broker
 from pamqp import commands
 from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from rawamqp import RawClient
-from test_restart import Node
 
 from amqp_server.frame_codec import frame
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 TRANSIENT = pika.BasicProperties(delivery_mode=1)
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.kill()
-
-
-@pytest.fixture
-def handles() -> Iterator[list[BrokerHandle]]:
-    started: list[BrokerHandle] = []
-    yield started
-    for handle in started:
-        if handle._thread.is_alive():
-            handle.stop()
 
 
 def _rows(data_dir: Path, sql: str) -> list[tuple]:

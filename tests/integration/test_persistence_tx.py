@@ -8,35 +8,15 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pika
-import pytest
-from conftest import BrokerHandle, start_broker
+from conftest import Node, start_broker
 from pamqp import commands
 from rawamqp import RawClient
 from test_confirms_tx import names
-from test_restart import Node
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.kill()
-
-
-@pytest.fixture
-def handles() -> Iterator[list[BrokerHandle]]:
-    started: list[BrokerHandle] = []
-    yield started
-    for handle in started:
-        if handle._thread.is_alive():
-            handle.stop()
 
 
 def _stored_bodies(data_dir: Path) -> list[str]:

@@ -9,84 +9,16 @@ from __future__ import annotations
 import asyncio
 import datetime
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pika
 import pika.exceptions
 import pytest
-from conftest import BrokerHandle, start_broker
+from conftest import BrokerHandle, Node, start_broker
 
 from amqp_server.sqlite_store import StoreError
 from exchanges.base import QUEUE, Destination
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Node:
-    """``python -m amqp_server`` on a data directory, stderr captured."""
-
-    def __init__(self, data_dir: Path | None, cwd: Path) -> None:
-        self.port = _free_port()
-        command = [sys.executable, "-m", "amqp_server", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--management-port", str(_free_port())]
-        if data_dir is not None:
-            command += ["--data-dir", str(data_dir)]
-        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def wait_listening(self, timeout: float = 15.0) -> Node:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(self.process.stderr.read().decode() if self.process.stderr else "exited")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError(f"broker did not listen on {self.port}")
-
-    def exit_status(self, timeout: float = 15.0) -> tuple[int, str]:
-        _out, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, err.decode()
-
-    def connect(
-        self, user: str = "guest", password: str = "guest", vhost: str = "/"
-    ) -> pika.BlockingConnection:
-        credentials = pika.PlainCredentials(user, password)
-        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port, vhost, credentials))
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.communicate()
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.kill()
-
-
-@pytest.fixture
-def handles() -> Iterator[list[BrokerHandle]]:
-    started: list[BrokerHandle] = []
-    yield started
-    for handle in started:
-        if handle._thread.is_alive():
-            handle.stop()
-
 
 CUSTOM_ARGS = {
     "x-message-ttl": 60000,

@@ -6,79 +6,25 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pika
 import pika.exceptions
 import pytest
+from conftest import Node, free_port
 from rawamqp import RawClient
 
 SHUTDOWN_TEXT = "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
 SCRIPT = Path(sys.executable).with_name("amqp-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"broker did not listen on {port}")
-
-
-class Node:
-    """A broker process with its stderr captured."""
-
-    def __init__(self, command: list[str], port: int, cwd: Path) -> None:
-        self.port = port
-        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _wait_listening(self.process, port)
-
-    def connect(self, user: str = "guest", password: str = "guest", **kw) -> pika.BlockingConnection:
-        credentials = pika.PlainCredentials(user, password)
-        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port, "/", credentials, **kw))
-
-    def stop(self, sig: int) -> tuple[int, str]:
-        self.process.send_signal(sig)
-        _out, err = self.process.communicate(timeout=15)
-        return self.process.returncode, err.decode()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[list[Node]]:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.kill()
-
-
 def _start(nodes: list[Node], tmp_path: Path, *args: str, script: bool = False) -> Node:
-    port = _free_port()
-    command = [str(SCRIPT)] if script else [sys.executable, "-m", "amqp_server"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--management-port", str(_free_port())]
-    command += ["--data-dir", str(tmp_path / "data"), *args]
-    node = Node(command, port, tmp_path)
+    node = Node(tmp_path / "data", tmp_path, *args, script=script)
     nodes.append(node)
-    return node
+    return node.wait_listening()
 
 
 def _expect_forced_close(connection: pika.BlockingConnection) -> None:
@@ -117,7 +63,7 @@ def test_stop_closes_every_connection(nodes, tmp_path):
 
 
 def test_config_file(nodes, tmp_path):
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "rabbitmq.conf"
     config.write_text(
         "# rabbitmq.conf syntax\n"
@@ -128,10 +74,9 @@ def test_config_file(nodes, tmp_path):
         "channel_max = 64\n"
         "\n"
     )
-    command = [sys.executable, "-m", "amqp_server", "--config", str(config), "--data-dir", str(tmp_path / "data")]
-    command += ["--management-port", str(_free_port())]
-    node = Node(command, port, tmp_path)
+    node = Node(tmp_path / "data", tmp_path, "--config", str(config), port=port)
     nodes.append(node)
+    node.wait_listening()
     connection = node.connect("admin", "s3cret")
     raw = RawClient(port)
     try:
@@ -150,7 +95,7 @@ def test_config_file_with_unknown_key_refuses_to_start(tmp_path):
     config = tmp_path / "rabbitmq.conf"
     config.write_text("no.such.setting = 1\n")
     result = subprocess.run(
-        [sys.executable, "-m", "amqp_server", "--config", str(config), "--port", str(_free_port())],
+        [sys.executable, "-m", "amqp_server", "--config", str(config), "--port", str(free_port())],
         cwd=tmp_path,
         capture_output=True,
         timeout=30,
