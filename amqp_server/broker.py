@@ -52,6 +52,9 @@ class BrokerConfig:
     disk_free_limit: int = 50_000_000  # bytes free on the data dir's file system
     disk_free_limit_relative: float | None = None  # RabbitMQ's mem_relative: times RAM, when set
     resource_check_interval: float = 1.0  # seconds between memory and disk checks
+    # Bounded memory: ready messages a queue holds in memory; beyond it they are paged out to
+    # the message store (with a data directory; 0: never page). Not a RabbitMQ key.
+    queue_memory_window: int = 10_000
 
 
 class Broker:
@@ -84,6 +87,9 @@ class Broker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connection_ids = 0
         self.alarms = AlarmMonitor(self)
+        self._flow_paused: set[Connection] = set()  # paused by message store congestion
+        if message_store is not None:
+            message_store.on_congestion = self._store_congested
 
     async def boot(self) -> None:
         """Replay the store, create the default vhost and user on a first start (unless a
@@ -127,16 +133,12 @@ class Broker:
             vhost = self.vhosts.get(change.vhost or "")
             if vhost is not None:
                 vhost.apply(change)
-                if (
-                    change.kind == "queue"
-                    and change.op == "put"
-                    and self.message_store is not None
-                    and change.record.get("durable")
-                    and change.record.get("exclusive_owner") is None
-                ):
+                if change.kind == "queue" and change.op == "put" and self.message_store is not None:
                     queue = vhost.queues.get(change.name)
                     if queue is not None and hasattr(queue, "attach_store"):
-                        self.message_store.attach(queue)
+                        if change.record.get("durable") and change.record.get("exclusive_owner") is None:
+                            self.message_store.attach(queue)
+                        queue.enable_paging(self.message_store, self.config.queue_memory_window)
             return
         getattr(self, f"_apply_{change.kind}_{change.op}")(change)
 
@@ -246,6 +248,21 @@ class Broker:
         self.global_parameters.pop(change.name, None)
 
     # -- housekeeping --------------------------------------------------------------------
+
+    def _store_congested(self, on: bool) -> None:
+        """Paged messages arrive faster than the message store writes them: stop reading the
+        sockets of connections that publish until it caught up (as RabbitMQ's credit flow,
+        silently: no connection.blocked)."""
+        if on:
+            for connection in self.connections:
+                if not connection._reading_paused and any(c.stat_publish for c in connection.channels.values()):
+                    connection._pause_reading()
+                    self._flow_paused.add(connection)
+        else:
+            paused, self._flow_paused = self._flow_paused, set()
+            for connection in paused:
+                if connection in self.connections:
+                    connection.resume_if_drained()
 
     def next_connection_id(self) -> str:
         self._connection_ids += 1

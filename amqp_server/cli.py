@@ -28,6 +28,7 @@ CONFIG_KEYS = {
     "consumer_timeout": "consumer_timeout_ms",
     "cluster_name": "cluster_name",
     "load_definitions": "load_definitions",
+    "queue_memory_window": "queue_memory_window",
 }
 # Resource alarm keys: sizes take RabbitMQ's units (1GB, 512MiB, 50mb, ...), fractions are
 # floats written with a decimal point. As in RabbitMQ, when both the relative and the absolute

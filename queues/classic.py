@@ -20,11 +20,20 @@ arguments, so that ``apply_settings`` can change them at once.
   when it goes.
 
 A queue with none of these keeps a plain deque and pays one flag test per publish.
+
+Paging (a broker with a data directory): at most ``page_window`` ready entries are held in
+memory (the head); publishes beyond it, and every publish while paged entries exist (the
+tail), go to the message store only, so that order is kept. The tail is counted (count, body
+bytes), so message counts, length limits and stats stay exact; it is read back in batches as
+the head drains below half the window. A queue below its window pays one comparison per
+publish. Priority queues do not page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +48,8 @@ from queues.settings import QueueSettings
 
 if TYPE_CHECKING:
     from amqp_server.message_store import MessageStore
+
+log = logging.getLogger(__name__)
 
 # rabbit_misc:check_expiry's ceiling for x-expires and x-message-ttl (ten years in ms).
 MAX_EXPIRY = 315_360_000_000
@@ -204,6 +215,17 @@ class ClassicQueue(QueueType):
         self.store_qid = 0
         self.delivered_mark = -1  # highest stored seq handed out (see message_store)
         self._seq_base = 0  # recovered seqs do not count as publishes in stats()
+        # Paging: publishes go to disk once the head holds _page_at entries (0 while a tail
+        # exists, so that later publishes queue behind it); sys.maxsize: no paging.
+        self._pager: MessageStore | None = None
+        self.page_window = 0
+        self._page_at = sys.maxsize
+        self._tail_count = 0
+        self._tail_bytes = 0
+        self._tail_seq = 0  # the first paged entry not read back yet
+        self._tail_gen = 0  # bumped when the tail is dropped: an in-flight read is stale
+        self._loading = False
+        self._load_gen = 0  # _tail_gen when the read in flight was asked for
         self._configure()
         self._arm_expires()
 
@@ -257,6 +279,8 @@ class ClassicQueue(QueueType):
     def publish(self, message: Any) -> bool:
         if self._special or message.header[12] & 1:  # limits, TTL or an expiration property
             return self._publish_special(message)
+        if len(self._ready) >= self._page_at:
+            return self._publish_special(message)
         if self._store is not None and message.header[12] & 0x10:  # delivery mode given
             return self._publish_special(message)
         seq = self._next_seq
@@ -296,6 +320,11 @@ class ClassicQueue(QueueType):
         if store is not None and not is_persistent(message.header):
             store = None
         ready = self._ready
+        if len(ready) >= self._page_at:
+            self._page_out(entry, store is not None)
+            if self._limited and not self._reject_publish:
+                self._drop_head()
+            return True
         if not ready and self._consumers:
             consumer = self._pick_consumer()
             if consumer is not None:
@@ -316,10 +345,10 @@ class ClassicQueue(QueueType):
     def _would_overflow(self, size: int) -> bool:
         """reject-publish: would this message take the ready messages over a limit?"""
         max_length = self._max_length
-        if max_length is not None and len(self._ready) + 1 > max_length:
+        if max_length is not None and len(self._ready) + self._tail_count + 1 > max_length:
             return True
         max_bytes = self._max_bytes
-        return max_bytes is not None and self._ready_bytes + size > max_bytes
+        return max_bytes is not None and self._ready_bytes + self._tail_bytes + size > max_bytes
 
     def _drop_head(self) -> None:
         """drop-head: drop (dead-letter, ``maxlen``) the head while the queue is over a limit."""
@@ -327,16 +356,22 @@ class ClassicQueue(QueueType):
         max_length = self._max_length
         max_bytes = self._max_bytes
         dropped: list[Any] = []
-        while ready and (
-            (max_length is not None and len(ready) > max_length)
-            or (max_bytes is not None and self._ready_bytes > max_bytes)
+        while (
+            (max_length is not None and len(ready) + self._tail_count > max_length)
+            or (max_bytes is not None and self._ready_bytes + self._tail_bytes > max_bytes)
         ):
+            if not ready:
+                if not self._tail_count or not self._load_now():
+                    break
+                continue
             entry = ready.popleft()
             if entry.stored is not None:
                 self._unstore(entry)
             message = entry.message
             self._ready_bytes -= len(message.body)
             dropped.append(message)
+        if self._tail_count:
+            self._check_refill()
         if dropped:
             self._dead_letter(dropped, "maxlen")
 
@@ -358,6 +393,8 @@ class ClassicQueue(QueueType):
         ready = self._ready
         if not ready:
             self._timed = self._ttl is not None
+            if self._tail_count:
+                self._check_refill()
             return
         if now is None:
             now = self._now()
@@ -372,6 +409,8 @@ class ClassicQueue(QueueType):
             self._arm_ttl_timer(next_expiry)
         elif not ready:
             self._timed = self._ttl is not None
+        if self._tail_count:
+            self._check_refill()  # an expired head lets the tail's head expire next
         if dropped:
             messages = [entry.message for entry in dropped]
             for entry in dropped:
@@ -467,16 +506,20 @@ class ClassicQueue(QueueType):
         while ready and self._consumers:
             consumer = self._pick_consumer()
             if consumer is None:
-                return
+                break
             entry = ready.popleft()
             self._ready_bytes -= len(entry.message.body)
             self._hand_to(consumer, entry)
+        if self._tail_count:
+            self._check_refill()
 
     def _dispatch_timed(self) -> None:
         """dispatch when entries may expire: an expired head is dropped, never delivered."""
         ready = self._ready
         if not ready:
             self._timed = self._ttl is not None
+            if self._tail_count:
+                self._check_refill()
             return
         now = self._now()
         while ready and self._consumers:
@@ -498,6 +541,10 @@ class ClassicQueue(QueueType):
         ready = self._ready
         if self._timed:
             self._expire()
+        if not ready and self._tail_count:
+            self._load_now()
+            if self._timed:
+                self._expire()
         if not ready:
             return None
         entry = ready.popleft()
@@ -512,6 +559,8 @@ class ClassicQueue(QueueType):
             self._mark_delivered(entry.seq)
         if self._timed:
             self._expire()  # the new head, if expired, goes before get-ok reports the count
+        elif self._tail_count:
+            self._check_refill()
         return entry
 
     def add_consumer(self, consumer: Consumer) -> None:
@@ -627,6 +676,93 @@ class ClassicQueue(QueueType):
         self._store = store
         self.store_qid = qid
 
+    def enable_paging(self, store: MessageStore, window: int) -> None:
+        """Hold at most ``window`` ready entries in memory, the rest in ``store`` (not for
+        priority queues, nor with a window of 0)."""
+        if window <= 0 or self._prio:
+            return
+        if not self.store_qid:
+            self.store_qid = store.transient_qid()
+        self._pager = store
+        self.page_window = window
+        self._page_at = window if not self._tail_count else 0
+
+    def _page_out(self, entry: QueueEntry, durable: bool) -> None:
+        """The entry goes to the tail on disk: only its size is kept here."""
+        if not self._tail_count:
+            self._tail_seq = entry.seq
+            self._page_at = 0  # everything after it queues behind it
+        self._tail_count += 1
+        self._tail_bytes += len(entry.message.body)
+        self._pager.page_out(entry, durable)  # type: ignore[union-attr]
+
+    def _check_refill(self) -> None:
+        """The head is below half the window: read the next batch of the tail in the background."""
+        if not self._loading and len(self._ready) <= self.page_window // 2:
+            self._loading = True
+            self._load_gen = self._tail_gen
+            self._pager.load_tail(self, self._tail_seq, max(1, self.page_window // 2))  # type: ignore[union-attr]
+
+    def tail_loaded(self, rows: list[Any] | None) -> None:
+        """A background read of the tail finished (rows as ``message_store.TAIL_SQL``)."""
+        self._loading = False
+        if self._deleted or rows is None:
+            return
+        if self._load_gen == self._tail_gen and self._tail_count:
+            tail_seq = self._tail_seq
+            rows = [row for row in rows if row[0] >= tail_seq]  # a synchronous read took the rest
+            if rows:
+                self._take_tail(self._pager.entries_from_rows(self, rows))  # type: ignore[union-attr]
+        if self._tail_count:
+            self._check_refill()
+        self.dispatch()
+        if self._timed:
+            self._expire()
+
+    def _load_now(self) -> bool:
+        """The head is empty and an entry is needed now (basic.get, drop-head): read at once."""
+        entries = self._pager.load_tail_now(self, self._tail_seq, max(1, self.page_window // 2))  # type: ignore[union-attr]
+        if not entries:  # only if the tail was miscounted: forget it rather than loop
+            log.error("queue %s: %d paged messages not found", self.name, self._tail_count)
+            self._drop_tail()
+            return False
+        self._take_tail(entries)
+        return True
+
+    def _take_tail(self, entries: list[QueueEntry]) -> None:
+        """Entries read back from the tail (in order) join the head."""
+        ready = self._ready
+        size = 0
+        timed = False
+        for entry in entries:
+            ready.append(entry)
+            size += len(entry.message.body)
+            if entry.expires is not None:
+                timed = True
+        self._ready_bytes += size
+        self._tail_bytes -= size
+        self._tail_count -= len(entries)
+        self._tail_seq = entries[-1].seq + 1
+        if timed:
+            self._timed = True
+        if not self._tail_count:
+            self._tail_bytes = 0
+            self._page_at = self.page_window
+
+    def recover_tail(self, count: int, size: int, tail_seq: int) -> None:
+        """Recovery: ``count`` stored entries from ``tail_seq`` on stay on disk."""
+        self._tail_count = count
+        self._tail_bytes = size
+        self._tail_seq = tail_seq
+        self._page_at = 0
+
+    def _drop_tail(self) -> None:
+        """purge/delete: the paged entries go (their rows with the next batch)."""
+        self._tail_gen += 1
+        self._tail_count = 0
+        self._tail_bytes = 0
+        self._page_at = self.page_window
+
     def _unstore(self, entry: QueueEntry) -> None:
         """The entry left the queue for good: its row goes with the next batch."""
         self._store.remove(entry, None if self._deleted else self.store_qid)  # type: ignore[union-attr]
@@ -670,7 +806,10 @@ class ClassicQueue(QueueType):
     # -- management ----------------------------------------------------------------------
 
     def purge(self) -> int:
-        count = len(self._ready)
+        count = len(self._ready) + self._tail_count
+        if self._tail_count:
+            self._pager.drop_tail(self.store_qid, self._tail_seq)  # type: ignore[union-attr]
+            self._drop_tail()
         if self._store is not None:
             for entry in self._ready:
                 if entry.stored is not None:
@@ -686,10 +825,15 @@ class ClassicQueue(QueueType):
             if timer is not None:
                 timer.cancel()
         self._ttl_timer = self._expires_timer = None
-        count = len(self._ready)
+        count = len(self._ready) + self._tail_count
+        tail_from = self._tail_seq if self._tail_count else None
+        if tail_from is not None:
+            self._drop_tail()
         store = self._store
+        if store is None and tail_from is not None:
+            self._pager.drop_tail(self.store_qid, tail_from)  # type: ignore[union-attr]
         if store is not None:
-            store.queue_deleted(self.store_qid)  # its entry rows go at once; _unstore skips them
+            store.queue_deleted(self.store_qid, tail_from)  # its rows go at once; _unstore skips them
             for entry in self._ready:
                 if entry.stored is not None:
                     store.remove(entry, None)
@@ -704,7 +848,7 @@ class ClassicQueue(QueueType):
 
     @property
     def message_count(self) -> int:
-        return len(self._ready)
+        return len(self._ready) + self._tail_count
 
     @property
     def consumer_count(self) -> int:
@@ -716,14 +860,15 @@ class ClassicQueue(QueueType):
 
     def stats(self) -> dict[str, Any]:
         """RabbitMQ's queue counters (names as its HTTP API): lengths, bytes, message totals."""
-        ready = len(self._ready)
+        ready = len(self._ready) + self._tail_count
+        ready_bytes = self._ready_bytes + self._tail_bytes
         delivered = self._delivered + self._delivered_no_ack
         stats: dict[str, Any] = {
             "messages": ready + self._unacked,
             "messages_ready": ready,
             "messages_unacknowledged": self._unacked,
-            "message_bytes": self._ready_bytes + self._unacked_bytes,
-            "message_bytes_ready": self._ready_bytes,
+            "message_bytes": ready_bytes + self._unacked_bytes,
+            "message_bytes_ready": ready_bytes,
             "message_bytes_unacknowledged": self._unacked_bytes,
             "consumers": self.consumer_count,
             "publish": self._next_seq - self._seq_base,

@@ -1,0 +1,345 @@
+"""Bounded memory: a queue holds at most ``queue_memory_window`` ready messages in memory and
+pages the rest out to the message store. These brokers use a window of 50, so backlogs of a few
+thousand messages are mostly on disk: they must drain intact (bodies and properties byte-exact)
+and in order, with exact message counts, across a restart for persistent ones, with length
+limits, TTL, dead-lettering, purge and fanout."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+from conftest import BrokerHandle, start_broker
+
+WINDOW = 50
+COUNT = 3000
+
+
+@contextmanager
+def _paged_broker(data_dir: Path) -> Iterator[BrokerHandle]:
+    handle = start_broker(data_dir=str(data_dir), queue_memory_window=WINDOW)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def paged(tmp_path: Path) -> Iterator[BrokerHandle]:
+    with _paged_broker(tmp_path) as handle:
+        yield handle
+
+
+def _props(i: int, persistent: bool) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        delivery_mode=2 if persistent else 1,
+        content_type="application/octet-stream",
+        message_id=f"m{i}",
+        headers={"i": i, "tag": "x" * (i % 7)},
+    )
+
+
+def _body(i: int) -> bytes:
+    return i.to_bytes(4, "big") + bytes(range(i % 200))
+
+
+def _publish(channel: Any, queue: str, numbers: range, persistent: Any, exchange: str = "") -> None:
+    for i in numbers:
+        channel.basic_publish(exchange, queue, _body(i), _props(i, persistent(i) if callable(persistent) else persistent))
+
+
+def _count(channel: Any, queue: str) -> int:
+    return channel.queue_declare(queue, passive=True).method.message_count
+
+
+def _drain(channel: Any, queue: str, expected: int) -> list[int]:
+    """Consume ``expected`` messages (auto-ack), checking each body and its properties."""
+    got: list[int] = []
+    for method, props, body in channel.consume(queue, auto_ack=True, inactivity_timeout=5):
+        if method is None:
+            break
+        i = int.from_bytes(body[:4], "big")
+        assert body == _body(i)
+        assert props.message_id == f"m{i}"
+        assert props.content_type == "application/octet-stream"
+        assert props.headers["i"] == i  # dead-lettered ones carry x-death and friends too
+        assert props.headers["tag"] in ("x" * (i % 7), ("x" * (i % 7)).encode())
+        got.append(i)
+        if len(got) == expected:
+            break
+    channel.cancel()
+    return got
+
+
+def _queue(handle: BrokerHandle, name: str) -> Any:
+    return handle.broker.vhosts["/"].queues[name]
+
+
+def _in_memory(handle: BrokerHandle, name: str) -> tuple[int, int]:
+    """(ready entries held in memory, paged entries) of a queue, read on the broker's loop."""
+    return handle.call(lambda: (len(_queue(handle, name)._ready), _queue(handle, name)._tail_count))
+
+
+def _rows(data_dir: Path, sql: str) -> int:
+    db = sqlite3.connect(data_dir / "messages.db")
+    try:
+        return db.execute(sql).fetchone()[0]
+    finally:
+        db.close()
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_transient_backlog_drains_in_order(paged: BrokerHandle) -> None:
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.queue_declare("durable-q", durable=True)
+    channel.queue_declare("plain-q")
+    _publish(channel, "durable-q", range(COUNT), False)
+    _publish(channel, "plain-q", range(1500), lambda i: i % 3 == 0)  # persistent in a non-durable queue
+    assert _count(channel, "durable-q") == COUNT
+    assert _count(channel, "plain-q") == 1500
+    held, tail = _in_memory(paged, "durable-q")
+    assert held <= WINDOW and held + tail == COUNT
+    stats = paged.call(lambda: _queue(paged, "durable-q").stats())
+    assert stats["messages_ready"] == COUNT
+    assert stats["message_bytes_ready"] == sum(len(_body(i)) for i in range(COUNT))
+    assert _drain(channel, "durable-q", COUNT) == list(range(COUNT))
+    assert _drain(channel, "plain-q", 1500) == list(range(1500))
+    assert _count(channel, "durable-q") == 0
+    assert _in_memory(paged, "plain-q") == (0, 0)
+    # Publishing again after the tail is gone: memory first, then paged again, in order.
+    _publish(channel, "plain-q", range(1500, 1700), False)
+    assert _drain(channel, "plain-q", 200) == list(range(1500, 1700))
+    connection.close()
+
+
+def test_basic_get_through_paged_tail(paged: BrokerHandle) -> None:
+    """basic.get right after publishing: the head empties before the background read is
+    back, so entries come from disk (or the batch still being written) at once."""
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.queue_declare("get-q")
+    for round_ in range(3):
+        base = round_ * 500
+        _publish(channel, "get-q", range(base, base + 500), False)
+        got = []
+        while True:
+            method, props, body = channel.basic_get("get-q", auto_ack=True)
+            if method is None:
+                break
+            assert method.message_count == 500 - len(got) - 1
+            assert props.message_id == f"m{int.from_bytes(body[:4], 'big')}"
+            got.append(int.from_bytes(body[:4], "big"))
+        assert got == list(range(base, base + 500))
+    connection.close()
+
+
+def test_persistent_backlog_survives_restart(tmp_path: Path) -> None:
+    with _paged_broker(tmp_path) as handle:
+        connection = handle.connect()
+        channel = connection.channel()
+        channel.queue_declare("dq", durable=True)
+        channel.queue_declare("nq", durable=False)
+        # Even numbers persistent, odd transient, interleaved in one durable queue.
+        _publish(channel, "dq", range(COUNT), lambda i: i % 2 == 0)
+        _publish(channel, "nq", range(500), True)
+        assert _count(channel, "dq") == COUNT
+        # A few taken and acked from the head first: they must not come back.
+        for _ in range(10):
+            method, _props, _body = channel.basic_get("dq")
+            channel.basic_ack(method.delivery_tag)
+        assert _count(channel, "dq") == COUNT - 10
+        connection.close()
+    with _paged_broker(tmp_path) as handle:
+        expected = [i for i in range(10, COUNT) if i % 2 == 0]
+        held, tail = _in_memory(handle, "dq")
+        assert held == WINDOW and held + tail == len(expected)  # only the head was loaded
+        connection = handle.connect()
+        channel = connection.channel()
+        assert _count(channel, "dq") == len(expected)
+        assert "nq" not in handle.broker.vhosts["/"].queues
+        assert _drain(channel, "dq", len(expected)) == expected
+        assert _count(channel, "dq") == 0
+        connection.close()
+    # Everything consumed: no message rows are left behind (refcounts exact).
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM entries") == 0
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 0
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 0
+
+
+def test_restart_drops_transient_tail(tmp_path: Path) -> None:
+    with _paged_broker(tmp_path) as handle:
+        connection = handle.connect()
+        channel = connection.channel()
+        channel.queue_declare("tq", durable=True)
+        _publish(channel, "tq", range(1000), False)
+        assert _count(channel, "tq") == 1000
+        connection.close()
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 1000 - WINDOW
+    with _paged_broker(tmp_path) as handle:
+        connection = handle.connect()
+        channel = connection.channel()
+        assert _count(channel, "tq") == 0
+        connection.close()
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 0
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 0
+
+
+def test_length_limit_with_paged_tail(paged: BrokerHandle) -> None:
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.queue_declare("dlx-target")
+    channel.queue_declare(
+        "limited", arguments={"x-max-length": 1000, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlx-target"}
+    )
+    _publish(channel, "limited", range(COUNT), False)
+    assert _count(channel, "limited") == 1000
+    _wait_for(lambda: _count(channel, "dlx-target") == COUNT - 1000)
+    assert _drain(channel, "limited", 1000) == list(range(COUNT - 1000, COUNT))
+    assert _drain(channel, "dlx-target", COUNT - 1000) == list(range(COUNT - 1000))
+    # reject-publish counts the paged tail too.
+    channel.confirm_delivery()
+    channel.queue_declare("rejecting", arguments={"x-max-length": 300, "x-overflow": "reject-publish"})
+    accepted = 0
+    for i in range(400):
+        try:
+            channel.basic_publish("", "rejecting", _body(i), _props(i, False))
+            accepted += 1
+        except pika.exceptions.NackError:
+            pass
+    assert accepted == 300
+    assert _count(channel, "rejecting") == 300
+    assert _drain(channel, "rejecting", 300) == list(range(300))
+    connection.close()
+
+
+def test_ttl_with_paged_tail(paged: BrokerHandle) -> None:
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.queue_declare("expired")
+    channel.queue_declare(
+        "ttl-q",
+        arguments={"x-message-ttl": 300, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "expired"},
+    )
+    _publish(channel, "ttl-q", range(2000), False)
+    # Everything expires, the paged tail included, dead-lettered in order.
+    _wait_for(lambda: _count(channel, "ttl-q") == 0)
+    _wait_for(lambda: _count(channel, "expired") == 2000)
+    assert _drain(channel, "expired", 2000) == list(range(2000))
+    connection.close()
+
+
+def test_fanout_to_two_paged_queues(paged: BrokerHandle, tmp_path: Path) -> None:
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.exchange_declare("fan", "fanout", durable=True)
+    for name in ("fan-a", "fan-b"):
+        channel.queue_declare(name, durable=True)
+        channel.queue_bind(name, "fan")
+    _publish(channel, "", range(COUNT), lambda i: i % 4 != 0, exchange="fan")
+    assert _count(channel, "fan-a") == COUNT
+    assert _count(channel, "fan-b") == COUNT
+    assert _drain(channel, "fan-a", COUNT) == list(range(COUNT))
+    # Half of b consumed with acks, the rest purged: no rows may be left.
+    got = []
+    for method, _props, body in channel.consume("fan-b", inactivity_timeout=5):
+        got.append(int.from_bytes(body[:4], "big"))
+        channel.basic_ack(method.delivery_tag)
+        if len(got) == COUNT // 2:
+            break
+    channel.cancel()
+    assert got == list(range(COUNT // 2))
+    assert channel.queue_purge("fan-b").method.message_count == COUNT - COUNT // 2
+    assert _count(channel, "fan-b") == 0
+    channel.confirm_delivery()
+    channel.queue_declare("fan-barrier", durable=True)
+    channel.basic_publish("", "fan-barrier", b"x", pika.BasicProperties(delivery_mode=2))
+    _wait_for(lambda: _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 1)
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM entries") == 1
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 0
+    connection.close()
+
+
+def test_delete_queue_with_paged_tail(paged: BrokerHandle, tmp_path: Path) -> None:
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.queue_declare("del-q", durable=True)
+    _publish(channel, "del-q", range(1000), lambda i: i % 2 == 0)
+    channel.confirm_delivery()
+    assert channel.queue_delete("del-q").method.message_count == 1000
+    channel.queue_declare("del-barrier", durable=True)
+    channel.basic_publish("", "del-barrier", b"x", pika.BasicProperties(delivery_mode=2))
+    _wait_for(lambda: _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 1)
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 0
+    connection.close()
+
+
+def test_priority_queue_does_not_page(paged: BrokerHandle) -> None:
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.queue_declare("prio-q", arguments={"x-max-priority": 5})
+    for i in range(200):
+        props = _props(i, False)
+        props.priority = i % 3
+        channel.basic_publish("", "prio-q", _body(i), props)
+    assert _count(channel, "prio-q") == 200
+    assert _in_memory(paged, "prio-q") == (200, 0)
+    got = _drain(channel, "prio-q", 200)
+    assert got == sorted(range(200), key=lambda i: (-(i % 3), i))
+    connection.close()
+
+
+def test_unacked_paged_messages_come_back_redelivered(tmp_path: Path) -> None:
+    """Delivered but unacked when the broker stopped: after the restart all of them are
+    redelivered, those beyond the memory window (read back from disk later) too."""
+    with _paged_broker(tmp_path) as handle:
+        connection = handle.connect()
+        channel = connection.channel()
+        channel.queue_declare("unacked-q", durable=True)
+        _publish(channel, "unacked-q", range(300), True)
+        channel.basic_qos(prefetch_count=0)
+        got = []
+        for _method, _props, body in channel.consume("unacked-q", inactivity_timeout=5):
+            got.append(int.from_bytes(body[:4], "big"))
+            if len(got) == 200:
+                break
+        assert got == list(range(200))
+        _wait_for(lambda: _count(channel, "unacked-q") == 0)  # all 300 handed to the consumer
+    with _paged_broker(tmp_path) as handle:
+        connection = handle.connect()
+        channel = connection.channel()
+        assert _count(channel, "unacked-q") == 300
+        flags = []
+        for method, _props, body in channel.consume("unacked-q", auto_ack=True, inactivity_timeout=5):
+            flags.append((int.from_bytes(body[:4], "big"), method.redelivered))
+            if len(flags) == 300:
+                break
+        assert flags == [(i, True) for i in range(300)]
+        connection.close()
+
+
+def test_publishers_paused_while_the_writer_catches_up(paged: BrokerHandle) -> None:
+    """Paged messages waiting for the writer past the congestion mark pause the publishing
+    connection (reading stops, no connection.blocked); nothing is lost or reordered."""
+    paged.call(lambda: setattr(paged.broker.message_store, "congestion_high", 20))
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.queue_declare("flow-q")
+    _publish(channel, "flow-q", range(COUNT), False)
+    assert _count(channel, "flow-q") == COUNT
+    assert paged.call(lambda: paged.broker.message_store.congestions) > 0
+    _wait_for(lambda: paged.call(lambda: paged.broker.message_store.congested) is False)
+    assert _drain(channel, "flow-q", COUNT) == list(range(COUNT))
+    connection.close()
