@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--early-kill-ratio", type=float, default=defaults.early_kill_ratio)
     parser.add_argument("--transient-ratio", type=float, default=defaults.transient_ratio)
     parser.add_argument("--absent-ratio", type=float, default=defaults.absent_ratio)
+    parser.add_argument(
+        "--memory-window", type=int, default=defaults.memory_window, help="the broker's queue_memory_window"
+    )
     parser.add_argument("--workdir", help="keep data and broker.log here (default: a temporary directory)")
     args = parser.parse_args(argv)
     settings = Settings(
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         early_kill_ratio=args.early_kill_ratio,
         transient_ratio=args.transient_ratio,
         absent_ratio=args.absent_ratio,
+        memory_window=args.memory_window,
     )
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="crash-test-"))
     run = CrashRun(workdir, settings, log=lambda line: print(line, flush=True))

@@ -237,9 +237,10 @@ def evaluate(ledger: Ledger) -> Report:
 class BrokerProcess:
     """``python -m amqp_server`` on loopback with a fixed data directory; stderr goes to a log file."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, memory_window: int | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
+        self.memory_window = memory_window
         self.port = free_port()
         self.management_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -251,6 +252,10 @@ class BrokerProcess:
         command = [sys.executable, "-m", "amqp_server", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--management-port", str(self.management_port), "--data-dir", str(self.data_dir)]
         command += ["--log-level", "WARNING"]
+        if self.memory_window is not None:
+            config = self.data_dir.parent / "broker.conf"
+            config.write_text(f"queue_memory_window = {self.memory_window}\n")
+            command += ["--config", str(config)]
         with open(self.log_path, "ab") as log:
             log.write(f"--- start {self.starts + 1}\n".encode())
             log.flush()
@@ -501,6 +506,9 @@ class Settings:
     early_kill_ratio: float = 0.1  # cycles that first kill a start while it boots and recovers
     transient_ratio: float = 0.1
     absent_ratio: float = 0.25  # chance that a queue's consumer sits out a cycle
+    # A small window, so that the backlogs built while consumers sit out are mostly paged out
+    # to disk and the kills find paged tails being written and read back.
+    memory_window: int | None = 200
     prefetch: int = 50
     max_messages_per_publisher: int = 20_000  # per cycle; a bound, not a target
     start_timeout: float = 60.0
@@ -537,7 +545,7 @@ class CrashRun:
         self.rng = random.Random(settings.seed)
         self.log = log
         workdir.mkdir(parents=True, exist_ok=True)
-        self.broker = BrokerProcess(workdir / "data", workdir / "broker.log")
+        self.broker = BrokerProcess(workdir / "data", workdir / "broker.log", settings.memory_window)
         self.ledger = Ledger()
         self.epoch = 0
         self.cycles: list[CycleStats] = []
@@ -671,6 +679,7 @@ class CrashRun:
         return {
             "cycles": self.settings.cycles,
             "seed": self.settings.seed,
+            "memory_window": self.settings.memory_window,
             "early_kills": sum(c.early_kill is not None for c in self.cycles),
             "published": report.published,
             "confirmed": report.confirmed,
