@@ -16,6 +16,7 @@ import struct
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
@@ -39,6 +40,7 @@ from amqp_server.frame_codec import (
     BASIC_CLASS,
     BASIC_NACK,
     BASIC_PUBLISH,
+    CONTENT_HEADER_FIXED,
     FRAME_BODY,
     FRAME_HEADER,
     FRAME_METHOD,
@@ -47,6 +49,7 @@ from amqp_server.frame_codec import (
     build,
     decode_content_header,
     decode_method,
+    decode_publish,
     deliver_prefix,
     encode_ack,
     encode_deliver,
@@ -54,6 +57,7 @@ from amqp_server.frame_codec import (
     encode_return,
     frame,
     method_id,
+    publish_cache,
 )
 from amqp_server.message import Message
 from exchanges.base import EXCHANGE, QUEUE, Destination
@@ -97,7 +101,9 @@ ACKED, REQUEUED, REJECTED = 0, 1, 2
 class ChannelConsumer:
     """A basic.consume subscription; the queue sees it through ``queues.base.Consumer``."""
 
-    __slots__ = ("tag", "channel", "queue", "no_ack", "exclusive", "priority", "prefetch", "unacked", "prefix")
+    __slots__ = (
+        "tag", "channel", "queue", "no_ack", "exclusive", "priority", "prefetch", "unacked", "prefix", "deliver"
+    )
 
     def __init__(
         self, tag: str, channel: Channel, queue: QueueType, no_ack: bool, exclusive: bool, priority: int
@@ -111,19 +117,18 @@ class ChannelConsumer:
         self.prefetch = channel.consumer_prefetch
         self.unacked = 0
         self.prefix = deliver_prefix(tag)
+        # deliver(entry): the queue calls the channel directly (no method layer in between).
+        self.deliver = partial(channel.deliver, self)
 
     def can_take(self) -> bool:
         channel = self.channel
-        if not channel.deliverable:
+        if not channel.flow_active or channel.closing or not channel.connection.writable:  # deliverable, inlined
             return False
         if self.no_ack:
             return True
         if self.prefetch and self.unacked >= self.prefetch:
             return False
         return not channel.global_prefetch or channel.consumer_unacked < channel.global_prefetch
-
-    def deliver(self, entry: QueueEntry) -> None:
-        self.channel.deliver(self, entry)
 
     def cancelled_by_server(self) -> None:
         self.channel.consumer_cancelled_by_server(self)
@@ -283,6 +288,33 @@ class Channel:
         connection.resume_if_drained()
 
     # -- publish -------------------------------------------------------------------------
+
+    def publish_whole(self, method: bytes, header: bytes, body: bytes) -> bool:
+        """basic.publish with its header and single body frame, all at once; False (having
+        done nothing) when anything needs the frame-by-frame path, which then runs instead
+        and reports what is wrong exactly as it would have."""
+        if self._backlog is not None or self._publish is not None or self.closing:
+            return False
+        publish = publish_cache.get(method)
+        if publish is None:
+            if method_id(method) != BASIC_PUBLISH:
+                return False
+            try:
+                publish = decode_publish(method)
+            except ConnectionError:
+                return False
+        if publish.immediate or len(header) < 14:
+            return False
+        class_id, weight, body_size = CONTENT_HEADER_FIXED.unpack_from(header)
+        if class_id != BASIC_CLASS or weight or not body_size or body_size != len(body) or body_size > MAX_MESSAGE_SIZE:
+            return False
+        message = Message(publish.exchange, publish.routing_key, publish.exchange_and_key, header, body)
+        try:
+            self._publish_message(publish, message)
+        except ChannelError as error:
+            error.method = (60, 40)
+            raise
+        return True
 
     def _start_publish(self, publish: Publish) -> None:
         if publish.immediate:

@@ -276,10 +276,24 @@ class Connection(asyncio.Protocol):
         """Route frames to their channels. Once the connection closes the channel table is
         empty, so the rest go to the channel-0 and unopened-channel paths, which drop them."""
         channels = self.channels
-        for frame_type, number, payload in frames:
+        count = len(frames)
+        index = 0
+        while index < count:
+            frame_type, number, payload = frames[index]
+            index += 1
             try:
                 channel = channels.get(number)
                 if channel is not None:
+                    # basic.publish (method 60.40) followed by its header and one body frame:
+                    # the common case, handled as one event (Channel.publish_whole).
+                    if frame_type == FRAME_METHOD and payload[3] == 40 and payload[1] == 60 and index + 1 < count:
+                        header = frames[index]
+                        body = frames[index + 1]
+                        if header[0] == FRAME_HEADER and body[0] == FRAME_BODY and header[1] == body[1] == number:
+                            index += 2
+                            if channel.publish_whole(payload, header[2], body[2]):
+                                continue
+                            index -= 2
                     channel.handle_frame(frame_type, payload)
                 elif number == 0:
                     self._channel0_frame(frame_type, payload)

@@ -49,7 +49,7 @@ HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 
 _frame_header = struct.Struct(">BHI")
 _method_id = struct.Struct(">I")
-_content_header_fixed = struct.Struct(">HHQ")
+CONTENT_HEADER_FIXED = struct.Struct(">HHQ")  # class id, weight, body size
 _short = struct.Struct(">H")
 _deliver_tail = struct.Struct(">QB")
 _ack = struct.Struct(">QB")
@@ -293,24 +293,7 @@ def decode_method(payload: bytes) -> Publish | Ack | PamqpMethod:
     """
     mid = method_id(payload)
     if mid == BASIC_PUBLISH:
-        # reserved-1 short, exchange shortstr, routing-key shortstr, bits
-        size = len(payload)
-        if size < 9:
-            raise _cannot_decode(mid, payload)
-        offset = 7 + payload[6]
-        if offset >= size:
-            raise _cannot_decode(mid, payload)
-        bits_at = offset + 1 + payload[offset]
-        if bits_at != size - 1:
-            raise _cannot_decode(mid, payload)
-        bits = payload[bits_at]
-        return Publish(
-            _lenient_str(payload[7:offset]),
-            _lenient_str(payload[offset + 1 : bits_at]),
-            bool(bits & 1),
-            bool(bits & 2),
-            payload[6:bits_at],
-        )
+        return decode_publish(payload)
     if mid in (BASIC_ACK, BASIC_NACK, BASIC_REJECT):
         if len(payload) != 13:
             raise _cannot_decode(mid, payload)
@@ -322,6 +305,44 @@ def decode_method(payload: bytes) -> Publish | Ack | PamqpMethod:
     if method_class is None:
         raise UnknownMethodError(COMMAND_INVALID, f"unknown method class {mid >> 16} method {mid & 0xFFFF}")
     return _decode_fields(method_class, mid, payload)
+
+
+# Decoded basic.publish methods by payload: a publisher sends the same few again and again.
+publish_cache: dict[bytes, Publish] = {}
+PUBLISH_CACHE_SIZE = 1024
+
+
+def decode_publish(payload: bytes) -> Publish:
+    """basic.publish (``payload`` has its method id), from the cache when seen before.
+
+    Publish objects are never changed once made, so one serves every publish with the same
+    payload.
+    """
+    publish = publish_cache.get(payload)
+    if publish is not None:
+        return publish
+    # reserved-1 short, exchange shortstr, routing-key shortstr, bits
+    size = len(payload)
+    if size < 9:
+        raise _cannot_decode(BASIC_PUBLISH, payload)
+    offset = 7 + payload[6]
+    if offset >= size:
+        raise _cannot_decode(BASIC_PUBLISH, payload)
+    bits_at = offset + 1 + payload[offset]
+    if bits_at != size - 1:
+        raise _cannot_decode(BASIC_PUBLISH, payload)
+    bits = payload[bits_at]
+    publish = Publish(
+        _lenient_str(payload[7:offset]),
+        _lenient_str(payload[offset + 1 : bits_at]),
+        bool(bits & 1),
+        bool(bits & 2),
+        payload[6:bits_at],
+    )
+    if len(publish_cache) >= PUBLISH_CACHE_SIZE:
+        publish_cache.clear()
+    publish_cache[payload] = publish
+    return publish
 
 
 _layouts: dict[type, tuple[tuple[str, str], ...]] = {}
@@ -621,7 +642,7 @@ def decode_content_header(payload: bytes) -> tuple[int, int]:
     """
     if len(payload) < 12:
         raise ConnectionError(FRAME_ERROR, frame_error_text(FRAME_HEADER, payload, "unknown_frame"))
-    class_id, weight, body_size = _content_header_fixed.unpack_from(payload)
+    class_id, weight, body_size = CONTENT_HEADER_FIXED.unpack_from(payload)
     if weight:
         raise ConnectionError(
             UNEXPECTED_FRAME,
@@ -676,6 +697,19 @@ def encode_deliver(
     ``exchange_and_key`` the precomputed exchange and routing-key shortstrs of the message.
     """
     size = len(consumer_tag_prefix) + 9 + len(exchange_and_key)
+    body_len = len(body)
+    if 0 < body_len <= frame_max - FRAME_OVERHEAD:  # one body frame: all chunks in one list
+        return [
+            _frame_header.pack(FRAME_METHOD, channel, size),
+            consumer_tag_prefix,
+            _deliver_tail.pack(delivery_tag, redelivered),
+            exchange_and_key,
+            _end_and_header.pack(FRAME_END, FRAME_HEADER, channel, len(header)),
+            header,
+            _end_and_header.pack(FRAME_END, FRAME_BODY, channel, body_len),
+            body,
+            FRAME_END_BYTE,
+        ]
     out = [
         _frame_header.pack(FRAME_METHOD, channel, size),
         consumer_tag_prefix,

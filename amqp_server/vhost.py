@@ -205,8 +205,10 @@ class VirtualHost:
         queues = self.queues
         router = exchange.router
         if router is None:
-            keys = message.routing_keys if message.header[12] & 0x20 else (message.routing_key,)
-            found = [queues[key] for key in keys if key in queues]
+            if not message.header[12] & 0x20:  # no headers property, so no CC/BCC keys
+                queue = queues.get(message.routing_key)
+                return [queue] if queue is not None else []
+            found = [queues[key] for key in message.routing_keys if key in queues]
             return found if len(found) < 2 else list(dict.fromkeys(found))
         if not self._exchange_bindings and not self._alternates:
             return [queues[d.name] for d in router.route(message) if d.name in queues]

@@ -464,6 +464,9 @@ class ClassicQueue(QueueType):
     def _pick_consumer(self) -> Consumer | None:
         """The next consumer, round-robin among the highest-priority ones that can take."""
         consumers = self._consumers
+        if len(consumers) == 1:
+            consumer = consumers[0]
+            return consumer if consumer.can_take() else None
         if not self._mixed_priorities:
             for _ in range(len(consumers)):
                 consumer = consumers[0]
