@@ -36,6 +36,7 @@ from amqp_server.errors import (
     ConnectionError,
 )
 from amqp_server.frame_codec import (
+    ACK_FIELDS,
     BASIC_ACK,
     BASIC_CLASS,
     BASIC_NACK,
@@ -59,7 +60,7 @@ from amqp_server.frame_codec import (
     method_id,
     publish_cache,
 )
-from amqp_server.message import Message
+from amqp_server.message import FLAG_DELIVERY_MODE, Message
 from exchanges.base import EXCHANGE, QUEUE, Destination
 from queues.base import QueueEntry, QueueType
 from queues.classic import amqp_type_name, is_integer
@@ -224,8 +225,16 @@ class Channel:
                 return
             if mid == BASIC_PUBLISH:
                 self._start_publish(decode_method(payload))  # type: ignore[arg-type]
-            else:
-                self._handle_method(decode_method(payload))
+                return
+            if mid == BASIC_ACK and len(payload) == 13 and not self.tx:
+                # A single basic.ack of a known tag, the common case, settled straight away.
+                tag, bits = ACK_FIELDS.unpack_from(payload, 4)
+                if not bits & 1:
+                    entry = self.unacked.pop(tag, None)
+                    if entry is not None:
+                        self._settle_entries([entry], ACKED)
+                        return
+            self._handle_method(decode_method(payload))
         elif frame_type == FRAME_HEADER:
             self._content_header(payload)
         elif frame_type == FRAME_BODY:
@@ -403,6 +412,22 @@ class Channel:
             raise ChannelError(
                 ACCESS_REFUSED, f"cannot publish to internal exchange '{name}' in vhost '{vhost.name}'"
             )
+        header = message.header
+        # Any property present: RabbitMQ's publish-time checks; none are needed for a valid
+        # delivery_mode alone (what persistent publishers send).
+        flags = header[12] << 8 | header[13]
+        if flags and (flags != FLAG_DELIVERY_MODE or len(header) != 15 or header[14] not in (1, 2)):
+            self._check_properties(message)
+        self.stat_publish += 1
+        if self.confirm_mode:
+            self.publish_seq += 1
+        if self.tx:
+            seq = self.publish_seq
+            self._tx_publishes.append(lambda: self._route(exchange, publish.mandatory, message, seq))
+            return
+        self._route(exchange, publish.mandatory, message, self.publish_seq)
+
+    def _check_properties(self, message: Message) -> None:
         if message.header[12] & 0x02:  # reply_to present: amq.rabbitmq.reply-to is rewritten
             direct_reply_to.rewrite_reply_to(self, message)
         if message.header[13] & 0x10:  # user_id property present: it must be the logged-in user
@@ -412,17 +437,7 @@ class Channel:
                     PRECONDITION_FAILED,
                     f"user_id property set to '{user_id}' but authenticated user was '{self.connection.username}'",
                 )
-        header = message.header
-        if header[12] or header[13]:  # any property present: RabbitMQ's publish-time checks
-            message.check()
-        self.stat_publish += 1
-        if self.confirm_mode:
-            self.publish_seq += 1
-        if self.tx:
-            seq = self.publish_seq
-            self._tx_publishes.append(lambda: self._route(exchange, publish.mandatory, message, seq))
-            return
-        self._route(exchange, publish.mandatory, message, self.publish_seq)
+        message.check()
 
     def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> None:
         store = self._store

@@ -52,7 +52,7 @@ _method_id = struct.Struct(">I")
 CONTENT_HEADER_FIXED = struct.Struct(">HHQ")  # class id, weight, body size
 _short = struct.Struct(">H")
 _deliver_tail = struct.Struct(">QB")
-_ack = struct.Struct(">QB")
+ACK_FIELDS = struct.Struct(">QB")  # basic.ack/nack/reject: delivery tag, bits
 _end_and_header = struct.Struct(">BBHI")
 
 # (class_id << 16 | method_id) of the hot-path methods.
@@ -297,7 +297,7 @@ def decode_method(payload: bytes) -> Publish | Ack | PamqpMethod:
     if mid in (BASIC_ACK, BASIC_NACK, BASIC_REJECT):
         if len(payload) != 13:
             raise _cannot_decode(mid, payload)
-        tag, bits = _ack.unpack_from(payload, 4)
+        tag, bits = ACK_FIELDS.unpack_from(payload, 4)
         if mid == BASIC_REJECT:
             return Ack(mid, tag, False, bool(bits & 1))
         return Ack(mid, tag, bool(bits & 1), bool(bits & 2))
@@ -626,7 +626,7 @@ def short_str(value: str) -> bytes:
 
 def encode_ack(channel: int, method_id_: int, delivery_tag: int, multiple: bool) -> bytes:
     """basic.ack / basic.nack from the server (publisher confirms)."""
-    payload = _method_id.pack(method_id_) + _ack.pack(delivery_tag, 1 if multiple else 0)
+    payload = _method_id.pack(method_id_) + ACK_FIELDS.pack(delivery_tag, 1 if multiple else 0)
     return frame(FRAME_METHOD, channel, payload)
 
 
