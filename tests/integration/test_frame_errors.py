@@ -9,6 +9,7 @@ pretty printer at 80 columns; the cases below include wrapped ones.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,8 @@ from conftest import BrokerHandle, start_broker
 from pamqp import commands
 from pamqp import header as pamqp_header
 from rawamqp import RawClient
+
+from amqp_server.frame_codec import encode_method_payload, frame
 
 PUBLISH = b"\x00\x3c\x00\x28\x00\x00\x00\x01q\x00"  # basic.publish to "" with routing key "q"
 QOS = commands.Basic.Qos()
@@ -285,6 +288,63 @@ def test_body_longer_than_declared_fails_at_the_next_frame(client):
     client.send_frame(3, 1, b"abcdef")
     client.send(1, QOS)
     closed_with(client, 505, EXPECTED_BODY, 60, 40)
+
+
+def _frames(*frames: tuple[int, bytes]) -> bytes:
+    return b"".join(frame(frame_type, 1, payload) for frame_type, payload in frames)
+
+
+# basic.publish, its header and a body frame in one write reach the broker in one read, where
+# they are taken as one event (Channel.publish_whole); whatever is wrong with them must still
+# give the reply the frame-by-frame path gives.
+@pytest.mark.parametrize(
+    ("frames", "code", "text", "ids"),
+    [
+        ([(1, PUBLISH), (2, header(0)), (3, b"x")], 505, EXPECTED_METHOD, (0, 0)),
+        ([(1, PUBLISH), (2, header(0)), (3, b"")], 505, EXPECTED_METHOD, (0, 0)),
+        ([(1, PUBLISH), (2, header(1, weight=5)), (3, b"x")], 505, EXPECTED_HEADER, (60, 40)),
+        (
+            [(1, PUBLISH), (2, header(1, class_id=50)), (3, b"x")],
+            505,
+            "UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 instead",
+            (60, 40),
+        ),
+        ([(1, PUBLISH), (2, header(3)), (3, b"abcdef"), (1, encode_method_payload(QOS))], 505, EXPECTED_BODY, (60, 40)),
+        ([(1, PUBLISH[:-1] + b"\x02"), (2, header(1)), (3, b"x")], 540, "NOT_IMPLEMENTED - immediate=true", (60, 40)),
+        ([(1, PUBLISH + b"\x00"), (2, header(1)), (3, b"x")], 501, None, (60, 40)),
+        ([(1, PUBLISH), (2, header(1)[:12]), (3, b"x")], 541, None, (0, 0)),
+    ],
+)
+def test_malformed_publish_in_one_read(broker, frames, code, text, ids):
+    closes = []
+    for together in (True, False):
+        raw = RawClient.connected(broker.port)
+        if together:
+            raw.send_raw(_frames(*frames))
+        else:
+            for frame_type, payload in frames:
+                raw.send_frame(frame_type, 1, payload)
+                time.sleep(0.02)  # one read each
+        close = raw.expect_close()
+        closes.append((close.reply_code, close.reply_text, close.class_id, close.method_id))
+        raw.close()
+    assert closes[0] == closes[1]
+    assert closes[0][0] == code and (closes[0][2], closes[0][3]) == ids
+    if text is not None:
+        assert closes[0][1] == text
+
+
+def test_publishes_in_one_read_are_each_delivered(client):
+    client.rpc(1, commands.Queue.Declare(queue="one-read"), commands.Queue.DeclareOk)
+    one = b"\x00\x3c\x00\x28\x00\x00\x00\x08one-read\x00"
+    client.send_raw(_frames((1, one), (2, header(3)), (3, b"abc"), (1, one), (2, header(0)), (1, one), (2, header(2)), (3, b"de")))
+    for expected in (b"abc", b"", b"de"):
+        client.send(1, commands.Basic.Get(queue="one-read", no_ack=True))
+        assert isinstance(client.next().value, commands.Basic.GetOk)
+        client.next()  # the content header
+        if expected:
+            assert client.next().payload == expected
+    still_open(client)
 
 
 # -- channels that are not open -----------------------------------------------------------------
