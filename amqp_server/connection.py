@@ -866,9 +866,8 @@ class Connection(asyncio.Protocol):
         if vhost is None or self._exclusive_cleaned:
             return
         self._exclusive_cleaned = True
-        for queue in list(vhost.queues.values()):
-            if queue.exclusive_owner == self.id:
-                self.broker.spawn(vhost.delete_queue(queue.name))
+        for name in vhost.exclusive_queues(self.id):
+            self.broker.spawn(vhost.delete_queue(name))
 
     def _describe(self) -> str:
         host, port = self.peer[0], self.peer[1] if len(self.peer) > 1 else 0

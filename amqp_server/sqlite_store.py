@@ -65,8 +65,24 @@ async def _migrate_to_1(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE INDEX metadata_key ON metadata (kind, vhost, name)")
 
 
+# The cascades of a queue or exchange delete find its bindings through these (partial,
+# expression) indexes; without them each delete read every binding's record.
+_BINDING_DESTINATION = "json_extract(record, '$.destination_type'), json_extract(record, '$.destination')"
+_BINDING_SOURCE = "json_extract(record, '$.source')"
+
+
+async def _migrate_to_2(db: aiosqlite.Connection) -> None:
+    await db.execute(
+        f"CREATE INDEX metadata_binding_destination ON metadata (vhost, {_BINDING_DESTINATION})"
+        " WHERE kind = 'binding'"
+    )
+    await db.execute(
+        f"CREATE INDEX metadata_binding_source ON metadata (vhost, {_BINDING_SOURCE}) WHERE kind = 'binding'"
+    )
+
+
 #: MIGRATIONS[i] takes the schema from version i to i + 1; SCHEMA_VERSION is len(MIGRATIONS).
-MIGRATIONS: list[Migration] = [_migrate_to_1]
+MIGRATIONS: list[Migration] = [_migrate_to_1, _migrate_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -343,8 +359,7 @@ class SqliteStore(MetadataStore):
         try:
             await db.execute("BEGIN IMMEDIATE")
             try:
-                for change, _future in batch:
-                    await _write_change(db, change)
+                await _write_changes(db, [change for change, _future in batch])
                 await db.execute("COMMIT")
             except BaseException:
                 await db.execute("ROLLBACK")
@@ -361,36 +376,61 @@ class SqliteStore(MetadataStore):
                 future.set_result(None)
 
 
-async def _write_change(db: aiosqlite.Connection, change: Change) -> None:
-    await db.execute(
-        "DELETE FROM metadata WHERE kind = ? AND vhost IS ? AND name = ?",
-        (change.kind, change.vhost, change.name),
-    )
-    if change.op == "put":
-        await db.execute(
-            "INSERT INTO metadata (kind, vhost, name, record) VALUES (?, ?, ?, ?)",
-            (change.kind, change.vhost, change.name, dumps(change.record)),
-        )
-        return
-    # Cascades the broker applies in memory (Broker._apply_*_delete, VirtualHost._apply_*_delete).
-    if change.kind == "vhost":
-        await db.execute("DELETE FROM metadata WHERE vhost = ?", (change.name,))
-    elif change.kind == "user":
-        await db.execute(
+_DELETE_ROW = "DELETE FROM metadata WHERE kind = ? AND vhost IS ? AND name = ?"
+
+
+async def _write_changes(db: aiosqlite.Connection, changes: list[Change]) -> None:
+    """Write a batch in order with few statements (each one a round trip to SQLite's thread):
+    a run of consecutive puts, or of consecutive deletes, is one ``executemany`` per statement."""
+    start = 0
+    while start < len(changes):
+        put = changes[start].op == "put"
+        end = start + 1
+        while end < len(changes) and (changes[end].op == "put") == put:
+            end += 1
+        await (_write_puts if put else _write_deletes)(db, changes[start:end])
+        start = end
+
+
+async def _write_puts(db: aiosqlite.Connection, changes: list[Change]) -> None:
+    """A put replaces the row. Of a key put twice in the run only the last put stays, in its
+    place, as writing them one by one would leave it."""
+    last: dict[tuple[str, str | None, str], Change] = {}
+    for change in changes:
+        key = (change.kind, change.vhost, change.name)
+        last.pop(key, None)
+        last[key] = change
+    rows = [(c.kind, c.vhost, c.name, dumps(c.record)) for c in last.values()]
+    await db.executemany(_DELETE_ROW, list(last))
+    await db.executemany("INSERT INTO metadata (kind, vhost, name, record) VALUES (?, ?, ?, ?)", rows)
+
+
+async def _write_deletes(db: aiosqlite.Connection, changes: list[Change]) -> None:
+    """Deletes commute, so a run of them is done statement by statement. They take along what
+    the broker's deletes take in memory (Broker._apply_*_delete, VirtualHost._apply_*_delete)."""
+    await db.executemany(_DELETE_ROW, [(c.kind, c.vhost, c.name) for c in changes])
+    vhosts = [(c.name,) for c in changes if c.kind == "vhost"]
+    if vhosts:
+        await db.executemany("DELETE FROM metadata WHERE vhost = ?", vhosts)
+    users = [(c.name,) for c in changes if c.kind == "user"]
+    if users:
+        await db.executemany(
             "DELETE FROM metadata WHERE kind IN ('permission', 'topic_permission', 'user_limits') AND name = ?",
-            (change.name,),
+            users,
         )
-    elif change.kind in ("queue", "exchange"):
-        await db.execute(
+    ends = [(c.vhost, c.kind, c.name) for c in changes if c.kind in ("queue", "exchange")]
+    if ends:
+        await db.executemany(
             "DELETE FROM metadata WHERE kind = 'binding' AND vhost IS ?"
             " AND json_extract(record, '$.destination_type') = ? AND json_extract(record, '$.destination') = ?",
-            (change.vhost, change.kind, change.name),
+            ends,
         )
-        if change.kind == "exchange":
-            await db.execute(
-                "DELETE FROM metadata WHERE kind = 'binding' AND vhost IS ? AND json_extract(record, '$.source') = ?",
-                (change.vhost, change.name),
-            )
+    sources = [(c.vhost, c.name) for c in changes if c.kind == "exchange"]
+    if sources:
+        await db.executemany(
+            "DELETE FROM metadata WHERE kind = 'binding' AND vhost IS ? AND json_extract(record, '$.source') = ?",
+            sources,
+        )
 
 
 def _binding_ends_exist(

@@ -197,6 +197,11 @@ class VirtualHost:
         self.operator_policies: dict[str, Policy] = {}
         self.description = ""
         self.tags: list[str] = []
+        # Every queue shares one dead-letter hook (it takes the queue as an argument).
+        self._dead_letter = dead_letter_hook(self)
+        # Exclusive queues by owning connection id, in declaration order: what a closing
+        # connection deletes, found without looking at every queue of the vhost.
+        self._exclusive: dict[object, dict[str, None]] = {}
 
     # -- routing (hot path) --------------------------------------------------------------
 
@@ -264,6 +269,11 @@ class VirtualHost:
             "It could be originally declared on another connection or the exclusive property "
             "value does not match that of the original declaration.",
         )
+
+    def exclusive_queues(self, owner: object) -> list[str]:
+        """Names of the queues ``owner`` (a connection id) declared exclusive, oldest first."""
+        names = self._exclusive.get(owner)
+        return list(names) if names else []
 
     def _resource(self, kind: str, name: str) -> str:
         return f"{kind} '{name}' in vhost '{self.name}'"
@@ -648,17 +658,37 @@ class VirtualHost:
             home_node=record.get("home_node", self.broker.node_name),
         )
         queue.on_unused = self._queue_unused
-        queue.dead_letter = dead_letter_hook(self)
+        queue.dead_letter = self._dead_letter
+        previous = self.queues.get(change.name)
+        if previous is not None:
+            self._forget_exclusive(previous)
         self.queues[change.name] = queue
-        self._apply_queue_policy(queue)
+        if queue.exclusive_owner is not None:
+            self._exclusive.setdefault(queue.exclusive_owner, {})[change.name] = None
+        if self.policies or self.operator_policies:
+            self._apply_queue_policy(queue)
+        else:  # what _apply_queue_policy gives without policies: the arguments' settings, as made
+            queue.policy = None  # type: ignore[attr-defined]
+            queue.operator_policy = None  # type: ignore[attr-defined]
+            queue.effective_policy = {}  # type: ignore[attr-defined]
 
     def _apply_queue_delete(self, change: Change) -> None:
         queue = self.queues.pop(change.name, None)
         if queue is None:
             return
+        self._forget_exclusive(queue)
         for key in list(self._by_destination.get(Destination(QUEUE, change.name), ())):
             self._remove_binding(self.bindings[key])
         queue.delete()
+
+    def _forget_exclusive(self, queue: QueueType) -> None:
+        owner = queue.exclusive_owner
+        if owner is not None:
+            names = self._exclusive.get(owner)
+            if names is not None:
+                names.pop(queue.name, None)
+                if not names:
+                    del self._exclusive[owner]
 
     # -- policies ------------------------------------------------------------------------
 
