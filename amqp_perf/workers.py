@@ -58,6 +58,24 @@ class Peer(client.Connection):
     published = confirmed = nacked = returned = 0
     received = bad = out_of_order = gaps = foreign = redelivered = 0
 
+    def __init__(
+        self,
+        endpoint: client.Endpoint,
+        name: str,
+        frame_max: int,
+        *,
+        settings: Settings,
+        topology: Topology,
+        run_tag: int,
+        inflight: Any = None,
+    ) -> None:
+        super().__init__(endpoint, name, frame_max)
+        self.settings = settings
+        self.topology = topology
+        self.run_tag = run_tag
+        self.stopping = False
+        self._inflight = inflight
+
     def reset(self) -> None:
         """Start counting from zero (at ``go``)."""
         for name in COUNTERS:
@@ -67,26 +85,10 @@ class Peer(client.Connection):
 
 
 class Producer(Peer):
-    def __init__(
-        self,
-        endpoint: client.Endpoint,
-        name: str,
-        frame_max: int,
-        *,
-        settings: Settings,
-        topology: Topology,
-        producer: int,
-        run_tag: int,
-        confirm_latency: Histogram,
-        inflight: Any = None,
-    ) -> None:
-        super().__init__(endpoint, name, frame_max)
-        self.settings = settings
-        self.topology = topology
+    def __init__(self, *args: Any, producer: int, confirm_latency: Histogram, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.producer = producer
-        self.run_tag = run_tag
         self.confirm_latency = confirm_latency
-        self.stopping = False
         self.template: frames.PublishTemplate | None = None
         self.task: asyncio.Task[None] | None = None
         #: delivery tag -> send time of unconfirmed publishes
@@ -95,7 +97,9 @@ class Producer(Peer):
         self._low_tag = 1
         self._room: asyncio.Future[None] | None = None
         # closed loop: shared counts of this producer's messages per consumer
-        self._inflight = inflight if settings.max_inflight and topology.fanout[producer] else None
+        settings = self.settings
+        if not (settings.max_inflight and self.topology.fanout[producer]):
+            self._inflight = None
         consumers = settings.consumers
         self._inflight_slice = slice(producer * consumers, (producer + 1) * consumers)
 
@@ -236,36 +240,20 @@ class Producer(Peer):
 
 
 class Consumer(Peer):
-    def __init__(
-        self,
-        endpoint: client.Endpoint,
-        name: str,
-        frame_max: int,
-        *,
-        settings: Settings,
-        topology: Topology,
-        consumer: int,
-        run_tag: int,
-        latency: Histogram,
-        inflight: Any = None,
-    ) -> None:
-        super().__init__(endpoint, name, frame_max)
-        self.settings = settings
-        self.topology = topology
+    def __init__(self, *args: Any, consumer: int, latency: Histogram, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = self.settings
         self.consumer = consumer
-        self.run_tag = run_tag
         self.latency = latency
         self.queues: list[str] = []
         self.own_queue: str | None = None
         self.tags: list[str] = []
-        self.stopping = False
         producers = max(1, settings.producers)
         #: consumer tag (raw) -> last sequence number seen per producer on that queue
         self._last: dict[bytes, list[int]] = {}
         #: consumer tag (raw) -> count gaps (this is the queue's only consumer)
         self._sole: dict[bytes, bool] = {}
         self._from = [0] * producers  # messages received per producer, for the closed loop
-        self._inflight = inflight
         self._ack_every = 0 if settings.autoack else settings.ack_every
         self._unacked = 0
         self._last_tag = 0

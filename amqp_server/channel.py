@@ -317,12 +317,7 @@ class Channel:
         class_id, weight, body_size = CONTENT_HEADER_FIXED.unpack_from(header)
         if class_id != BASIC_CLASS or weight or not body_size or body_size != len(body) or body_size > MAX_MESSAGE_SIZE:
             return False
-        message = Message(publish.exchange, publish.routing_key, publish.exchange_and_key, header, body)
-        try:
-            self._publish_message(publish, message)
-        except ChannelError as error:
-            error.method = (60, 40)
-            raise
+        self._publish_message(publish, header, body)
         return True
 
     def _start_publish(self, publish: Publish) -> None:
@@ -393,39 +388,39 @@ class Channel:
         self._publish = None
         self._header = b""
         assert publish is not None
+        self._publish_message(publish, header, body)
+
+    def _publish_message(self, publish: Publish, header: bytes, body: bytes) -> None:
+        """Check, route and confirm a complete publish; its channel errors carry basic.publish's ids."""
         message = Message(publish.exchange, publish.routing_key, publish.exchange_and_key, header, body)
         try:
-            self._publish_message(publish, message)
+            vhost = self.vhost
+            name = publish.exchange
+            if ("write", "exchange", name) not in self._permissions.granted:
+                self._check("write", "exchange", name)
+            exchange = vhost.exchanges.get(name)
+            if exchange is None:
+                raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{vhost.name}'")
+            if exchange.internal:
+                raise ChannelError(
+                    ACCESS_REFUSED, f"cannot publish to internal exchange '{name}' in vhost '{vhost.name}'"
+                )
+            # Any property present: RabbitMQ's publish-time checks; none are needed for a valid
+            # delivery_mode alone (what persistent publishers send).
+            flags = header[12] << 8 | header[13]
+            if flags and (flags != FLAG_DELIVERY_MODE or len(header) != 15 or header[14] not in (1, 2)):
+                self._check_properties(message)
+            self.stat_publish += 1
+            if self.confirm_mode:
+                self.publish_seq += 1
+            if self.tx:
+                seq = self.publish_seq
+                self._tx_publishes.append(lambda: self._route(exchange, publish.mandatory, message, seq))
+                return
+            self._route(exchange, publish.mandatory, message, self.publish_seq)
         except ChannelError as error:
             error.method = (60, 40)
             raise
-
-    def _publish_message(self, publish: Publish, message: Message) -> None:
-        vhost = self.vhost
-        name = publish.exchange
-        if ("write", "exchange", name) not in self._permissions.granted:
-            self._check("write", "exchange", name)
-        exchange = vhost.exchanges.get(name)
-        if exchange is None:
-            raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{vhost.name}'")
-        if exchange.internal:
-            raise ChannelError(
-                ACCESS_REFUSED, f"cannot publish to internal exchange '{name}' in vhost '{vhost.name}'"
-            )
-        header = message.header
-        # Any property present: RabbitMQ's publish-time checks; none are needed for a valid
-        # delivery_mode alone (what persistent publishers send).
-        flags = header[12] << 8 | header[13]
-        if flags and (flags != FLAG_DELIVERY_MODE or len(header) != 15 or header[14] not in (1, 2)):
-            self._check_properties(message)
-        self.stat_publish += 1
-        if self.confirm_mode:
-            self.publish_seq += 1
-        if self.tx:
-            seq = self.publish_seq
-            self._tx_publishes.append(lambda: self._route(exchange, publish.mandatory, message, seq))
-            return
-        self._route(exchange, publish.mandatory, message, self.publish_seq)
 
     def _check_properties(self, message: Message) -> None:
         if message.header[12] & 0x02:  # reply_to present: amq.rabbitmq.reply-to is rewritten
