@@ -30,9 +30,10 @@ Paging (bounded memory): a queue holds at most a window of entries as Python obj
 published beyond it go to disk only (``page_out``) and come back in sequence order as the head
 drains (``load_tail``, an async read on a second, read-only connection, or ``load_tail_now`` when
 the head is empty and an entry is needed at once). A persistent message of a durable queue is
-paged as an ordinary stored entry (``entries``); any other paged entry goes to ``tentries``,
-written in the same group commit but never waited for by a confirm, and emptied at every boot.
-Once paged entries exist, a message's live entry count is no longer known in memory: the
+paged as an ordinary stored entry (``entries``); any other paged entry goes to ``tentries``
+with its message inline (one row: no ``messages`` row, no reference count; a message paged by
+two queues is written twice), written in the same group commit but never waited for by a
+confirm, and emptied at every boot. Once paged entries exist, a message's live entry count is no longer known in memory: the
 ``refs`` column is the authority. It is written with the message (the entries live then) and
 decremented on disk as entries go; ``StoredMessage.refs`` keeps the value read or written, so a
 message whose count was 1 is deleted outright and any other is decremented, then deleted at 0.
@@ -73,10 +74,10 @@ CONGESTION_HIGH = 50_000
 # A paged tail's next entries, in sequence order, with their messages (both tables: one
 # statement, so one snapshot: the rows are a prefix of what is committed).
 TAIL_SQL = (
-    "SELECT x.seq, x.msg_id, x.expires, x.t, m.refs, m.exchange_and_key, m.header, m.body FROM"
-    " (SELECT seq, msg_id, expires, 0 AS t FROM entries WHERE qid = ?1 AND seq >= ?2"
-    "  UNION ALL SELECT seq, msg_id, expires, 1 AS t FROM tentries WHERE qid = ?1 AND seq >= ?2"
-    "  ORDER BY seq LIMIT ?3) x JOIN messages m ON m.id = x.msg_id ORDER BY x.seq"
+    "SELECT e.seq, e.msg_id, e.expires, m.refs, m.exchange_and_key, m.header, m.body FROM entries e"
+    " JOIN messages m ON m.id = e.msg_id WHERE e.qid = ?1 AND e.seq >= ?2"
+    " UNION ALL SELECT seq, NULL, expires, 0, exchange_and_key, header, body FROM tentries"
+    " WHERE qid = ?1 AND seq >= ?2 ORDER BY 1 LIMIT ?3"
 )
 
 
@@ -139,7 +140,18 @@ async def _migrate_to_2(db: aiosqlite.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_migrate_to_1, _migrate_to_2]
+async def _migrate_to_3(db: aiosqlite.Connection) -> None:
+    """Paged transient entries hold their message inline (one row per entry instead of two).
+    Their rows die at every boot anyway; message rows only they referred to go at recovery."""
+    await db.execute("DROP TABLE tentries")
+    await db.execute(
+        "CREATE TABLE tentries (qid INTEGER NOT NULL, seq INTEGER NOT NULL, expires REAL,"
+        " exchange_and_key BLOB NOT NULL, header BLOB NOT NULL, body BLOB NOT NULL,"
+        " PRIMARY KEY (qid, seq)) WITHOUT ROWID"
+    )
+
+
+MIGRATIONS: list[Migration] = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -327,8 +339,9 @@ class MessageStore:
         """
         if durable:
             self.add(entry)
-        else:
-            self._insert(entry, PENDING_T)
+            return
+        entry.disk = PENDING_T
+        self._queue_insert(entry)
 
     def _insert(self, entry: QueueEntry, disk: int) -> None:
         message = entry.message
@@ -340,6 +353,9 @@ class MessageStore:
         stored.refs += 1
         entry.stored = stored
         entry.disk = disk
+        self._queue_insert(entry)
+
+    def _queue_insert(self, entry: QueueEntry) -> None:
         inserts = self._inserts
         inserts.append(entry)
         if len(inserts) == 1:
@@ -360,17 +376,23 @@ class MessageStore:
 
     def remove(self, entry: QueueEntry, qid: int | None) -> None:
         """The entry left its queue for good; ``qid`` None: its queue's rows are already gone."""
+        disk = entry.disk
+        if disk in (PENDING_T, WRITTEN_T):  # a paged transient entry: its row only
+            entry.disk = NOT_STORED
+            if disk == WRITTEN_T and qid is not None:
+                self._tentry_deletes.append((qid, entry.seq))
+                self._wake()
+            return
         stored = entry.stored
         if stored is None:
             return
         entry.stored = None
-        disk = entry.disk
         entry.disk = NOT_STORED
-        if disk in (PENDING, PENDING_T):
+        if disk == PENDING:
             stored.refs -= 1  # never written: the message row will count one entry less
             return
         if qid is not None:
-            (self._tentry_deletes if disk == WRITTEN_T else self._entry_deletes).append((qid, entry.seq))
+            self._entry_deletes.append((qid, entry.seq))
         if stored.refs == 1:
             self._message_deletes.append((stored.id,))
         else:
@@ -426,14 +448,13 @@ class MessageStore:
         mark = queue.delivered_mark
         qid = queue.store_qid
         entries: list[QueueEntry] = []
-        for seq, msg_id, expires, transient, refs, eak, header, body in rows:
+        for seq, msg_id, expires, refs, eak, header, body in rows:
             exchange, key = _exchange_and_key(eak)
             entry = QueueEntry(
                 Message(exchange, key, eak, header, body), seq, queue, None if expires is None else expires - offset
             )
-            if transient:
+            if msg_id is None:  # a tentries row
                 self._tentry_deletes.append((qid, seq))
-                (self._message_deletes if refs == 1 else self._message_decrements).append((msg_id,))
             else:
                 entry.stored = StoredMessage(msg_id, refs, True)
                 entry.disk = WRITTEN
@@ -613,17 +634,27 @@ class MessageStore:
         wall = time.time() - asyncio.get_running_loop().time()  # loop time -> wall clock
         messages: list[tuple[int, int, bytes, bytes, bytes]] = []
         entries: list[tuple[int, int, int, float | None]] = []
-        tentries: list[tuple[int, int, int, float | None]] = []
+        tentries: list[tuple[int, int, float | None, bytes, bytes, bytes]] = []
         for entry in self._inserts:
             disk = entry.disk
-            if disk == PENDING:
-                entry.disk = WRITTEN
-                rows = entries
-            elif disk == PENDING_T:
+            if disk == PENDING_T:
                 entry.disk = WRITTEN_T
-                rows = tentries
-            else:
+                expires = entry.expires
+                message = entry.message
+                tentries.append(
+                    (
+                        entry.queue.store_qid,  # type: ignore[attr-defined]
+                        entry.seq,
+                        None if expires is None else expires + wall,
+                        message.exchange_and_key,
+                        message.header,
+                        message.body,
+                    )
+                )
                 continue
+            if disk != PENDING:
+                continue
+            entry.disk = WRITTEN
             stored = entry.stored
             assert stored is not None
             if not stored.written:
@@ -631,7 +662,7 @@ class MessageStore:
                 message = entry.message
                 messages.append((stored.id, stored.refs, message.exchange_and_key, message.header, message.body))
             expires = entry.expires
-            rows.append((entry.queue.store_qid, entry.seq, stored.id, None if expires is None else expires + wall))  # type: ignore[attr-defined]
+            entries.append((entry.queue.store_qid, entry.seq, stored.id, None if expires is None else expires + wall))  # type: ignore[attr-defined]
         marks = [(queue.delivered_mark, qid) for qid, queue in self._marks.items()]  # type: ignore[attr-defined]
         batch = (
             self._queue_puts,
@@ -691,7 +722,7 @@ class MessageStore:
                     if entries:
                         await db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", entries)
                     if tentries:
-                        await db.executemany("INSERT INTO tentries VALUES (?, ?, ?, ?)", tentries)
+                        await db.executemany("INSERT INTO tentries VALUES (?, ?, ?, ?, ?, ?)", tentries)
                     if entry_deletes:
                         await db.executemany("DELETE FROM entries WHERE qid = ? AND seq = ?", entry_deletes)
                     if tentry_deletes:
@@ -740,15 +771,12 @@ class MessageStore:
 async def _drop_range(db: aiosqlite.Connection, qid: int, tail_from: int) -> None:
     """Paged entries of ``qid`` from ``tail_from`` on go; their messages lose one ref each."""
     args = (qid, tail_from)
-    for table in ("entries", "tentries"):
-        await db.execute(
-            f"UPDATE messages SET refs = refs - 1 WHERE id IN"
-            f" (SELECT msg_id FROM {table} WHERE qid = ?1 AND seq >= ?2)",
-            args,
-        )
     await db.execute(
-        "DELETE FROM messages WHERE refs <= 0 AND id IN (SELECT msg_id FROM entries WHERE qid = ?1 AND seq >= ?2"
-        " UNION ALL SELECT msg_id FROM tentries WHERE qid = ?1 AND seq >= ?2)",
+        "UPDATE messages SET refs = refs - 1 WHERE id IN (SELECT msg_id FROM entries WHERE qid = ?1 AND seq >= ?2)",
+        args,
+    )
+    await db.execute(
+        "DELETE FROM messages WHERE refs <= 0 AND id IN (SELECT msg_id FROM entries WHERE qid = ?1 AND seq >= ?2)",
         args,
     )
     await db.execute("DELETE FROM entries WHERE qid = ? AND seq >= ?", args)

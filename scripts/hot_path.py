@@ -1,6 +1,6 @@
 """Broker CPU per message on the hot path, measured in-process and repeatably.
 
-    python scripts/hot_path.py [--scenario s1|s2|fanout] [--messages N] [--repeat R] [--profile]
+    python scripts/hot_path.py [--scenario s1|s2|fanout|backlog] [--messages N] [--repeat R] [--profile]
 
 Two ``Connection`` objects of a real ``Broker`` (metadata in memory) are driven through
 ``data_received`` with the bytes a client sends, over transports that only count what the
@@ -8,7 +8,10 @@ broker writes: a publisher sending basic.publish triples in 64 KiB reads, and a 
 (no-ack for s1 and fanout, acks every delivery with prefetch 100 for s2). What is timed is
 the broker's own CPU (``time.process_time``) from the first read to the last write, so the
 figure does not depend on a load generator or on what else the machine runs; it is the
-best of ``--repeat`` runs. ``--profile`` runs cProfile over one run instead.
+best of ``--repeat`` runs. ``backlog`` has no consumer and a message store in a temporary
+directory with a 1000-message window, so nearly every message is paged out; its time includes
+the store's writer thread and runs until the last batch is committed. ``--profile`` runs
+cProfile over one run instead.
 Used to compare changes to the hot path (see docs/performance.md), never in tests.
 """
 
@@ -19,6 +22,7 @@ import asyncio
 import cProfile
 import pstats
 import struct
+import tempfile
 import time
 from typing import Any
 
@@ -27,6 +31,7 @@ from pamqp import commands
 from amqp_server.broker import Broker, BrokerConfig
 from amqp_server.connection import Connection
 from amqp_server.frame_codec import PROTOCOL_HEADER, build, encode_method, frame
+from amqp_server.server import Server
 
 CHUNK = 65536
 
@@ -96,9 +101,19 @@ async def settle() -> None:
 
 
 async def one_run(scenario: str, messages: int, profile: cProfile.Profile | None) -> float:
+    with tempfile.TemporaryDirectory() as data_dir:
+        return await _one_run(scenario, messages, profile, data_dir)
+
+
+async def _one_run(scenario: str, messages: int, profile: cProfile.Profile | None, data_dir: str) -> float:
     loop = asyncio.get_running_loop()
-    broker = Broker(BrokerConfig(data_dir=None))
-    await broker.boot()
+    if scenario == "backlog":
+        server = Server(BrokerConfig(host="127.0.0.1", port=0, data_dir=data_dir, queue_memory_window=1000))
+        await server.start()
+        broker = server.broker
+    else:
+        broker = Broker(BrokerConfig(data_dir=None))
+        await broker.boot()
     publisher, consumer = Connection(broker), Connection(broker)
     ptransport, ctransport = CountingTransport(), CountingTransport()
     for connection, transport in ((publisher, ptransport), (consumer, ctransport)):
@@ -117,7 +132,7 @@ async def one_run(scenario: str, messages: int, profile: cProfile.Profile | None
     await settle()
     no_ack = scenario != "s2"
     subscribe = method(1, build(commands.Basic.Qos, prefetch_count=100)) if not no_ack else b""
-    for i, name in enumerate(queues):
+    for i, name in enumerate(queues if scenario != "backlog" else ()):
         subscribe += method(1, build(commands.Basic.Consume, queue=name, consumer_tag=f"c{i}", no_ack=no_ack))
     consumer.data_received(subscribe)
     await settle()
@@ -140,7 +155,7 @@ async def one_run(scenario: str, messages: int, profile: cProfile.Profile | None
     one = publish_triple(exchange, key, body)
     per_chunk = max(1, CHUNK // len(one))
     chunk = one * per_chunk
-    reads = messages // per_chunk
+    reads = max(4, messages // per_chunk // 4 * 4)  # fed four at a time
     deliveries = reads * per_chunk * len(queues)
     if profile is not None:
         profile.enable()
@@ -153,19 +168,27 @@ async def one_run(scenario: str, messages: int, profile: cProfile.Profile | None
             done += 1
         await asyncio.sleep(0)
     queue_objects = [broker.vhosts["/"].queues[name] for name in queues]
-    while any(queue.message_count for queue in queue_objects):  # s2: acks still coming back
-        await asyncio.sleep(0)
+    if scenario == "backlog":
+        await broker.message_store.flushed()  # type: ignore[union-attr]
+    else:
+        while any(queue.message_count for queue in queue_objects):  # s2: acks still coming back
+            await asyncio.sleep(0)
     await settle()
     elapsed = time.process_time() - start
     if profile is not None:
         profile.disable()
-    assert ctransport.written > deliveries * len(body), "deliveries missing"
+    if scenario == "backlog":
+        count = queue_objects[0].message_count
+        assert count == reads * per_chunk, f"{count} of {reads * per_chunk} messages queued"
+        await server.stop()
+    else:
+        assert ctransport.written > deliveries * len(body), "deliveries missing"
     return elapsed / (reads * per_chunk) * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=["s1", "s2", "fanout"], default="s1")
+    parser.add_argument("--scenario", choices=["s1", "s2", "fanout", "backlog"], default="s1")
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")

@@ -343,3 +343,37 @@ def test_publishers_paused_while_the_writer_catches_up(paged: BrokerHandle) -> N
     _wait_for(lambda: paged.call(lambda: paged.broker.message_store.congested) is False)
     assert _drain(channel, "flow-q", COUNT) == list(range(COUNT))
     connection.close()
+
+
+def test_store_of_schema_2_is_migrated(tmp_path: Path) -> None:
+    """Schema 2 kept paged transient entries as references to ``messages`` rows; schema 3 holds
+    them inline. A version-2 store opens: persistent messages come back, the old transient rows
+    (dead at a restart anyway) and the message rows only they referred to are gone."""
+    with _paged_broker(tmp_path) as handle:
+        connection = handle.connect()
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.queue_declare("mq", durable=True)
+        _publish(channel, "mq", range(5), True)
+        connection.close()
+    db = sqlite3.connect(tmp_path / "messages.db")
+    try:
+        db.execute("DROP TABLE tentries")
+        db.execute(
+            "CREATE TABLE tentries (qid INTEGER NOT NULL, seq INTEGER NOT NULL, msg_id INTEGER NOT NULL,"
+            " expires REAL, PRIMARY KEY (qid, seq)) WITHOUT ROWID"
+        )
+        db.execute("INSERT INTO messages VALUES (9999, 1, x'0000', x'003c00000000000000000000', x'')")
+        db.execute("INSERT INTO tentries VALUES (1, 1000, 9999, NULL)")
+        db.execute("UPDATE schema_version SET version = 2")
+        db.commit()
+    finally:
+        db.close()
+    with _paged_broker(tmp_path) as handle:
+        connection = handle.connect()
+        channel = connection.channel()
+        assert _drain(channel, "mq", 5) == list(range(5))
+        connection.close()
+    assert _rows(tmp_path, "SELECT version FROM schema_version") == 3
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 0
+    assert _rows(tmp_path, "SELECT COUNT(*) FROM pragma_table_info('tentries') WHERE name = 'body'") == 1
