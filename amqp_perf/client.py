@@ -4,6 +4,11 @@ pamqp encodes and decodes the methods here (handshake, declares, consume, close)
 (deliveries, confirms) never reach it: ``Connection.scan`` splits the byte stream into frames and
 hands each to ``on_frame``, which the producer and consumer in ``workers.py`` override (or, for
 the consumer, ``scan`` itself) with hand-written fast paths.
+
+A connection is an ``asyncio.BufferedProtocol``: the transport reads straight into the
+connection's ``bytearray`` (no ``bytes`` object per read, no joining of a partial frame with the
+next read), ``scan`` parses it in place, and what is left of an incomplete frame is moved to the
+front of the buffer.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from amqp_perf import frames
 __all__ = ["AmqpError", "Connection", "Endpoint", "connect", "parse_uri", "run"]
 
 T = TypeVar("T")
+#: initial read buffer of a connection, and the free room below which it grows (doubling) so
+#: that a read never has to stop short of a whole frame or delivery for lack of space
+READ_BUFFER = 256 * 1024
+READ_MIN_FREE = 64 * 1024
 C = TypeVar("C", bound="Connection")
 
 CAPABILITIES = {
@@ -77,7 +86,7 @@ def _close_text(what: str, method: commands.Connection.Close | commands.Channel.
     return f"{what} closed by the broker: {method.reply_code} {method.reply_text}"
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One AMQP connection. Subclasses override ``on_frame`` / ``scan`` for their hot frames."""
 
     def __init__(self, endpoint: Endpoint, name: str, frame_max: int = 131072) -> None:
@@ -91,7 +100,10 @@ class Connection(asyncio.Protocol):
         self.error: str | None = None
         self.blocked = 0
         self.paused = False
-        self._rest = b""
+        #: the read buffer: ``_buf[:_pending]`` is the start of a frame not yet complete
+        self._buf = bytearray(READ_BUFFER)
+        self._view = memoryview(self._buf)
+        self._pending = 0
         self._drained: asyncio.Future[None] | None = None
         self._waiters: dict[int, tuple[tuple[type, ...], asyncio.Future[Any]]] = {}
         #: called once with the text of the first unexpected close or loss
@@ -135,17 +147,43 @@ class Connection(asyncio.Protocol):
                 self._drained = self.loop.create_future()
             await self._drained
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        pending = self._pending
+        if len(self._buf) - pending < READ_MIN_FREE:
+            # a new buffer, never a resize: the transport may still hold a view of the old one
+            buf = bytearray(2 * len(self._buf))
+            buf[:pending] = self._buf[:pending]
+            self._buf, self._view = buf, memoryview(buf)
+        return self._view[pending:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        end = self._pending + nbytes
+        buf = self._buf
+        pos = self.scan(buf, end)
+        if pos >= end:
+            self._pending = 0
+        else:
+            if pos:
+                buf[: end - pos] = buf[pos:end]  # same size: allowed while the transport has a view
+            self._pending = end - pos
+
     def data_received(self, data: bytes) -> None:
-        if self._rest:
-            data = self._rest + data
-        pos = self.scan(data)
-        self._rest = data[pos:] if pos < len(data) else b""
+        """The same for bytes from elsewhere (tests, a transport without buffer support)."""
+        view = memoryview(data)
+        while view:
+            room = self.get_buffer(len(view))
+            take = min(len(room), len(view))
+            room[:take] = view[:take]
+            del room
+            self.buffer_updated(take)
+            view = view[take:]
 
     # -- frames ----------------------------------------------------------------------------
 
-    def scan(self, data: bytes) -> int:
-        """Handle every complete frame in ``data``; return where the incomplete rest starts."""
-        pos, n = 0, len(data)
+    def scan(self, data: bytearray, n: int) -> int:
+        """Handle every complete frame in ``data[:n]``; return where the incomplete rest
+        starts (``n`` after a protocol error)."""
+        pos = 0
         header = frames.FRAME.unpack_from
         while n - pos >= 8:
             frame_type, channel, size = header(data, pos)
@@ -159,12 +197,12 @@ class Connection(asyncio.Protocol):
             pos = end + 1
         return pos
 
-    def on_frame(self, frame_type: int, channel: int, data: bytes, start: int, end: int) -> None:
+    def on_frame(self, frame_type: int, channel: int, data: bytearray, start: int, end: int) -> None:
         """One frame, payload ``data[start:end]``. Methods are decoded by pamqp; content frames
         are ignored here (subclasses that want content override this)."""
         if frame_type == frames.FRAME_METHOD:
             try:
-                _n, _channel, method = pamqp_frame.unmarshal(data[start - 7 : end + 1])
+                _n, _channel, method = pamqp_frame.unmarshal(bytes(data[start - 7 : end + 1]))
             except Exception as exc:  # pamqp raises several types on bad input
                 self.protocol_error(f"undecodable method frame: {exc}")
                 return

@@ -48,6 +48,8 @@ CONTENT_HEAD = struct.Struct(">BHIHHQ")
 #: send time, sequence, producer id, run tag (the first STAMP.size bytes of every body)
 STAMP = struct.Struct(">QIHH")
 STAMP_SIZE = STAMP.size
+#: the bytes of the stamp that differ between messages of one run: send time, sequence, producer
+STAMP_VARYING = 14
 #: what changes per message: send time and sequence
 TIME_SEQ = struct.Struct(">QI")
 #: basic.ack frame: header, class, method, delivery tag, multiple, frame end

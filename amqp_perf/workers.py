@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import struct
 import time
 import traceback
 from collections.abc import Sequence
@@ -38,6 +39,50 @@ MAX_BATCH = 256
 #: how often a producer looks again at the closed-loop count when it is full (first, at most)
 INFLIGHT_POLL = 0.001
 INFLIGHT_POLL_MAX = 0.004
+#: a basic.deliver method frame up to its consumer tag: frame header, class and method, tag length
+DELIVER_PREFIX = 12
+#: a consumer stops learning delivery layouts after this many in a row that no delivery fitted
+LEARN_MISSES = 8
+#: basic.ack on CHANNEL: the frame up to the delivery tag, then tag, multiple bit, frame end
+ACK_HEAD = frames.encode_ack(CHANNEL, 0, False)[:11]
+ACK_SINGLE, ACK_MULTIPLE = b"\x00" + frames.FRAME_END_BYTE, b"\x01" + frames.FRAME_END_BYTE
+ACK_PACK = struct.Struct(">11sQ2s").pack
+#: deliveries checked at once by the bulk path of ``Consumer.scan``
+BULK_MAX = 64
+_ACK_RUNS: dict[int, Any] = {}
+
+
+def ack_run(count: int) -> Any:
+    """``pack`` of ``count`` basic.ack frames: arguments ACK_HEAD, tag, tail for each."""
+    pack = _ACK_RUNS.get(count)
+    if pack is None:
+        pack = _ACK_RUNS[count] = struct.Struct(">" + "11sQ2s" * count).pack
+    return pack
+
+
+class Layout:
+    """The fixed layout of one consumer's deliveries (``Consumer._learn``): the ``struct`` format
+    of one (consumer tag head, delivery tag, bits, fixed middle, send time, sequence, producer,
+    fixed tail), the fixed bytes, and consumer tag head -> last sequence numbers."""
+
+    __slots__ = ("fmt", "size", "iter_unpack", "mid", "tail", "by_head", "_runs")
+
+    def __init__(self, fmt: str, mid: bytes, tail: bytes, by_head: dict[bytes, list[int]]) -> None:
+        layout = struct.Struct(">" + fmt)
+        self.fmt = fmt
+        self.size = layout.size
+        self.iter_unpack = layout.iter_unpack
+        self.mid = mid
+        self.tail = tail
+        self.by_head = by_head
+        self._runs: dict[int, Any] = {}
+
+    def run(self, count: int) -> Any:
+        """``unpack_from`` of ``count`` deliveries in a row: 8 fields each."""
+        unpack = self._runs.get(count)
+        if unpack is None:
+            unpack = self._runs[count] = struct.Struct(">" + self.fmt * count).unpack_from
+        return unpack
 
 
 @dataclass(frozen=True)
@@ -261,6 +306,10 @@ class Consumer(Peer):
         self._filler = frames.filler(settings.size)
         self._deliver_head = frames.deliver_head(0)
         self._ctag_size = 0
+        #: the fixed layout of the deliveries (``_learn``)
+        self._fast: Layout | None = None
+        #: layouts learnt since the last delivery that fitted one
+        self._misses = 0
 
     async def setup(self) -> None:
         settings, topology = self.settings, self.topology
@@ -299,6 +348,7 @@ class Consumer(Peer):
         self._sole[tag.encode()] = sole
         self._deliver_head = frames.deliver_head(len(tag))
         self._ctag_size = len(tag)
+        self._fast = None  # learnt again with this tag
         return tag
 
     def on_cancel(self, channel: int, method: commands.Basic.Cancel) -> None:
@@ -327,52 +377,159 @@ class Consumer(Peer):
         finally:
             await self.close()
 
-    def scan(self, data: bytes) -> int:  # one long loop on purpose: it is the hot path
-        """Deliveries (method + header + single or multiple body frames) by hand; anything else
+    def _learn(self, data: bytearray, pos: int, stamp_at: int, end: int) -> None:
+        """Take the delivery ``data[pos:end]`` (one body frame, its stamp at ``stamp_at``, found
+        good by the frame-by-frame path) as the layout of the deliveries to come: everything but
+        the consumer tag, the delivery tag and bits, and the send time, sequence number and
+        producer of the stamp is then the same bytes in each, checked in one comparison."""
+        if self._misses >= LEARN_MISSES:
+            return  # the layouts change from delivery to delivery: stay frame by frame
+        self._misses += 1
+        head_size = DELIVER_PREFIX + self._ctag_size
+        mid = bytes(data[pos + head_size + 9 : stamp_at])  # exchange ... body frame header
+        tail = bytes(data[stamp_at + frames.STAMP_VARYING : end])  # run tag, filler, frame end
+        prefix = bytes(data[pos : pos + DELIVER_PREFIX])
+        by_head = {prefix + ctag: lasts for ctag, lasts in self._last.items()}
+        self._fast = Layout(f"{head_size}sQB{len(mid)}sQIH{len(tail)}s", mid, tail, by_head)
+
+    def scan(self, data: bytearray, n: int) -> int:  # long loops on purpose: the hot path
+        """Deliveries of the learnt fixed layout (``_learn``) in one ``struct`` pass each; other
+        deliveries (method + header + single or multiple body frames) by hand; anything else
         frame by frame through ``Connection.on_frame``."""
-        n = len(data)
         pos = 0
         now = time.monotonic_ns()
-        u32 = frames.U32.unpack_from
-        deliver_head = self._deliver_head.unpack_from
-        head_size = self._deliver_head.size
-        ctag_size = self._ctag_size
-        content_head = frames.CONTENT_HEAD.unpack_from
-        frame_head = frames.FRAME.unpack_from
-        stamp_of = frames.STAMP.unpack_from
-        deliver = frames.BASIC_DELIVER
-        end_byte = frames.FRAME_END
-        size = self.settings.size
-        filler = self._filler
-        run_tag = self.run_tag
         producers = len(self._from)
         last_by_tag = self._last
-        sole_by_tag = self._sole
         received_from = self._from
         ack_every = self._ack_every
         acks: list[bytes] = []
-        encode_ack = frames.encode_ack
-        received = bad = out_of_order = gaps = foreign = redelivered = 0
+        received = bad = out_of_order = gaps = foreign = redelivered = fast_count = 0
         latency = self.latency
         run_stamp, run = 0, 0
         unacked = self._unacked
         delivery_tag = self._last_tag
+        fast = self._fast
+        view = memoryview(data)
         while n - pos >= 8:
+            if fast is not None and n - pos >= fast.size:
+                fast_size, fixed_mid, fixed_tail, by_head = fast.size, fast.mid, fast.tail, fast.by_head
+                count = (n - pos) // fast_size
+                # the common case first: k deliveries of the fixed layout, all on one queue, from
+                # one producer, in sequence, none redelivered: checked with C loops over the
+                # fields of one unpack (tuple slices, count, max, a range compared)
+                k = min(count, BULK_MAX)
+                t = fast.run(k)(data, pos)
+                head = t[0]
+                producer = t[6]
+                seqs = t[5::8]
+                seq = seqs[0]
+                lasts = by_head.get(head)
+                if (
+                    lasts is not None
+                    and producer < producers
+                    and seq == (lasts[producer] + 1) & 0xFFFFFFFF
+                    and t[3::8].count(fixed_mid) == k
+                    and t[7::8].count(fixed_tail) == k
+                    and t[0::8].count(head) == k
+                    and t[6::8].count(producer) == k
+                    and t[2::8].count(0) == k
+                    and seqs == tuple(range(seq, seq + k))
+                    and max(stamps := t[4::8]) <= now
+                ):
+                    lasts[producer] = seqs[-1]
+                    received_from[producer] += k
+                    stamp = stamps[0]
+                    if stamps.count(stamp) == k:
+                        if stamp != run_stamp:
+                            if run:
+                                latency.add((now - run_stamp) // 1000, run)
+                            run_stamp, run = stamp, 0
+                        run += k
+                    else:
+                        for stamp in stamps:
+                            if stamp != run_stamp:
+                                if run:
+                                    latency.add((now - run_stamp) // 1000, run)
+                                run_stamp, run = stamp, 0
+                            run += 1
+                    delivery_tag = t[-7]
+                    if ack_every:
+                        tags = t[1::8]
+                        if ack_every == 1:
+                            args = [ACK_HEAD, 0, ACK_SINGLE] * k
+                            args[1::3] = tags
+                            acks.append(ack_run(k)(*args))
+                        else:
+                            i = ack_every - unacked - 1
+                            while i < k:
+                                acks.append(ACK_PACK(ACK_HEAD, tags[i], ACK_MULTIPLE))
+                                i += ack_every
+                            unacked = (unacked + k) % ack_every
+                    pos += k * fast_size
+                    fast_count += k
+                    continue
+                del t
+                # else one by one while they are of the fixed layout; stops at the first that is not
+                done = 0
+                multiple = ack_every > 1
+                for head, tag, bits, mid, stamp, seq, producer, tail in fast.iter_unpack(
+                    view[pos : pos + count * fast_size]
+                ):
+                    if mid != fixed_mid or tail != fixed_tail or stamp > now or producer >= producers:
+                        break
+                    lasts = by_head.get(head)
+                    if lasts is None:
+                        break
+                    step = (seq - lasts[producer]) & 0xFFFFFFFF
+                    if step == 1:
+                        lasts[producer] = seq
+                    elif step == 0 or step >= frames.OUT_OF_ORDER:
+                        out_of_order += 1
+                    else:
+                        lasts[producer] = seq
+                        if self._sole[head[DELIVER_PREFIX:]]:
+                            gaps += step - 1
+                    received_from[producer] += 1
+                    if stamp != run_stamp:
+                        if run:
+                            latency.add((now - run_stamp) // 1000, run)
+                        run_stamp, run = stamp, 0
+                    run += 1
+                    if bits & 1:
+                        redelivered += 1
+                    delivery_tag = tag
+                    done += 1
+                    if ack_every:
+                        unacked += 1
+                        if unacked >= ack_every:
+                            acks.append(ACK_PACK(ACK_HEAD, tag, ACK_MULTIPLE if multiple else ACK_SINGLE))
+                            unacked = 0
+                pos += done * fast_size
+                fast_count += done
+                if n - pos < 8:
+                    break
+            # one delivery or frame the fast path did not take, then back to it
             frame_type = 0
+            head_size = self._deliver_head.size
             if n - pos >= head_size:
-                frame_type, _channel, length, method, ctag_length, ctag, tag, bits = deliver_head(data, pos)
-            if frame_type == 1 and method == deliver:
-                if ctag_length != ctag_size:
+                frame_type, _channel, length, method, ctag_length, ctag, tag, bits = (
+                    self._deliver_head.unpack_from(data, pos)
+                )
+            if frame_type == 1 and method == frames.BASIC_DELIVER:
+                if ctag_length != self._ctag_size:
                     self.protocol_error(f"basic.deliver for a consumer tag it did not ask for ({ctag!r})")
                     return n
                 h = pos + 8 + length  # the content header frame
-                if h + 19 > n:
+                if h + frames.CONTENT_HEAD.size > n:
                     break
-                header_type, _channel, header_size, _class, _weight, body_size = content_head(data, h)
-                if header_type != 2 or data[h - 1] != end_byte:
+                header_type, _channel, header_size, _class, _weight, body_size = (
+                    frames.CONTENT_HEAD.unpack_from(data, h)
+                )
+                if header_type != frames.FRAME_HEADER or data[h - 1] != frames.FRAME_END:
                     self.protocol_error("basic.deliver not followed by a content header")
                     return n
                 b = h + 8 + header_size  # the first body frame
+                single = False
                 if body_size == 0:
                     if b > n:
                         break
@@ -380,46 +537,56 @@ class Consumer(Peer):
                 elif b + 7 > n:
                     break
                 else:
-                    body_type, _channel, first = frame_head(data, b)
+                    body_type, _channel, first = frames.FRAME.unpack_from(data, b)
                     if first == body_size:  # the whole body in one frame: checked in place
                         end = b + 8 + first
                         if end > n:
                             break
-                        body, start = data, b + 7
+                        body, start, single = data, b + 7, True
                     elif first > body_size:
                         self.protocol_error("content body frame larger than the body size")
                         return n
                     else:
-                        parts, got, q = [], 0, b
+                        parts: list[bytearray] = []
+                        got, q = 0, b
                         while got < body_size and q + 7 <= n:
-                            part = u32(data, q + 3)[0]
+                            part_type, _channel, part = frames.FRAME.unpack_from(data, q)
                             if q + 8 + part > n:
                                 break
+                            if part_type != frames.FRAME_BODY or data[q + 7 + part] != frames.FRAME_END:
+                                self.protocol_error("malformed content body frame")
+                                return n
                             parts.append(data[q + 7 : q + 7 + part])
                             got += part
                             q += 8 + part
                         if got < body_size:
                             break
+                        if got > body_size:
+                            self.protocol_error("content body frames larger than the body size")
+                            return n
                         body, start, end = b"".join(parts), 0, q
-                    if body_type != 3 or data[b - 1] != end_byte or data[end - 1] != end_byte:
+                    if (
+                        body_type != frames.FRAME_BODY
+                        or data[b - 1] != frames.FRAME_END
+                        or data[end - 1] != frames.FRAME_END
+                    ):
                         self.protocol_error("malformed content body frame")
                         return n
                 delivery_tag = tag
-                pos = end
                 received += 1
                 if bits & 1:
                     redelivered += 1
                 if body_size < frames.STAMP_SIZE:
                     foreign += 1
                 else:
-                    stamp, seq, producer, run_of = stamp_of(body, start)
-                    if run_of != run_tag:
+                    stamp, seq, producer, run_of = frames.STAMP.unpack_from(body, start)
+                    if run_of != self.run_tag:
                         foreign += 1
                     elif (
-                        body_size != size
+                        body_size != self.settings.size
                         or producer >= producers
                         or stamp > now
-                        or not body.startswith(filler, start + frames.STAMP_SIZE)
+                        or not body.startswith(self._filler, start + frames.STAMP_SIZE)
                     ):
                         bad += 1
                     else:
@@ -434,7 +601,7 @@ class Consumer(Peer):
                                 out_of_order += 1
                             else:
                                 lasts[producer] = seq
-                                if sole_by_tag[ctag]:
+                                if self._sole[ctag]:
                                     gaps += step - 1
                             received_from[producer] += 1
                             if stamp != run_stamp:
@@ -442,27 +609,35 @@ class Consumer(Peer):
                                     latency.add((now - run_stamp) // 1000, run)
                                 run_stamp, run = stamp, 0
                             run += 1
+                            if single:
+                                self._learn(data, pos, start, end)
+                                fast = self._fast
+                pos = end
                 if ack_every:
                     unacked += 1
                     if unacked >= ack_every:
-                        acks.append(encode_ack(CHANNEL, delivery_tag, ack_every > 1))
+                        acks.append(frames.encode_ack(CHANNEL, delivery_tag, ack_every > 1))
                         unacked = 0
                 continue
-            frame_type, channel, length = frame_head(data, pos)
+            frame_type, channel, length = frames.FRAME.unpack_from(data, pos)
             end = pos + 7 + length
             if end >= n:
                 break
-            if data[end] != end_byte:
+            if data[end] != frames.FRAME_END:
                 self.protocol_error("frame end byte missing")
                 return n
             self.on_frame(frame_type, channel, data, pos + 7, end)
             pos = end + 1
+        del view
         if run:
             latency.add((now - run_stamp) // 1000, run)
         if acks:
             self.write(b"".join(acks))
         self._unacked = unacked
         self._last_tag = delivery_tag
+        if fast_count:
+            received += fast_count
+            self._misses = 0
         if received:
             self.received += received
             if bad or out_of_order or gaps or foreign or redelivered:

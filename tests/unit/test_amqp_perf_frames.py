@@ -196,7 +196,7 @@ async def test_consumer_counts_and_checks_deliveries(seed: int) -> None:
         ]
     )
     feed(consumer, stream, seed)
-    assert consumer._rest == b""
+    assert consumer._pending == 0
     assert (consumer.received, consumer.gaps, consumer.out_of_order, consumer.bad, consumer.foreign) == (
         9,
         1,
