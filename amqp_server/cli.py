@@ -7,10 +7,13 @@ import asyncio
 import logging
 import sys
 from dataclasses import fields
+from typing import NoReturn
 
+from amqp_server.admin import AdminError
 from amqp_server.alarms import parse_float, parse_information_unit
 from amqp_server.broker import BrokerConfig
-from amqp_server.server import serve
+from amqp_server.definitions import DefinitionsError
+from amqp_server.server import StartError, serve
 from amqp_server.sqlite_store import StoreError
 
 # rabbitmq.conf keys understood in --config files, mapped to BrokerConfig fields.
@@ -49,48 +52,54 @@ def read_config_file(path: str, config: BrokerConfig) -> None:
     types = {f.name: f.type for f in fields(BrokerConfig)}
     loopback = list(config.loopback_users)
     relative: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            key, sep, value = (part.strip() for part in line.partition("="))
-            if not sep or not value:
-                raise SystemExit(f"{path}:{number}: expected 'key = value'")
-            try:
-                if key.startswith("listeners.tcp."):
-                    host, _, port = value.rpartition(":")
-                    config.port = int(port)
-                    if host:
-                        config.host = host.strip("[]")
-                elif key.startswith("loopback_users."):
-                    user = key.split(".", 1)[1]
-                    if value not in ("true", "false"):
-                        raise ValueError(value)
-                    if value == "true" and user not in loopback:
-                        loopback.append(user)
-                    elif value == "false" and user in loopback:
-                        loopback.remove(user)
-                elif key == "loopback_users" and value == "none":
-                    loopback = []
-                elif key in RESOURCE_KEYS:
-                    name, parse = RESOURCE_KEYS[key]
-                    setattr(config, name, parse(value))
-                    if key.endswith(".relative"):
-                        relative.add(key.partition(".")[0])
-                elif key in CONFIG_KEYS:
-                    name = CONFIG_KEYS[key]
-                    kind = types[name]
-                    if name == "handshake_timeout":
-                        setattr(config, name, int(value) / 1000)
-                    elif kind in ("int", int):
-                        setattr(config, name, int(value))
-                    else:
-                        setattr(config, name, value)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.readlines()
+    except OSError as exc:
+        raise SystemExit(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SystemExit(f"cannot read config file {path}: not UTF-8 text") from None
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = (part.strip() for part in line.partition("="))
+        if not sep or not value:
+            raise SystemExit(f"{path}:{number}: expected 'key = value'")
+        try:
+            if key.startswith("listeners.tcp."):
+                host, _, port = value.rpartition(":")
+                config.port = int(port)
+                if host:
+                    config.host = host.strip("[]")
+            elif key.startswith("loopback_users."):
+                user = key.split(".", 1)[1]
+                if value not in ("true", "false"):
+                    raise ValueError(value)
+                if value == "true" and user not in loopback:
+                    loopback.append(user)
+                elif value == "false" and user in loopback:
+                    loopback.remove(user)
+            elif key == "loopback_users" and value == "none":
+                loopback = []
+            elif key in RESOURCE_KEYS:
+                name, parse = RESOURCE_KEYS[key]
+                setattr(config, name, parse(value))
+                if key.endswith(".relative"):
+                    relative.add(key.partition(".")[0])
+            elif key in CONFIG_KEYS:
+                name = CONFIG_KEYS[key]
+                kind = types[name]
+                if name == "handshake_timeout":
+                    setattr(config, name, int(value) / 1000)
+                elif kind in ("int", int):
+                    setattr(config, name, int(value))
                 else:
-                    raise SystemExit(f"{path}:{number}: unknown setting '{key}'")
-            except ValueError:
-                raise SystemExit(f"{path}:{number}: invalid value '{value}' for '{key}'") from None
+                    setattr(config, name, value)
+            else:
+                raise SystemExit(f"{path}:{number}: unknown setting '{key}'")
+        except ValueError:
+            raise SystemExit(f"{path}:{number}: invalid value '{value}' for '{key}'") from None
     config.loopback_users = loopback
     if "vm_memory_high_watermark" in relative:  # (a relative disk limit already wins)
         config.vm_memory_high_watermark_absolute = None
@@ -122,6 +131,9 @@ def parse_args(argv: list[str] | None = None) -> BrokerConfig:
         value = getattr(args, option)
         if value is not None:
             setattr(config, name, value)
+    for what, port in (("port", config.port), ("management port", config.management_port)):
+        if not 0 <= port <= 65535:
+            raise SystemExit(f"cannot start: {what} {port} is out of range (0-65535)")
     return config
 
 
@@ -133,8 +145,16 @@ def main(argv: list[str] | None = None) -> None:
         run = asyncio.run
     else:
         run = uvloop.run
+    # What an operator can cause and fix gets one line, not a traceback. A store that is locked,
+    # corrupt or too new stops the start too: never start as an empty broker.
     try:
         run(serve(config))
-    except StoreError as exc:  # locked, corrupt or too new: never start as an empty broker
-        logging.getLogger("amqp_server").error("cannot start: %s", exc)
-        raise SystemExit(1) from None
+    except (StoreError, StartError, DefinitionsError) as exc:
+        fail(str(exc))
+    except AdminError as exc:  # a definitions file naming something that cannot be imported
+        fail(f"cannot import definitions file {config.load_definitions}: {exc}")
+
+
+def fail(reason: str) -> NoReturn:
+    logging.getLogger("amqp_server").error("cannot start: %s", reason)
+    raise SystemExit(1)

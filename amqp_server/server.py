@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
+import socket
 
 from amqp_server.broker import Broker, BrokerConfig
 from amqp_server.connection import Connection
@@ -15,6 +17,23 @@ from amqp_server.sqlite_store import SqliteStore
 log = logging.getLogger(__name__)
 
 GC_THRESHOLD = 10_000  # allocations between young-generation collections (CPython: 700)
+
+
+class StartError(Exception):
+    """A start the operator must fix (e.g. the port is taken); the message is one line."""
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> StartError:
+    """Say what is wrong with the listen address in words an operator can act on."""
+    if isinstance(exc, socket.gaierror):
+        return StartError(f"cannot resolve host {host!r}: {exc.strerror}")
+    if exc.errno == errno.EADDRINUSE:
+        return StartError(f"port {port} on {host} is in use (another broker running?)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return StartError(f"address {host} is not an address of this machine")
+    if exc.errno == errno.EACCES:
+        return StartError(f"no permission to listen on port {port} on {host}")
+    return StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 class Server:
@@ -37,19 +56,23 @@ class Server:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
+        """Boot and listen; raises ``StartError`` when the address cannot be listened on."""
+        config = self.broker.config
         try:
             await self.broker.boot()
+            self.broker.alarms.start()  # the first memory/disk check runs before any client connects
+            try:
+                self._server = await asyncio.get_running_loop().create_server(
+                    self._new_connection, config.host, config.port, reuse_address=True, backlog=1024
+                )
+            except OSError as exc:
+                raise _listen_error(config.host, config.port, exc) from exc
         except BaseException:
-            if self.broker.message_store is not None:
-                await self.broker.message_store.close()
-            await self.broker.store.close()  # release the data directory's lock
+            # The alarm timer, the stores' threads and writer tasks and the directory lock would
+            # otherwise outlive the failed start and keep the process from exiting.
+            self.broker.alarms.stop()
+            await self._close_stores()
             raise
-        self.broker.alarms.start()  # the first memory/disk check runs before any client connects
-        config = self.broker.config
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._new_connection, config.host, config.port, reuse_address=True, backlog=1024
-        )
         log.info("AMQP listener on %s:%s, node %s", config.host, self.port, self.broker.node_name)
 
     def _new_connection(self) -> Connection:
@@ -72,6 +95,10 @@ class Server:
         for connection in list(self.broker.connections):
             if connection.transport is not None:
                 connection.transport.abort()
+        await self._close_stores()
+
+    async def _close_stores(self) -> None:
+        """The metadata store goes last: it holds the data directory's lock."""
         if self.broker.message_store is not None:
             await self.broker.message_store.close()
         await self.broker.store.close()

@@ -190,7 +190,7 @@ class SqliteStore(MetadataStore):
         try:
             os.makedirs(self.data_dir, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create data directory {self.data_dir}: {exc}") from exc
+            raise StoreError(f"cannot create data directory {self.data_dir}: {exc.strerror}") from exc
         self._lock()
         self.first_start = not os.path.exists(self.path)
         try:
@@ -208,7 +208,7 @@ class SqliteStore(MetadataStore):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StoreError(f"cannot open lock file {path}: {exc}") from exc
+            raise StoreError(f"cannot open lock file {path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

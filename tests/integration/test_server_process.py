@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,3 +104,61 @@ def test_config_file_with_unknown_key_refuses_to_start(tmp_path):
     )
     assert result.returncode != 0
     assert "unknown setting 'no.such.setting'" in result.stderr.decode()
+
+
+def _refused(cwd: Path, *args: str) -> str:
+    """Run ``amqp-server`` with ``args``, which must make it exit at once with one line on stderr
+    saying why; return that line. A hang fails through the timeout."""
+    result = subprocess.run([str(SCRIPT), *args], cwd=cwd, capture_output=True, timeout=30)
+    err = result.stderr.decode()
+    assert result.returncode != 0, err
+    assert "Traceback" not in err, err
+    reasons = [line for line in err.splitlines() if "cannot start: " in line]
+    assert len(reasons) == 1, err
+    return reasons[0]
+
+
+def test_port_in_use_refuses_to_start(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        reason = _refused(tmp_path, "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert reason.endswith(f"cannot start: port {port} on 127.0.0.1 is in use (another broker running?)")
+
+
+def test_data_dir_that_is_a_file_refuses_to_start(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.write_text("not a directory")  # fails as root too, unlike a permission problem
+    reason = _refused(tmp_path, "--port", str(free_port()), "--data-dir", str(data_dir))
+    assert reason.endswith(f"cannot start: cannot create data directory {data_dir}: File exists")
+
+
+def test_locked_data_dir_refuses_to_start(nodes, tmp_path):
+    first = _start(nodes, tmp_path, script=True)
+    data_dir = tmp_path / "data"
+    reason = _refused(tmp_path, "--host", "127.0.0.1", "--port", str(free_port()), "--data-dir", str(data_dir))
+    assert reason.endswith(
+        f"cannot start: data directory {data_dir} is in use by another broker process (lock {data_dir / '.lock'} is held)"
+    )
+    first.connect().close()  # the running broker is unaffected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port", "70000"], "cannot start: port 70000 is out of range (0-65535)"),
+        (["--config", "missing.conf"], "cannot read config file missing.conf: No such file or directory"),
+    ],
+)
+def test_bad_option_refuses_to_start(tmp_path, args, expected):
+    result = subprocess.run([str(SCRIPT), *args], cwd=tmp_path, capture_output=True, timeout=30)
+    assert result.returncode != 0
+    assert result.stderr.decode() == expected + "\n"  # nothing else: the broker never booted
+
+
+def test_unreadable_definitions_file_refuses_to_start(tmp_path):
+    config = tmp_path / "rabbitmq.conf"
+    config.write_text(f"load_definitions = {tmp_path / 'missing.json'}\n")
+    reason = _refused(tmp_path, "--config", str(config), "--port", str(free_port()), "--data-dir", str(tmp_path / "data"))
+    assert f"cannot start: cannot read definitions file {tmp_path / 'missing.json'}: " in reason
