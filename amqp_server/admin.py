@@ -100,6 +100,8 @@ class Admin:
             raise AdminError(f"Virtual host {vhost} does not exist")
         try:
             for pattern in (configure, write, read):
+                if not isinstance(pattern, str):
+                    raise ValueError(f"a permission pattern must be a string, not {pattern!r}")
                 validate_pattern(pattern)
         except ValueError as exc:
             raise AdminError(str(exc)) from exc

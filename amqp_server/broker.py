@@ -9,17 +9,31 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.access import Permission, User, hash_password
+from amqp_server.access import Permission, User, hash_password, validate_pattern
 from amqp_server.alarms import AlarmMonitor
 from amqp_server.metadata import Change, MemoryStore, MetadataStore
 from amqp_server.vhost import VirtualHost
 from exchanges.registry import load_exchange_types
+from queues.classic import is_integer
 
 if TYPE_CHECKING:
     from amqp_server.connection import Connection
     from amqp_server.message_store import MessageStore
 
 log = logging.getLogger(__name__)
+
+#: Kinds of change that live in a vhost (VirtualHost.prepare / apply).
+VHOST_KINDS = frozenset(("exchange", "queue", "binding", "policy", "operator_policy"))
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise ValueError(reason)
+
+
+def _is_tags(tags: Any) -> bool:
+    """Tags as stored: a list of strings, or one comma-separated string (vhosts)."""
+    return isinstance(tags, str) or (isinstance(tags, list) and all(isinstance(tag, str) for tag in tags))
 
 
 @dataclass
@@ -93,12 +107,22 @@ class Broker:
 
     async def boot(self) -> None:
         """Replay the store, create the default vhost and user on a first start (unless a
-        definitions file is configured), then import that file."""
+        definitions file is configured), then import that file.
+
+        A stored change that can no longer be applied (its exchange type's plugin is gone,
+        say) is logged and set aside in the store: the node starts with everything else."""
         changes = await self.store.load()
         if self.message_store is not None:
             await self.message_store.open()  # after the metadata store has locked the directory
         for change in changes:
-            self.apply(change)
+            try:
+                prepared = self.prepare(change)
+            except Exception as exc:  # noqa: BLE001 - whatever it is, it must not stop the boot
+                reason = getattr(exc, "reply_text", None) or f"{type(exc).__name__}: {exc}"
+                log.error("setting aside stored %s %r in vhost %r: %s", change.kind, change.name, change.vhost, reason)
+                await self.store.set_aside(change, reason)
+                continue
+            self.apply(change, prepared)
         if self.message_store is not None:
             await self.message_store.recover()
         if self.store.first_start and not self.config.load_definitions:
@@ -118,9 +142,11 @@ class Broker:
             await self.load_definitions_file()
 
     async def change(self, change: Change) -> None:
-        """Commit a metadata change to the store, then apply it here."""
+        """Commit a metadata change to the store, then apply it here. Whatever can fail in
+        applying it fails in ``prepare``, before the commit: a committed change always applies."""
+        prepared = self.prepare(change)
         await self.store.commit(change)
-        self.apply(change)
+        self.apply(change, prepared)
 
     async def load_definitions_file(self) -> None:
         """Import the definitions file named by ``load_definitions`` (at every boot, as RabbitMQ)."""
@@ -128,19 +154,74 @@ class Broker:
 
         await load_file(self, self.config.load_definitions)
 
-    def apply(self, change: Change) -> None:
-        if change.kind in ("exchange", "queue", "binding", "policy", "operator_policy"):
+    def prepare(self, change: Change) -> Any:
+        """Check ``change`` can be applied and build what applying it needs; raises if not."""
+        if change.kind in VHOST_KINDS:
             vhost = self.vhosts.get(change.vhost or "")
-            if vhost is not None:
-                vhost.apply(change)
+            if vhost is None:
+                raise ValueError(f"no vhost '{change.vhost}'")
+            return vhost.prepare(change)
+        check = getattr(self, f"_check_{change.kind}_{change.op}", None)
+        if check is None and not hasattr(self, f"_apply_{change.kind}_{change.op}"):
+            raise ValueError(f"unknown change {change.kind} {change.op}")
+        if check is not None:
+            check(change.record)
+        return None
+
+    def apply(self, change: Change, prepared: Any) -> None:
+        """Install a committed change that ``prepare`` passed (``prepared`` is what it built)."""
+        if change.kind in VHOST_KINDS:
+            vhost = self.vhosts.get(change.vhost or "")
+            if vhost is not None:  # (gone meanwhile: the change went with it)
+                vhost.apply(change, prepared)
                 if change.kind == "queue" and change.op == "put" and self.message_store is not None:
-                    queue = vhost.queues.get(change.name)
-                    if queue is not None and hasattr(queue, "attach_store"):
-                        if change.record.get("durable") and change.record.get("exclusive_owner") is None:
-                            self.message_store.attach(queue)
-                        queue.enable_paging(self.message_store, self.config.queue_memory_window)
+                    if change.record.get("durable") and change.record.get("exclusive_owner") is None:
+                        self.message_store.attach(prepared)
+                    prepared.enable_paging(self.message_store, self.config.queue_memory_window)
             return
         getattr(self, f"_apply_{change.kind}_{change.op}")(change)
+
+    # What a stored record of each broker-level kind must hold for its _apply_ to succeed.
+    @staticmethod
+    def _check_vhost_put(record: dict[str, Any]) -> None:
+        _require(isinstance(record.get("description", ""), str), "description is not a string")
+        _require(_is_tags(record.get("tags", [])), "tags are not strings")
+
+    @staticmethod
+    def _check_user_put(record: dict[str, Any]) -> None:
+        _require(isinstance(record.get("password_hash", ""), str), "password_hash is not a string")
+        _require(_is_tags(record.get("tags", [])) and not isinstance(record.get("tags"), str), "tags are not a list")
+        _require(isinstance(record.get("hashing_algorithm", ""), str), "hashing_algorithm is not a string")
+
+    @staticmethod
+    def _check_permission_put(record: dict[str, Any]) -> None:
+        for kind in ("configure", "write", "read"):
+            validate_pattern(record.get(kind, ".*"))
+
+    @staticmethod
+    def _check_topic_permission_put(record: dict[str, Any]) -> None:
+        exchanges = record.get("exchanges", {})
+        _require(isinstance(exchanges, dict), "exchanges is not a table")
+        for patterns in exchanges.values():
+            _require(isinstance(patterns, dict), "patterns are not a table")
+            for kind in ("write", "read"):
+                validate_pattern(patterns.get(kind, ""))
+
+    @staticmethod
+    def _check_vhost_limits_put(record: dict[str, Any]) -> None:
+        limits = record.get("limits")
+        _require(isinstance(limits, dict) and all(is_integer(v) for v in limits.values()), "limits are not integers")
+
+    _check_user_limits_put = _check_vhost_limits_put
+
+    @staticmethod
+    def _check_parameter_put(record: dict[str, Any]) -> None:
+        _require(all(isinstance(record.get(k), str) for k in ("component", "name")), "component or name missing")
+        _require("value" in record, "value missing")
+
+    @staticmethod
+    def _check_global_parameter_put(record: dict[str, Any]) -> None:
+        _require("value" in record, "value missing")
 
     def _apply_vhost_put(self, change: Change) -> None:
         vhost = self.vhosts.get(change.name)

@@ -164,8 +164,8 @@ def make_message(
         + b"".join(properties[bit] for bit, _ in _PROPERTIES if bit in properties)
     )
 
-    exchange_raw = exchange_name.encode()
-    key_raw = death_keys[0].encode()
+    exchange_raw = exchange_name.encode("utf-8", "surrogateescape")  # see field_types.text
+    key_raw = death_keys[0].encode("utf-8", "surrogateescape")
     if len(exchange_raw) > 255 or len(key_raw) > 255:
         return None  # a routing key longer than a shortstr cannot be delivered
     dead = Message(

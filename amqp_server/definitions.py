@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amqp_server import __version__
-from amqp_server.access import MD5, SHA256, hash_password
+from amqp_server.access import MD5, SHA256, hash_password, validate_pattern
 from amqp_server.errors import ChannelError, ConnectionError
 from amqp_server.metadata import Change
 from exchanges.base import Destination
@@ -61,15 +61,102 @@ def _tags(tags: Any) -> list[str]:
     # 3.10 writes a list; older versions a comma-separated string.
     if isinstance(tags, str):
         return [tag.strip() for tag in tags.split(",") if tag.strip()]
+    if not isinstance(tags, list | None):
+        from amqp_server.admin import AdminError
+
+        raise AdminError(f"tags must be a list or a string, not {tags!r}")
     return [str(tag) for tag in tags or []]
 
 
+# What each item of a section must hold: field -> (required, accepted types). Names are
+# checked apart (_check_name). Anything else in an item is ignored, as RabbitMQ ignores it.
+_STR, _BOOL, _TABLE, _ANY = (str,), (bool,), (dict,), (object,)
+_TAGS = (str, list)
+SCHEMAS: dict[str, dict[str, tuple[bool, tuple[type, ...]]]] = {
+    "users": {"name": (True, _STR), "password_hash": (False, (str, type(None))), "password": (False, _STR),
+              "tags": (False, _TAGS), "hashing_algorithm": (False, _STR), "limits": (False, (dict, list))},
+    "vhosts": {"name": (True, _STR), "metadata": (False, _TABLE), "description": (False, _STR),
+               "tags": (False, _TAGS), "limits": (False, (dict, list))},
+    "permissions": {"user": (True, _STR), "vhost": (False, _STR), "configure": (False, _STR),
+                    "write": (False, _STR), "read": (False, _STR)},
+    "topic_permissions": {"user": (True, _STR), "vhost": (False, _STR), "exchange": (True, _STR),
+                          "write": (False, _STR), "read": (False, _STR)},
+    "parameters": {"vhost": (False, _STR), "component": (True, _STR), "name": (True, _STR), "value": (True, _ANY)},
+    "global_parameters": {"name": (True, _STR), "value": (True, _ANY)},
+    "policies": {"vhost": (False, _STR), "name": (True, _STR), "pattern": (True, _ANY), "definition": (True, _ANY),
+                 "priority": (False, _ANY), "apply-to": (False, _ANY)},
+    "queues": {"name": (True, _STR), "vhost": (False, _STR), "durable": (False, _BOOL),
+               "auto_delete": (False, _BOOL), "arguments": (False, _TABLE)},
+    "exchanges": {"name": (True, _STR), "vhost": (False, _STR), "type": (False, _STR), "durable": (False, _BOOL),
+                  "auto_delete": (False, _BOOL), "internal": (False, _BOOL), "arguments": (False, _TABLE)},
+    "bindings": {"source": (True, _STR), "vhost": (False, _STR), "destination": (True, _STR),
+                 "destination_type": (False, _STR), "routing_key": (False, _STR), "arguments": (False, _TABLE)},
+}  # fmt: skip
+# Fields that name an exchange, a queue or a routing key: a shortstr on the wire.
+_SHORTSTR_FIELDS = {"queues": ("name",), "exchanges": ("name",), "topic_permissions": ("exchange",),
+                    "bindings": ("source", "destination", "routing_key")}  # fmt: skip
+
+
+def _check_sections(definitions: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    """Every section's items, checked against SCHEMAS before anything is imported: a document
+    that fails here changes nothing."""
+    from amqp_server.admin import AdminError
+
+    sections: dict[str, list[Mapping[str, Any]]] = {}
+    for section, schema in SCHEMAS.items():
+        items = definitions.get(section) or []
+        if not isinstance(items, list):
+            raise AdminError(f"'{section}' must be a list")
+        for index, item in enumerate(items):
+            where = f"{section}[{index}]"
+            if not isinstance(item, Mapping):
+                raise AdminError(f"{where} must be an object")
+            if not _is_unicode(item):
+                raise AdminError(f"{where} holds a string that is not valid Unicode")
+            for field, (required, types) in schema.items():
+                if field not in item:
+                    if required:
+                        raise AdminError(f"{where} has no '{field}'")
+                    continue
+                if not isinstance(item[field], types):
+                    raise AdminError(f"{where}: '{field}' has the wrong type")
+                if isinstance(item[field], str):
+                    _check_text(where, field, item[field], field in _SHORTSTR_FIELDS.get(section, ()))
+        sections[section] = items
+    return sections
+
+
+def _is_unicode(value: Any) -> bool:
+    """No lone surrogates (JSON's \\ud800 escapes) anywhere in the value: such a string has no
+    UTF-8 form to store, compare or send."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, Mapping):
+        return all(_is_unicode(k) and _is_unicode(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_unicode(v) for v in value)
+    return True
+
+
+def _check_text(where: str, field: str, value: str, shortstr: bool) -> None:
+    from amqp_server.admin import AdminError
+
+    if shortstr and len(value.encode()) > 255:
+        raise AdminError(f"{where}: '{field}' is longer than 255 bytes")
+
+
 async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> None:
-    """Apply a definitions document; raise ``AdminError`` naming the first item that fails."""
+    """Apply a definitions document; raise ``AdminError`` naming the first item that fails.
+    Items are checked first (``_check_sections``), then imported one by one."""
     from amqp_server.admin import AdminError
 
     if not isinstance(definitions, Mapping):
         raise AdminError("definitions must be a JSON object")
+    sections = _check_sections(definitions)
     broker = admin.broker
     default_vhost = broker.config.default_vhost
     version = str(definitions.get("rabbit_version") or definitions.get("rabbitmq_version") or "")
@@ -77,7 +164,7 @@ async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> No
     def vhost_of(item: Mapping[str, Any]) -> str:
         return str(item.get("vhost", default_vhost))
 
-    for user in definitions.get("users") or []:
+    for user in sections["users"]:
         name = user["name"]
         if "password_hash" in user:
             password_hash, algorithm = user["password_hash"] or "", _hashing_algorithm(user, version)
@@ -89,16 +176,18 @@ async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> No
         limits = user.get("limits")
         if isinstance(limits, Mapping) and limits:
             await admin.set_user_limits(name, dict(limits))
-    for vhost in definitions.get("vhosts") or []:
+    for vhost in sections["vhosts"]:
         name = vhost["name"]
         metadata = vhost.get("metadata") or {}
         description = metadata.get("description", vhost.get("description", ""))
         tags = _tags(metadata.get("tags", vhost.get("tags", [])))
+        if not isinstance(description, str):
+            raise AdminError(f"vhost '{name}': description must be a string")
         await broker.change(Change("vhost", "put", None, name, {"description": description, "tags": tags}))
         limits = vhost.get("limits")
         if isinstance(limits, Mapping) and limits:
             await admin.set_vhost_limits(name, dict(limits))
-    for permission in definitions.get("permissions") or []:
+    for permission in sections["permissions"]:
         await admin.set_permissions(
             permission["user"],
             vhost_of(permission),
@@ -107,21 +196,27 @@ async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> No
             permission.get("read", ""),
         )
     topic: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
-    for permission in definitions.get("topic_permissions") or []:
+    for permission in sections["topic_permissions"]:
         key = (permission["user"], vhost_of(permission))
         exchanges = topic.setdefault(key, _current_topic_permissions(broker, *key))
-        exchanges[permission["exchange"]] = {"write": permission.get("write", ""), "read": permission.get("read", "")}
+        patterns = {"write": permission.get("write", ""), "read": permission.get("read", "")}
+        for pattern in patterns.values():
+            try:
+                validate_pattern(pattern)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+        exchanges[permission["exchange"]] = patterns
     for (user, vhost), exchanges in topic.items():
         if user not in broker.users:
             raise AdminError(f"User {user} does not exist")
         admin._vhost(vhost)
         await broker.change(Change("topic_permission", "put", vhost, user, {"exchanges": exchanges}))
-    for parameter in definitions.get("parameters") or []:
+    for parameter in sections["parameters"]:
         await import_parameter(admin, vhost_of(parameter), parameter["component"], parameter["name"],
-                               parameter.get("value"))  # fmt: skip
-    for parameter in definitions.get("global_parameters") or []:
+                               parameter["value"])  # fmt: skip
+    for parameter in sections["global_parameters"]:
         await broker.change(Change("global_parameter", "put", None, parameter["name"], {"value": parameter["value"]}))
-    for policy in definitions.get("policies") or []:
+    for policy in sections["policies"]:
         await admin.set_policy(
             vhost_of(policy),
             policy["name"],
@@ -130,21 +225,20 @@ async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> No
             policy.get("priority", 0),
             policy.get("apply-to", "all"),
         )
-    for queue in definitions.get("queues") or []:
+    for queue in sections["queues"]:
         vhost = admin._vhost(vhost_of(queue))
         if queue["name"] in vhost.queues:
             continue
-        arguments = dict(queue.get("arguments") or {})
         await _declare(
             f"queue '{queue['name']}' in vhost '{vhost.name}'",
             vhost.declare_queue(
                 queue["name"],
-                durable=bool(queue.get("durable", True)),
-                auto_delete=bool(queue.get("auto_delete", False)),
-                arguments=arguments,
+                durable=queue.get("durable", True),
+                auto_delete=queue.get("auto_delete", False),
+                arguments=dict(queue.get("arguments") or {}),
             ),
         )
-    for exchange in definitions.get("exchanges") or []:
+    for exchange in sections["exchanges"]:
         vhost = admin._vhost(vhost_of(exchange))
         if exchange["name"] in vhost.exchanges:
             continue
@@ -153,19 +247,22 @@ async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> No
             vhost.declare_exchange(
                 exchange["name"],
                 exchange.get("type", "direct"),
-                durable=bool(exchange.get("durable", True)),
-                auto_delete=bool(exchange.get("auto_delete", False)),
-                internal=bool(exchange.get("internal", False)),
+                durable=exchange.get("durable", True),
+                auto_delete=exchange.get("auto_delete", False),
+                internal=exchange.get("internal", False),
                 arguments=dict(exchange.get("arguments") or {}),
             ),
         )
-    for binding in definitions.get("bindings") or []:
+    for binding in sections["bindings"]:
         vhost = admin._vhost(vhost_of(binding))
+        kind = binding.get("destination_type", "queue")
+        if kind not in ("queue", "exchange"):
+            raise AdminError(f"binding destination_type must be 'queue' or 'exchange', not '{kind}'")
         await _declare(
             f"binding from '{binding['source']}' to '{binding['destination']}' in vhost '{vhost.name}'",
             vhost.bind(
                 binding["source"],
-                Destination(binding.get("destination_type", "queue"), binding["destination"]),
+                Destination(kind, binding["destination"]),
                 binding.get("routing_key", ""),
                 dict(binding.get("arguments") or {}),
             ),
@@ -174,7 +271,14 @@ async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> No
 
 async def import_parameter(admin: Admin, vhost: str, component: str, name: str, value: Any) -> None:
     """A vhost-scoped runtime parameter: policies and limits go where they act, others are kept."""
+    from amqp_server.admin import AdminError
+
+    if component in ("policy", "operator_policy", "vhost-limits") and not isinstance(value, Mapping):
+        raise AdminError(f"{component} parameter '{name}': value must be an object")
     if component in ("policy", "operator_policy"):
+        for field in ("pattern", "definition"):
+            if field not in value:
+                raise AdminError(f"{component} parameter '{name}' has no '{field}'")
         setter = admin.set_policy if component == "policy" else admin.set_operator_policy
         await setter(
             vhost, name, value["pattern"], value["definition"], value.get("priority", 0), value.get("apply-to", "all")

@@ -62,12 +62,15 @@ class AMQPError(Exception):
     @property
     def reply_text(self) -> str:
         """The text RabbitMQ sends: ``NOT_FOUND - no queue 'x' in vhost '/'``."""
-        text = f"{REPLY_NAMES.get(self.code, 'ERROR')} - {self.explanation}"
-        raw = text.encode()
+        name = REPLY_NAMES.get(self.code, "ERROR")
+        text = f"{name} - {self.explanation}" if self.explanation else name
+        # Octets of a client's that are not UTF-8 are surrogates here (field_types.text) and go
+        # back out as they came, as in RabbitMQ's texts.
+        raw = text.encode("utf-8", "surrogateescape")
         if len(raw) <= 255:
             return text
         # reply-text is a shortstr: RabbitMQ cuts it to 252 bytes and appends "...".
-        return raw[:252].decode("utf-8", "ignore") + "..."
+        return raw[:252].decode("utf-8", "surrogateescape") + "..."
 
 
 class ChannelError(AMQPError):

@@ -15,6 +15,28 @@ from decimal import Decimal
 from typing import Any
 
 
+def text(value: str | bytes) -> str:
+    """A longstr value as text. Octets that are not UTF-8 become lone surrogates
+    (``surrogateescape``): such a text never equals a name (names are valid UTF-8, as in
+    RabbitMQ), and it goes back out as the very same octets in a reply text or a shortstr."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def octets(value: str) -> bytes:
+    """The octets a text stands for: the inverse of ``text``; any other lone surrogate (from
+    JSON, say) is kept as its three UTF-8-style octets rather than refused."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+def raw_octets(text: str) -> str:
+    """Characters 0-255 standing for octets, as an Erlang char list that RabbitMQ turns into
+    its reply text octet for octet (``list_to_binary``): octets past ASCII as surrogates."""
+    return "".join(chr(0xDC00 + ord(c)) if 0x80 <= ord(c) <= 0xFF else c for c in text)
+
+
 def timestamp_seconds(value: datetime.datetime | time.struct_time) -> int:
     # As pamqp encodes it: naive datetimes are taken as UTC.
     if isinstance(value, time.struct_time):
@@ -92,7 +114,7 @@ def _erlang_binary(data: bytes) -> str:
     except UnicodeDecodeError:
         latin1 = data.decode("latin-1")
         if all(_printable(char) for char in latin1):
-            return f"<<{_erlang_string(latin1)}>>"
+            return f"<<{raw_octets(_erlang_string(latin1))}>>"
     else:
         if all(_printable(char) for char in text):
             if text.isascii():
@@ -123,7 +145,7 @@ def erlang_repr(value: Any) -> str:
     if isinstance(value, float):
         return _erlang_float(value)
     if isinstance(value, str):
-        return _erlang_binary(value.encode())
+        return _erlang_binary(octets(value))
     if isinstance(value, bytes | bytearray | memoryview):
         return _erlang_binary(bytes(value))
     if isinstance(value, Decimal):
@@ -133,7 +155,7 @@ def erlang_repr(value: Any) -> str:
         return str(timestamp_seconds(value))
     if isinstance(value, Mapping):
         fields = (
-            f"{{{_erlang_binary(str(key).encode())},{amqp_type_name(item)},{erlang_repr(item)}}}"
+            f"{{{_erlang_binary(octets(str(key)))},{amqp_type_name(item)},{erlang_repr(item)}}}"
             for key, item in value.items()
         )
         return "[" + ",".join(fields) + "]"

@@ -618,7 +618,7 @@ def encode_method(channel: int, method: PamqpMethod) -> bytes:
 
 
 def short_str(value: str) -> bytes:
-    raw = value.encode()
+    raw = value.encode("utf-8", "surrogateescape")  # see field_types.text
     if len(raw) > 255:
         raise ValueError("short string longer than 255 bytes")
     return bytes((len(raw),)) + raw

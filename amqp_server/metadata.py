@@ -20,7 +20,7 @@ class Change:
     """One metadata change. ``kind`` names the table, ``op`` is "put" or "delete"."""
 
     kind: str  # vhost, user, permission, exchange, queue, binding, policy
-    op: str
+    op: str  # "put" or "delete" ("set_aside" only between SqliteStore and its writer)
     vhost: str | None
     name: str
     record: dict[str, Any] = field(default_factory=dict)
@@ -39,6 +39,10 @@ class MetadataStore(ABC):
     @abstractmethod
     async def load(self) -> list[Change]:
         """The durable changes to apply at boot, oldest first."""
+
+    async def set_aside(self, change: Change, reason: str) -> None:
+        """Keep a stored change that can no longer be applied out of later boots, with the
+        reason, where an operator can still find it."""
 
     async def close(self) -> None:
         """Release resources."""

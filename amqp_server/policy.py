@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from amqp_server.field_types import erlang_repr
+from amqp_server.field_types import erlang_repr, octets
 
 APPLY_TO = ("queues", "exchanges", "all")
 # Keys an operator policy may set; all are numeric and merge with the policy's by taking the minimum.
@@ -139,7 +139,7 @@ def _regex_error(pattern: str) -> str | None:
             message = "missing )"
         elif message.startswith("nothing to repeat"):
             message = "nothing to repeat"
-        offset = len(pattern.encode())
+        offset = len(octets(pattern))
         prefix = "pattern should be regular expression but is invalid: "
         body = f'{{"{message}",{offset}}}'
         if len(prefix) + len(body) > 80:
@@ -244,7 +244,7 @@ def select(policies: Iterable[Policy], kind: str, name: str) -> Policy | None:
 
 
 def _policy_name(policy: Policy) -> bytes:
-    return policy.name.encode()
+    return octets(policy.name)
 
 
 def effective_definition(policy: Policy | None, operator: Policy | None) -> dict[str, Any]:

@@ -81,8 +81,17 @@ async def _migrate_to_2(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _migrate_to_3(db: aiosqlite.Connection) -> None:
+    # Rows a boot could not apply (Broker.boot), moved here with the reason, for an operator.
+    await db.execute(
+        "CREATE TABLE set_aside ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, vhost TEXT, name TEXT NOT NULL,"
+        " record TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL)"
+    )
+
+
 #: MIGRATIONS[i] takes the schema from version i to i + 1; SCHEMA_VERSION is len(MIGRATIONS).
-MIGRATIONS: list[Migration] = [_migrate_to_1, _migrate_to_2]
+MIGRATIONS: list[Migration] = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -327,6 +336,10 @@ class SqliteStore(MetadataStore):
         self._wakeup.set()
         await future
 
+    async def set_aside(self, change: Change, reason: str) -> None:
+        """Move the change's row to the ``set_aside`` table (through the writer, in order)."""
+        await self.commit(Change(change.kind, "set_aside", change.vhost, change.name, {"reason": reason}))
+
     async def close(self) -> None:
         """Write what is pending, then close the database and release the lock."""
         if self._db is None:
@@ -381,14 +394,14 @@ _DELETE_ROW = "DELETE FROM metadata WHERE kind = ? AND vhost IS ? AND name = ?"
 
 async def _write_changes(db: aiosqlite.Connection, changes: list[Change]) -> None:
     """Write a batch in order with few statements (each one a round trip to SQLite's thread):
-    a run of consecutive puts, or of consecutive deletes, is one ``executemany`` per statement."""
+    a run of consecutive changes of one op is one ``executemany`` per statement."""
     start = 0
     while start < len(changes):
-        put = changes[start].op == "put"
+        op = changes[start].op
         end = start + 1
-        while end < len(changes) and (changes[end].op == "put") == put:
+        while end < len(changes) and changes[end].op == op:
             end += 1
-        await (_write_puts if put else _write_deletes)(db, changes[start:end])
+        await _WRITERS[op](db, changes[start:end])
         start = end
 
 
@@ -431,6 +444,18 @@ async def _write_deletes(db: aiosqlite.Connection, changes: list[Change]) -> Non
             "DELETE FROM metadata WHERE kind = 'binding' AND vhost IS ? AND json_extract(record, '$.source') = ?",
             sources,
         )
+
+
+async def _write_set_asides(db: aiosqlite.Connection, changes: list[Change]) -> None:
+    await db.executemany(
+        "INSERT INTO set_aside (kind, vhost, name, record, reason, at)"
+        " SELECT kind, vhost, name, record, ?, datetime('now') FROM metadata WHERE kind = ? AND vhost IS ? AND name = ?",
+        [(c.record["reason"], c.kind, c.vhost, c.name) for c in changes],
+    )
+    await db.executemany(_DELETE_ROW, [(c.kind, c.vhost, c.name) for c in changes])
+
+
+_WRITERS = {"put": _write_puts, "delete": _write_deletes, "set_aside": _write_set_asides}
 
 
 def _binding_ends_exist(

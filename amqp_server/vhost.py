@@ -23,7 +23,7 @@ from amqp_server.errors import (
     ChannelError,
     ConnectionError,
 )
-from amqp_server.field_types import amqp_type_name
+from amqp_server.field_types import amqp_type_name, octets, text
 from amqp_server.metadata import Change
 from amqp_server.policy import Policy, effective_definition, select
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
@@ -102,7 +102,7 @@ class Exchange:
         self.router = router  # None for the default exchange, which routes by queue name
         alternate = self.arguments.get("alternate-exchange")
         # The argument wins over a policy's alternate-exchange (VirtualHost._apply_exchange_policy).
-        self.alternate: str | None = alternate.decode() if isinstance(alternate, bytes) else alternate
+        self.alternate: str | None = text(alternate) if alternate is not None else None
         self.policy: str | None = None  # names of the applied policies, for the admin surfaces
         self.operator_policy: str | None = None
         self.effective_policy: dict[str, Any] = {}
@@ -126,7 +126,7 @@ def _erlang_term(value: Any) -> Any:
     if isinstance(value, float):
         return ("float", value)
     if isinstance(value, str):
-        return ("bin", value.encode())
+        return ("bin", octets(value))
     if isinstance(value, bytes | bytearray):
         return ("bin", bytes(value))
     return (type(value).__name__, repr(value))
@@ -137,7 +137,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
+        return text(bytes(value))
     return str(value)
 
 
@@ -166,7 +166,7 @@ def _assert_args_equivalent(
         received = received_args.get(key, _MISSING)
         if current is _MISSING and received is _MISSING:
             continue
-        if key == "x-queue-type" and _as_text(current if received is _MISSING else received) == "classic" and (
+        if key == "x-queue-type" and text(current if received is _MISSING else received) == "classic" and (
             current is _MISSING or received is _MISSING
         ):
             continue  # a classic queue is a classic queue whether or not the argument says so
@@ -325,7 +325,7 @@ class VirtualHost:
                     )
                 if check is not None:
                     check("read", "exchange", name)
-                    check("write", "exchange", _as_text(alternate))
+                    check("write", "exchange", text(alternate))
             type_class.validate(arguments)
             await self.broker.change(
                 Change(
@@ -451,7 +451,7 @@ class VirtualHost:
                 )
             if check is not None:
                 check("read", "queue", name)
-                check("write", "exchange", _as_text(dead_letter))
+                check("write", "exchange", text(dead_letter))
         ClassicQueue.validate_arguments(arguments, self._resource("queue", name))
         await self.broker.change(
             Change(
@@ -605,23 +605,75 @@ class VirtualHost:
         return [self.bindings[k] for k in self._by_destination.get(Destination(QUEUE, name), ())]
 
     # -- applying committed changes ------------------------------------------------------
+    #
+    # ``prepare`` builds what a change needs (exchange-type and queue objects, a parsed
+    # policy) and raises if it cannot be applied; ``apply`` only installs what was prepared.
+    # Broker.change prepares before it commits, so a committed change always applies, and the
+    # boot sets aside a stored change whose prepare fails instead of failing itself.
 
-    def apply(self, change: Change) -> None:
-        getattr(self, f"_apply_{change.kind}_{change.op}")(change)
+    def prepare(self, change: Change) -> Any:
+        """What ``apply`` installs for ``change``; raises (nothing changed) if it cannot be applied."""
+        if change.op != "put":
+            return None
+        if change.kind == "exchange":
+            return self._build_exchange(change)
+        if change.kind == "queue":
+            return self._build_queue(change)
+        if change.kind == "binding":
+            return self._build_binding(change)
+        if change.kind in ("policy", "operator_policy"):
+            return Policy.from_record(self.name, change.name, change.record)
+        raise ValueError(f"unknown change {change.kind} {change.op}")
 
-    def _apply_exchange_put(self, change: Change) -> None:
+    def apply(self, change: Change, prepared: Any) -> None:
+        getattr(self, f"_apply_{change.kind}_{change.op}")(change, prepared)
+
+    def _build_exchange(self, change: Change) -> Exchange:
         record = change.record
         type_name = record["type"]
-        router = self.broker.exchange_types[type_name](change.name, record.get("arguments", {}))
-        exchange = Exchange(
+        type_class = self.broker.exchange_types.get(type_name)
+        if type_class is None:
+            raise ValueError(f"unknown exchange type '{type_name}'")
+        arguments = record.get("arguments", {})
+        alternate = arguments.get("alternate-exchange")
+        if alternate is not None and not isinstance(alternate, str | bytes):
+            raise ValueError(f"invalid alternate-exchange {alternate!r}")
+        return Exchange(
             change.name,
             type_name,
             record.get("durable", False),
             record.get("auto_delete", False),
             record.get("internal", False),
-            record.get("arguments", {}),
-            router,
+            arguments,
+            type_class(change.name, arguments),
         )
+
+    def _build_queue(self, change: Change) -> QueueType:
+        record = change.record
+        arguments = record.get("arguments", {})
+        queue = ClassicQueue(
+            self.name,
+            change.name,
+            durable=record.get("durable", False),
+            exclusive_owner=record.get("exclusive_owner"),
+            auto_delete=record.get("auto_delete", False),
+            arguments=arguments,
+            home_node=record.get("home_node", self.broker.node_name),
+        )
+        queue.on_unused = self._queue_unused
+        queue.dead_letter = self._dead_letter
+        return queue
+
+    def _build_binding(self, change: Change) -> Binding:
+        binding = _binding_from_record(change.record)
+        exchange = self.exchange_or_404(binding.source)
+        self._destination_or_404(binding.destination)
+        if exchange.router is None:
+            raise ValueError("the default exchange takes no bindings")
+        exchange.router.validate_binding(binding)
+        return binding
+
+    def _apply_exchange_put(self, change: Change, exchange: Exchange) -> None:
         previous = self.exchanges.get(change.name)
         if previous is not None and previous.alternate is not None:
             self._alternates -= 1
@@ -630,10 +682,12 @@ class VirtualHost:
             self._alternates += 1
         if self.policies or self.operator_policies:
             self._apply_exchange_policy(exchange)
+        router = exchange.router
+        assert router is not None
         for key in self._by_source.get(change.name, ()):
             router.add_binding(self.bindings[key])
 
-    def _apply_exchange_delete(self, change: Change) -> None:
+    def _apply_exchange_delete(self, change: Change, _: None) -> None:
         exchange = self.exchanges.pop(change.name, None)
         if exchange is None:
             return
@@ -646,19 +700,7 @@ class VirtualHost:
         if exchange.router is not None:
             exchange.router.delete()
 
-    def _apply_queue_put(self, change: Change) -> None:
-        record = change.record
-        queue = ClassicQueue(
-            self.name,
-            change.name,
-            durable=record.get("durable", False),
-            exclusive_owner=record.get("exclusive_owner"),
-            auto_delete=record.get("auto_delete", False),
-            arguments=record.get("arguments", {}),
-            home_node=record.get("home_node", self.broker.node_name),
-        )
-        queue.on_unused = self._queue_unused
-        queue.dead_letter = self._dead_letter
+    def _apply_queue_put(self, change: Change, queue: QueueType) -> None:
         previous = self.queues.get(change.name)
         if previous is not None:
             self._forget_exclusive(previous)
@@ -672,7 +714,7 @@ class VirtualHost:
             queue.operator_policy = None  # type: ignore[attr-defined]
             queue.effective_policy = {}  # type: ignore[attr-defined]
 
-    def _apply_queue_delete(self, change: Change) -> None:
+    def _apply_queue_delete(self, change: Change, _: None) -> None:
         queue = self.queues.pop(change.name, None)
         if queue is None:
             return
@@ -692,19 +734,19 @@ class VirtualHost:
 
     # -- policies ------------------------------------------------------------------------
 
-    def _apply_policy_put(self, change: Change) -> None:
-        self.policies[change.name] = Policy.from_record(self.name, change.name, change.record)
+    def _apply_policy_put(self, change: Change, policy: Policy) -> None:
+        self.policies[change.name] = policy
         self._reapply_policies()
 
-    def _apply_policy_delete(self, change: Change) -> None:
+    def _apply_policy_delete(self, change: Change, _: None) -> None:
         if self.policies.pop(change.name, None) is not None:
             self._reapply_policies()
 
-    def _apply_operator_policy_put(self, change: Change) -> None:
-        self.operator_policies[change.name] = Policy.from_record(self.name, change.name, change.record)
+    def _apply_operator_policy_put(self, change: Change, policy: Policy) -> None:
+        self.operator_policies[change.name] = policy
         self._reapply_policies()
 
-    def _apply_operator_policy_delete(self, change: Change) -> None:
+    def _apply_operator_policy_delete(self, change: Change, _: None) -> None:
         if self.operator_policies.pop(change.name, None) is not None:
             self._reapply_policies()
 
@@ -743,7 +785,7 @@ class VirtualHost:
         exchange.policy = policy.name if policy is not None else None
         exchange.operator_policy = operator.name if operator is not None else None
         effective = effective_definition(policy, operator)
-        alternate = _as_text(exchange.arguments.get("alternate-exchange"))
+        alternate = text(exchange.arguments.get("alternate-exchange"))
         if alternate is None:
             alternate = effective.get("alternate-exchange")
         if (alternate is None) != (exchange.alternate is None):
@@ -753,8 +795,7 @@ class VirtualHost:
             exchange.effective_policy = effective
             exchange.router.policy_changed(effective or None)
 
-    def _apply_binding_put(self, change: Change) -> None:
-        binding = _binding_from_record(change.record)
+    def _apply_binding_put(self, change: Change, binding: Binding) -> None:
         key = binding.key
         if key in self.bindings:
             return
@@ -767,7 +808,7 @@ class VirtualHost:
         if exchange is not None and exchange.router is not None:
             exchange.router.add_binding(binding)
 
-    def _apply_binding_delete(self, change: Change) -> None:
+    def _apply_binding_delete(self, change: Change, _: None) -> None:
         binding = self.bindings.get(_binding_from_record(change.record).key)
         if binding is not None:
             self._remove_binding(binding)
@@ -803,13 +844,8 @@ class VirtualHost:
         """The default exchange and the amq.* exchanges every vhost has."""
         self.exchanges[""] = Exchange("", "direct", True, False, False, {}, None)
         for name, type_name, internal in PREDECLARED:
-            self._apply_exchange_put(
-                Change("exchange", "put", self.name, name, {"type": type_name, "durable": True, "internal": internal})
-            )
-
-
-def _as_text(value: Any) -> Any:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            change = Change("exchange", "put", self.name, name, {"type": type_name, "durable": True, "internal": internal})
+            self._apply_exchange_put(change, self._build_exchange(change))
 
 
 def _binding_record(binding: Binding) -> dict[str, Any]:

@@ -39,8 +39,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.errors import PRECONDITION_FAILED, ChannelError
-from amqp_server.field_types import amqp_type_name
+from amqp_server.errors import INTERNAL_ERROR, PRECONDITION_FAILED, ChannelError, ConnectionError
+from amqp_server.field_types import amqp_type_name, text
 from amqp_server.message_store import is_persistent
 from queues.base import Consumer, QueueEntry, QueueType
 from queues.priority import PriorityReady
@@ -57,6 +57,7 @@ MAX_PRIORITY = 255
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 QUEUE_MODES = ("default", "lazy")
 QUEUE_TYPES = ("classic", "quorum", "stream")
+MASTER_LOCATORS = ("min-masters", "client-local", "random")
 # Arguments RabbitMQ knows but refuses on a classic queue ("... of queue type rabbit_classic_queue").
 UNSUPPORTED_ARGS = (
     "x-dead-letter-strategy",
@@ -73,10 +74,6 @@ UNSUPPORTED_ARGS = (
 
 def is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 # Each checker returns None when the value is acceptable, else the error term as RabbitMQ's
@@ -141,14 +138,14 @@ def _check_overflow(value: Any, arguments: Mapping[str, Any]) -> str | None:
     error = _check_longstr(value)
     if error:
         return error
-    return None if _text(value) in OVERFLOW_MODES else "invalid_overflow"
+    return None if text(value) in OVERFLOW_MODES else "invalid_overflow"
 
 
 def _check_queue_mode(value: Any, arguments: Mapping[str, Any]) -> str | None:
     error = _check_longstr(value)
     if error:
         return error
-    return None if _text(value) in QUEUE_MODES else f"\"unsupported queue mode '{_text(value)}'\""
+    return None if text(value) in QUEUE_MODES else f"\"unsupported queue mode '{text(value)}'\""
 
 
 def _check_single_active_consumer(value: Any, arguments: Mapping[str, Any]) -> str | None:
@@ -159,7 +156,7 @@ def _check_queue_type(value: Any, arguments: Mapping[str, Any]) -> str | None:
     error = _check_longstr(value)
     if error:
         return error
-    return None if _text(value) in QUEUE_TYPES else f"\"unsupported queue type '{_text(value)}'\""
+    return None if text(value) in QUEUE_TYPES else f"\"unsupported queue type '{text(value)}'\""
 
 
 # In RabbitMQ's order: when several arguments are bad, the first in this list is reported.
@@ -273,6 +270,11 @@ class ClassicQueue(QueueType):
                 raise ChannelError(
                     PRECONDITION_FAILED, f"invalid arg '{key}' for {where} of queue type rabbit_classic_queue"
                 )
+        locator = arguments.get("x-queue-master-locator")
+        if locator is not None and (not isinstance(locator, str | bytes) or text(locator) not in MASTER_LOCATORS):
+            # RabbitMQ 3.10 checks no locator at declare; choosing the node then fails, which
+            # closes the connection with a bare INTERNAL_ERROR and declares nothing.
+            raise ConnectionError(INTERNAL_ERROR, "")
 
     # -- publish path --------------------------------------------------------------------
 

@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from amqp_server.field_types import text
+
 
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text(value) if isinstance(value, str | bytes) else str(value)
 
 
 def _int(value: Any) -> int | None:

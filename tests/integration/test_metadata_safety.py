@@ -1,0 +1,187 @@
+"""No declare, bind, policy or definitions import can poison the metadata store: input is
+checked completely before it is committed, a committed record always applies, and a boot that
+meets a stored record it cannot apply logs it, sets it aside and starts with everything else.
+
+Non-UTF-8 octets in string arguments are taken as RabbitMQ 3.10 takes them (checked against
+Debian's rabbitmq-server): accepted where RabbitMQ accepts them, and sent back octet for octet
+in reply texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import struct
+from pathlib import Path
+
+import pika
+import pytest
+from conftest import BrokerHandle, start_broker
+from metadata_fuzz import durable_state, run, set_aside_rows
+from pamqp import commands
+from rawamqp import RawClient
+
+from amqp_server.admin import AdminError
+from amqp_server.frame_codec import build, encode_method
+from amqp_server.metadata import Change
+from amqp_server.sqlite_store import SqliteStore
+
+NOT_UTF8 = b"\xff\xfe"
+
+
+def _declare_raw(handle: BrokerHandle, method: object) -> RawClient:
+    client = RawClient.connected(handle.port)
+    client.send_raw(encode_method(1, method))
+    return client
+
+
+def test_alternate_exchange_that_is_not_utf8_is_accepted_and_survives_restart(tmp_path: Path) -> None:
+    """The record that once stopped every later boot: RabbitMQ answers declare-ok."""
+    handle = start_broker(data_dir=str(tmp_path))
+    try:
+        arguments = {"alternate-exchange": NOT_UTF8}
+        client = _declare_raw(
+            handle, build(commands.Exchange.Declare, exchange="poison", exchange_type="direct", durable=True,
+                          arguments=arguments)  # fmt: skip
+        )
+        client.expect(1, commands.Exchange.DeclareOk)
+        client.close()
+    finally:
+        handle.stop()
+    handle = start_broker(data_dir=str(tmp_path))
+    try:
+        with handle.connect() as connection:
+            channel = connection.channel()
+            channel.exchange_declare("poison", "direct", passive=True)
+            channel.confirm_delivery()
+            # The alternate names no exchange (no name is that octet string): unroutable, returned.
+            with pytest.raises(pika.exceptions.UnroutableError):
+                channel.basic_publish("poison", "k", b"m", mandatory=True)
+        exchange = handle.call(lambda: handle.broker.vhosts["/"].exchanges["poison"])
+        assert exchange.arguments == arguments
+    finally:
+        handle.stop()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "text"),
+    [
+        ({"x-queue-mode": NOT_UTF8},
+         b"PRECONDITION_FAILED - invalid arg 'x-queue-mode' for queue 'q-mode' in vhost '/': "
+         b"\"unsupported queue mode '\xff\xfe'\""),
+        ({"x-queue-type": NOT_UTF8},
+         b"PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue 'q-mode' in vhost '/': "
+         b"\"unsupported queue type '\xff\xfe'\""),
+    ],
+)  # fmt: skip
+def test_reply_texts_carry_the_clients_octets(broker: BrokerHandle, arguments: dict, text: bytes) -> None:
+    client = _declare_raw(broker, build(commands.Queue.Declare, queue="q-mode", durable=True, arguments=arguments))
+    got = client.next()
+    client.close()
+    assert got.payload[:4] == struct.pack(">HH", 20, 40)  # channel.close
+    assert got.payload[6 : 7 + got.payload[6]] == bytes((len(text),)) + text
+
+
+def test_x_match_octets_are_printed_as_rabbitmq_prints_them(broker: BrokerHandle, unique: str) -> None:
+    with broker.connect() as connection:
+        connection.channel().queue_declare(unique, auto_delete=True)
+    client = _declare_raw(
+        broker, build(commands.Queue.Bind, queue=unique, exchange="amq.headers", arguments={"x-match": NOT_UTF8})
+    )
+    got = client.next()
+    client.close()
+    assert b'Invalid x-match field value <<"\xff\xfe">>;' in got.payload
+
+
+@pytest.mark.parametrize("locator", ["foo", NOT_UTF8, 3])
+def test_unknown_master_locator_is_refused_as_rabbitmq_does(broker: BrokerHandle, unique: str, locator: object) -> None:
+    """RabbitMQ 3.10 declares nothing and closes the connection with a bare INTERNAL_ERROR."""
+    client = _declare_raw(
+        broker, build(commands.Queue.Declare, queue=unique, durable=True,
+                      arguments={"x-queue-master-locator": locator})  # fmt: skip
+    )
+    close = client.expect_close()
+    client.close()
+    assert (close.reply_code, close.reply_text) == (541, "INTERNAL_ERROR")
+    assert unique not in broker.call(lambda: set(broker.broker.vhosts["/"].queues))
+
+
+async def _store(data_dir: Path, *changes: Change) -> None:
+    store = SqliteStore(data_dir)
+    for change in changes:
+        await store.commit(change)
+    await store.close()
+
+
+def test_boot_sets_aside_a_record_it_cannot_apply(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A durable exchange whose plugin is gone (and the binding from it) is logged and set aside;
+    the node starts with everything else, and the next boot does not meet it again."""
+    handle = start_broker(data_dir=str(tmp_path))
+    with handle.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("kept", durable=True)
+        channel.basic_publish("", "kept", b"still here", pika.BasicProperties(delivery_mode=2))
+    handle.stop()
+    binding_key = repr(("orphan", "queue", "kept", "k"))
+    binding = {"source": "orphan", "destination_type": "queue", "destination": "kept", "routing_key": "k",
+               "arguments": {}}  # fmt: skip
+    asyncio.run(
+        _store(
+            tmp_path,
+            Change("exchange", "put", "/", "orphan", {"type": "x-uninstalled-plugin", "durable": True}),
+            Change("binding", "put", "/", binding_key, binding),
+        )
+    )
+    with caplog.at_level(logging.ERROR):
+        handle = start_broker(data_dir=str(tmp_path))
+    try:
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any("setting aside stored exchange 'orphan'" in e and "x-uninstalled-plugin" in e for e in errors)
+        assert any("setting aside stored binding" in e and "no exchange 'orphan'" in e for e in errors)
+        vhost = handle.call(lambda: handle.broker.vhosts["/"])
+        assert "orphan" not in vhost.exchanges
+        assert not [b for b in handle.call(lambda: list(vhost.bindings.values())) if b.source == "orphan"]
+        with handle.connect() as connection:
+            method, _, body = connection.channel().basic_get("kept", auto_ack=True)
+            assert body == b"still here"
+    finally:
+        handle.stop()
+    with sqlite3.connect(tmp_path / "metadata.db") as db:
+        rows = db.execute("SELECT kind, name, reason FROM set_aside ORDER BY seq").fetchall()
+    assert [(kind, name) for kind, name, _ in rows] == [("exchange", "orphan"), ("binding", binding_key)]
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        handle = start_broker(data_dir=str(tmp_path))
+    handle.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"queues": [{"vhost": "/"}]}, "queues[0] has no 'name'"),
+        ({"exchanges": [{"name": "x", "durable": "yes"}]}, "exchanges[0]: 'durable' has the wrong type"),
+        ({"queues": [{"name": "q" * 256}]}, "queues[0]: 'name' is longer than 255 bytes"),
+        ({"users": [{"name": "\udcff"}]}, "users[0] holds a string that is not valid Unicode"),
+        ({"bindings": "all of them"}, "'bindings' must be a list"),
+        ({"vhosts": [5]}, "vhosts[0] must be an object"),
+    ],
+)
+def test_malformed_definitions_are_refused_before_anything_is_imported(
+    broker: BrokerHandle, document: dict, reason: str
+) -> None:
+    document = {"exchanges": [{"name": "imported-first", "vhost": "/"}], **document}
+    before = broker.call(durable_state, broker.broker)
+    with pytest.raises(AdminError) as info:
+        broker.run(broker.admin.import_definitions(document))
+    assert str(info.value) == reason
+    assert broker.call(durable_state, broker.broker) == before
+
+
+def test_metadata_fuzz_with_restarts(tmp_path: Path) -> None:
+    """A short run of the metadata fuzz (scripts/metadata_fuzz.py runs 10,000 operations)."""
+    outcomes = run(seed=20261203, operations=1500, restarts=5, data_dir=str(tmp_path))
+    assert outcomes["restarts"] == 5
+    assert sum(count for key, count in outcomes.items() if key.endswith(" ok")) > 300
+    assert set_aside_rows(str(tmp_path)) == 0
