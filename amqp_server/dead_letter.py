@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from amqp_server.errors import ChannelError
 from amqp_server.message import Message
 
 if TYPE_CHECKING:
@@ -105,7 +106,10 @@ def dead_letter(vhost: VirtualHost, queue: QueueType, messages: list[Any], reaso
         dead = make_message(message, reason_bytes, exchange_name, routing_key, queue_name)
         if dead is None:
             continue
-        targets = vhost.route(exchange, dead)
+        try:
+            targets = vhost.route(exchange, dead)
+        except ChannelError:  # e.g. an exchange whose type's plugin is gone: nowhere to go
+            continue
         if reason_bytes != REJECTED and targets:
             deaths = _x_death(dead)
             if deaths is not None:

@@ -10,6 +10,7 @@ own operations (auto-delete, an exclusive owner going away) pass none.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +28,15 @@ from amqp_server.field_types import amqp_type_name, octets, text
 from amqp_server.metadata import Change
 from amqp_server.policy import Policy, effective_definition, select
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
+from exchanges.missing import MissingExchangeType
 from queues.base import QueueType
 from queues.classic import ClassicQueue
 from queues.settings import QueueSettings
 
 if TYPE_CHECKING:
     from amqp_server.broker import Broker
+
+log = logging.getLogger(__name__)
 
 #: A permission check: (``"configure"``/``"write"``/``"read"``, resource kind, name); raises 403.
 Check = Callable[[str, str, str], None]
@@ -631,13 +635,17 @@ class VirtualHost:
     def _build_exchange(self, change: Change) -> Exchange:
         record = change.record
         type_name = record["type"]
-        type_class = self.broker.exchange_types.get(type_name)
-        if type_class is None:
-            raise ValueError(f"unknown exchange type '{type_name}'")
         arguments = record.get("arguments", {})
         alternate = arguments.get("alternate-exchange")
         if alternate is not None and not isinstance(alternate, str | bytes):
             raise ValueError(f"invalid alternate-exchange {alternate!r}")
+        type_class = self.broker.exchange_types.get(type_name)
+        if type_class is not None:
+            router: ExchangeType = type_class(change.name, arguments)
+        else:  # only a stored exchange can get here: a declare checks the type first
+            where = self._resource("exchange", change.name)
+            log.warning("%s has type %s, which no installed plugin provides: it routes nothing", where, type_name)
+            router = MissingExchangeType(change.name, arguments, type_name, where)
         return Exchange(
             change.name,
             type_name,
@@ -645,7 +653,7 @@ class VirtualHost:
             record.get("auto_delete", False),
             record.get("internal", False),
             arguments,
-            type_class(change.name, arguments),
+            router,
         )
 
     def _build_queue(self, change: Change) -> QueueType:

@@ -52,6 +52,13 @@ POLICY_KEYS = [
     "max-length", "max-length-bytes", "queue-mode", "overflow", "delivery-limit", "ha-mode", "ha-params",
     "queue-master-locator", "federation-upstream", "x",
 ]  # fmt: skip
+# Values policies accept (expires stays long: a queue must not expire before the restart check).
+GOOD_POLICY = {
+    "message-ttl": [0, 60000], "expires": [3_600_000], "max-length": [0, 10], "max-length-bytes": [1000],
+    "dead-letter-exchange": ["fz-a", "é"], "dead-letter-routing-key": ["k"], "alternate-exchange": ["fz-b"],
+    "queue-mode": ["lazy"], "overflow": ["reject-publish"], "delivery-limit": [5], "ha-mode": ["all"],
+    "queue-master-locator": ["min-masters"],
+}  # fmt: skip
 VHOSTS = ["/", "fz-v"]
 USERS = ["fz-u", "fz-é"]  # (guest is left alone: the fuzz logs in as guest)
 
@@ -218,8 +225,10 @@ class Operations:
         vhost, user = rng.choice(VHOSTS), rng.choice(USERS)
         choice = rng.randrange(8)
         if choice == 0:
+            priority = self.json_value() if rng.random() < 0.2 else rng.randrange(3)
+            apply_to = rng.choice(("all", "queues", "exchanges", "x"))
             self.admin(admin.set_policy(vhost, rng.choice(("p1", "p2")), self.pattern(), self.definition(),
-                                        self.json_value(), rng.choice(("all", "queues", "exchanges", "x"))), "policy")  # fmt: skip
+                                        priority, apply_to), "policy")  # fmt: skip
         elif choice == 1:
             self.admin(admin.set_operator_policy(vhost, "op1", self.pattern(), self.definition(), 0, "queues"),
                        "operator policy")  # fmt: skip
@@ -245,7 +254,7 @@ class Operations:
             self.outcomes[f"{what} ok"] += 1
 
     def pattern(self) -> Any:
-        return self.rng.choice(("^fz", ".*", "", "(", "[a-", "fz-.", "é", 5, None))
+        return self.rng.choice(("^fz", ".*", "", "^fz-a", "fz-.", "é", ".*", "(", "[a-", 5, None))
 
     def json_value(self, depth: int = 0) -> Any:
         rng = self.rng
@@ -263,9 +272,12 @@ class Operations:
         ][roll]()
 
     def definition(self) -> Any:
-        if self.rng.random() < 0.1:
+        rng = self.rng
+        if rng.random() < 0.1:
             return self.json_value()
-        return {self.rng.choice(POLICY_KEYS): self.json_value() for _ in range(self.rng.randrange(1, 4))}
+        if rng.random() < 0.6:
+            return {key: rng.choice(GOOD_POLICY[key]) for key in rng.sample(sorted(GOOD_POLICY), rng.randrange(1, 4))}
+        return {rng.choice(POLICY_KEYS): self.json_value() for _ in range(rng.randrange(1, 4))}
 
     def definitions(self) -> Any:
         """A definitions document with plausible items whose fields are often wrong."""

@@ -114,47 +114,76 @@ async def _store(data_dir: Path, *changes: Change) -> None:
     await store.close()
 
 
-def test_boot_sets_aside_a_record_it_cannot_apply(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A durable exchange whose plugin is gone (and the binding from it) is logged and set aside;
-    the node starts with everything else, and the next boot does not meet it again."""
+def _prepare_store(tmp_path: Path, *changes: Change) -> None:
+    """A data directory with a durable queue holding one persistent message, plus ``changes``
+    written straight into its store (records no declare would have let through)."""
     handle = start_broker(data_dir=str(tmp_path))
     with handle.connect() as connection:
         channel = connection.channel()
         channel.queue_declare("kept", durable=True)
         channel.basic_publish("", "kept", b"still here", pika.BasicProperties(delivery_mode=2))
     handle.stop()
-    binding_key = repr(("orphan", "queue", "kept", "k"))
-    binding = {"source": "orphan", "destination_type": "queue", "destination": "kept", "routing_key": "k",
-               "arguments": {}}  # fmt: skip
-    asyncio.run(
-        _store(
-            tmp_path,
-            Change("exchange", "put", "/", "orphan", {"type": "x-uninstalled-plugin", "durable": True}),
-            Change("binding", "put", "/", binding_key, binding),
-        )
-    )
+    asyncio.run(_store(tmp_path, *changes))
+
+
+def _binding(source: str, key: str) -> Change:
+    record = {"source": source, "destination_type": "queue", "destination": "kept", "routing_key": key,
+              "arguments": {}}  # fmt: skip
+    return Change("binding", "put", "/", repr((source, "queue", "kept", key)), record)
+
+
+def test_boot_sets_aside_a_record_it_cannot_apply(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A binding its exchange type refuses (x-consistent-hash weights are integers) is logged
+    and set aside; the node starts with everything else, and the next boot does not meet it."""
+    exchange = Change("exchange", "put", "/", "hashed", {"type": "x-consistent-hash", "durable": True})
+    _prepare_store(tmp_path, exchange, _binding("hashed", "10"), _binding("hashed", "heavy"))
     with caplog.at_level(logging.ERROR):
         handle = start_broker(data_dir=str(tmp_path))
     try:
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-        assert any("setting aside stored exchange 'orphan'" in e and "x-uninstalled-plugin" in e for e in errors)
-        assert any("setting aside stored binding" in e and "no exchange 'orphan'" in e for e in errors)
-        vhost = handle.call(lambda: handle.broker.vhosts["/"])
-        assert "orphan" not in vhost.exchanges
-        assert not [b for b in handle.call(lambda: list(vhost.bindings.values())) if b.source == "orphan"]
+        assert len(errors) == 1 and "setting aside stored binding" in errors[0], errors
+        assert "The binding key 'heavy' must be a positive integer" in errors[0]
+        keys = handle.call(lambda: [b.routing_key for b in handle.broker.vhosts["/"].bindings_of_queue("kept")])
+        assert keys == ["10"]
         with handle.connect() as connection:
-            method, _, body = connection.channel().basic_get("kept", auto_ack=True)
+            _, _, body = connection.channel().basic_get("kept", auto_ack=True)
             assert body == b"still here"
     finally:
         handle.stop()
     with sqlite3.connect(tmp_path / "metadata.db") as db:
-        rows = db.execute("SELECT kind, name, reason FROM set_aside ORDER BY seq").fetchall()
-    assert [(kind, name) for kind, name, _ in rows] == [("exchange", "orphan"), ("binding", binding_key)]
+        rows = db.execute("SELECT kind, name FROM set_aside").fetchall()
+    assert rows == [("binding", repr(("hashed", "queue", "kept", "heavy")))]
     caplog.clear()
     with caplog.at_level(logging.ERROR):
         handle = start_broker(data_dir=str(tmp_path))
     handle.stop()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_exchange_whose_plugin_is_gone_loads_as_a_placeholder(tmp_path: Path) -> None:
+    """As RabbitMQ's rabbit_exchange_type_invalid: the exchange and its bindings stay, routing
+    through it is refused with 406, and a redeclare names the type as unknown."""
+    exchange = Change("exchange", "put", "/", "orphan", {"type": "x-uninstalled-plugin", "durable": True})
+    _prepare_store(tmp_path, exchange, _binding("orphan", "k"))
+    handle = start_broker(data_dir=str(tmp_path))
+    try:
+        with handle.connect() as connection:
+            channel = connection.channel()
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+                channel.basic_publish("orphan", "k", b"m")
+                channel.queue_declare("kept", passive=True)  # the publish's refusal arrives first
+            assert (info.value.reply_code, info.value.reply_text) == (
+                406, "PRECONDITION_FAILED - Cannot route message through exchange 'orphan' in vhost '/': "
+                "exchange type x-uninstalled-plugin not found",
+            )  # fmt: skip
+            channel = connection.channel()
+            with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+                channel.exchange_declare("orphan", "x-uninstalled-plugin", durable=True)
+            assert closed.value.reply_code == 503
+        keys = handle.call(lambda: [b.source for b in handle.broker.vhosts["/"].bindings_of_queue("kept")])
+        assert keys == ["orphan"]
+    finally:
+        handle.stop()
 
 
 @pytest.mark.parametrize(
