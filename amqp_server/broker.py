@@ -14,7 +14,8 @@ from amqp_server.alarms import AlarmMonitor
 from amqp_server.metadata import Change, MemoryStore, MetadataStore
 from amqp_server.vhost import VirtualHost
 from exchanges.registry import load_exchange_types
-from queues.classic import is_integer
+from queues.arguments import is_integer
+from queues.registry import load_queue_types
 
 if TYPE_CHECKING:
     from amqp_server.connection import Connection
@@ -85,6 +86,7 @@ class Broker:
         self.cluster_name = self.config.cluster_name or self.node_name
         self.store = store or MemoryStore()
         self.exchange_types = load_exchange_types()
+        self.queue_types = load_queue_types()
         self.vhosts: dict[str, VirtualHost] = {}
         self.users: dict[str, User] = {}
         self.permissions: dict[tuple[str, str], Permission] = {}
@@ -336,14 +338,13 @@ class Broker:
         silently: no connection.blocked)."""
         if on:
             for connection in self.connections:
-                if not connection._reading_paused and any(c.stat_publish for c in connection.channels.values()):
-                    connection._pause_reading()
+                if any(c.stat_publish for c in connection.channels.values()):
+                    connection.pause_reading("store")
                     self._flow_paused.add(connection)
         else:
             paused, self._flow_paused = self._flow_paused, set()
             for connection in paused:
-                if connection in self.connections:
-                    connection.resume_if_drained()
+                connection.resume_reading("store")
 
     def next_connection_id(self) -> str:
         self._connection_ids += 1

@@ -63,7 +63,8 @@ from amqp_server.frame_codec import (
 from amqp_server.message import FLAG_DELIVERY_MODE, Message
 from exchanges.base import EXCHANGE, QUEUE, Destination
 from queues.base import QueueEntry, QueueType
-from queues.classic import amqp_type_name, is_integer
+from amqp_server.field_types import amqp_type_name
+from queues.arguments import is_integer
 
 if TYPE_CHECKING:
     from amqp_server.connection import Connection

@@ -29,8 +29,8 @@ from amqp_server.metadata import Change
 from amqp_server.policy import Policy, effective_definition, select
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
 from exchanges.missing import MissingExchangeType
+from queues.arguments import check_declare_arguments, queue_type_of
 from queues.base import QueueType
-from queues.classic import ClassicQueue
 from queues.settings import QueueSettings
 
 if TYPE_CHECKING:
@@ -456,7 +456,10 @@ class VirtualHost:
             if check is not None:
                 check("read", "queue", name)
                 check("write", "exchange", text(dead_letter))
-        ClassicQueue.validate_arguments(arguments, self._resource("queue", name))
+        where = self._resource("queue", name)
+        check_declare_arguments(arguments, where, self.broker.queue_types)
+        queue_type = queue_type_of(arguments)
+        self.broker.queue_types[queue_type].validate_arguments(arguments, where)
         await self.broker.change(
             Change(
                 "queue",
@@ -464,7 +467,7 @@ class VirtualHost:
                 self.name,
                 name,
                 {
-                    "type": "classic",
+                    "type": queue_type,
                     "durable": durable,
                     "auto_delete": auto_delete,
                     "exclusive_owner": exclusive_owner,
@@ -659,7 +662,11 @@ class VirtualHost:
     def _build_queue(self, change: Change) -> QueueType:
         record = change.record
         arguments = record.get("arguments", {})
-        queue = ClassicQueue(
+        queue_type = record.get("type", "classic")
+        type_class = self.broker.queue_types.get(queue_type)
+        if type_class is None:
+            raise ValueError(f"queue type '{queue_type}' is not installed")
+        queue = type_class(
             self.name,
             change.name,
             durable=record.get("durable", False),

@@ -92,8 +92,9 @@ class QueueType(ABC):
         return {}
 
     @classmethod
-    def validate_arguments(cls, arguments: Mapping[str, Any]) -> None:
-        """Check queue.declare arguments; raise ``ChannelError`` to refuse them."""
+    def validate_arguments(cls, arguments: Mapping[str, Any], where: str) -> None:
+        """Refuse queue.declare arguments this type does not take (``ChannelError``); the checks
+        every type shares (queues.arguments) have passed. ``where`` is ``queue 'q' in vhost '/'``."""
 
     @abstractmethod
     def publish(self, message: Any) -> bool:

@@ -556,6 +556,9 @@ def test_reject_publish_still_hands_to_a_consumer_with_room(broker, unique):
         ({"x-max-priority": 300}, "invalid arg 'x-max-priority' for {q}: {{max_value_exceeded,300}}"),
         ({"x-queue-mode": "foo"}, "invalid arg 'x-queue-mode' for {q}: \"unsupported queue mode 'foo'\""),
         ({"x-queue-type": "foo"}, "invalid arg 'x-queue-type' for {q}: \"unsupported queue type 'foo'\""),
+        # Not built yet: refused as RabbitMQ refuses a type it does not have, never made classic.
+        ({"x-queue-type": "quorum"}, "invalid arg 'x-queue-type' for {q}: \"unsupported queue type 'quorum'\""),
+        ({"x-queue-type": "stream"}, "invalid arg 'x-queue-type' for {q}: \"unsupported queue type 'stream'\""),
         (
             {"x-single-active-consumer": "x"},
             "invalid arg 'x-single-active-consumer' for {q}: {{unacceptable_type,longstr}}",

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import decode
 
+from amqp_server import type_registry
 from amqp_server.errors import PRECONDITION_FAILED, ChannelError
 from exchanges import registry
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType, RoutableMessage
@@ -752,8 +753,8 @@ class TestRegistry:
             importlib.metadata.EntryPoint("direct", "exchanges.direct:DirectExchange", group),
             importlib.metadata.EntryPoint("x-test-custom", f"{__name__}:Custom", group),
         ]
-        monkeypatch.setattr(registry, "entry_points", lambda group: fake)
-        with caplog.at_level(logging.ERROR, logger="exchanges.registry"):
+        monkeypatch.setattr(type_registry, "entry_points", lambda group: fake)
+        with caplog.at_level(logging.ERROR, logger="amqp_server.type_registry"):
             types = registry.load_exchange_types()
         assert types == {"direct": DirectExchange, "x-test-custom": Custom}
         logged = " ".join(record.getMessage() for record in caplog.records)
@@ -768,8 +769,8 @@ class TestRegistry:
             importlib.metadata.EntryPoint("x-test-custom", f"{__name__}:Custom", group),
             importlib.metadata.EntryPoint("x-test-custom", f"{__name__}:OtherCustom", group),
         ]
-        monkeypatch.setattr(registry, "entry_points", lambda group: fake)
-        with caplog.at_level(logging.ERROR, logger="exchanges.registry"):
+        monkeypatch.setattr(type_registry, "entry_points", lambda group: fake)
+        with caplog.at_level(logging.ERROR, logger="amqp_server.type_registry"):
             types = registry.load_exchange_types()
         assert types["x-test-custom"] is Custom
         assert any("provided by both" in record.getMessage() for record in caplog.records)

@@ -1,0 +1,136 @@
+"""The queue.declare argument checks every queue type shares (rabbit_amqqueue's
+check_declare_arguments); a type's own refusals are its ``QueueType.validate_arguments``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from amqp_server.errors import PRECONDITION_FAILED, ChannelError
+from amqp_server.field_types import amqp_type_name, text
+
+# rabbit_misc:check_expiry's ceiling for x-expires and x-message-ttl (ten years in ms).
+MAX_EXPIRY = 315_360_000_000
+MAX_PRIORITY = 255
+OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+QUEUE_MODES = ("default", "lazy")
+
+
+def is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Each checker returns None when the value is acceptable, else the error term as RabbitMQ's
+# ``~p`` prints it (rabbit_amqqueue:declare_args/0).
+
+
+def _expected_integer(value: Any) -> str | None:
+    return None if is_integer(value) else f'"expected integer, got {amqp_type_name(value)}"'
+
+
+def _check_expiry(value: Any) -> str | None:
+    if value < 0:
+        return f"{{value_negative,{value}}}"
+    if value > MAX_EXPIRY:
+        return f"{{value_too_large,{value}}}"
+    return None
+
+
+def _check_expires(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    error = _expected_integer(value)
+    if error:
+        return error
+    if value == 0:
+        return "{value_zero,0}"
+    return _check_expiry(value)
+
+
+def _check_message_ttl(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    return _expected_integer(value) or _check_expiry(value)
+
+
+def _check_non_negative(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    error = _expected_integer(value)
+    if error:
+        return error
+    return f"{{value_negative,{value}}}" if value < 0 else None
+
+
+def _check_longstr(value: Any) -> str | None:
+    return None if isinstance(value, str | bytes) else f"{{unacceptable_type,{amqp_type_name(value)}}}"
+
+
+def _check_dlx(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    return _check_longstr(value)
+
+
+def _check_dlx_routing_key(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    error = _check_longstr(value)
+    if error:
+        return error
+    return "routing_key_but_no_dlx_defined" if "x-dead-letter-exchange" not in arguments else None
+
+
+def _check_max_priority(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    error = _check_non_negative(value, arguments)
+    if error:
+        return error
+    return f"{{max_value_exceeded,{value}}}" if value > MAX_PRIORITY else None
+
+
+def _check_overflow(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    error = _check_longstr(value)
+    if error:
+        return error
+    return None if text(value) in OVERFLOW_MODES else "invalid_overflow"
+
+
+def _check_queue_mode(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    error = _check_longstr(value)
+    if error:
+        return error
+    return None if text(value) in QUEUE_MODES else f"\"unsupported queue mode '{text(value)}'\""
+
+
+def _check_single_active_consumer(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    return None if isinstance(value, bool) else f"{{unacceptable_type,{amqp_type_name(value)}}}"
+
+
+def _check_queue_type(value: Any, arguments: Mapping[str, Any]) -> str | None:
+    # Whether the type exists is the registry's to say (check_declare_arguments).
+    return _check_longstr(value)
+
+
+# In RabbitMQ's order: when several arguments are bad, the first in this list is reported.
+DECLARE_ARGS: tuple[tuple[str, Callable[[Any, Mapping[str, Any]], str | None]], ...] = (
+    ("x-expires", _check_expires),
+    ("x-message-ttl", _check_message_ttl),
+    ("x-dead-letter-exchange", _check_dlx),
+    ("x-dead-letter-routing-key", _check_dlx_routing_key),
+    ("x-max-length", _check_non_negative),
+    ("x-max-length-bytes", _check_non_negative),
+    ("x-max-priority", _check_max_priority),
+    ("x-overflow", _check_overflow),
+    ("x-queue-mode", _check_queue_mode),
+    ("x-single-active-consumer", _check_single_active_consumer),
+    ("x-queue-type", _check_queue_type),
+)
+
+
+def queue_type_of(arguments: Mapping[str, Any]) -> str:
+    """The queue type the arguments ask for ("classic" without x-queue-type)."""
+    value = arguments.get("x-queue-type")
+    return text(value) if isinstance(value, str | bytes) else "classic"
+
+
+def check_declare_arguments(arguments: Mapping[str, Any], where: str, known_types: Collection[str]) -> None:
+    """Refuse the first bad argument in RabbitMQ's order, as ``406 PRECONDITION_FAILED - invalid arg
+    'x-...' for queue 'q' in vhost '/': ...``; a type that is not installed is unsupported, as in
+    RabbitMQ (``quorum`` and ``stream`` too, until they are built)."""
+    for key, checker in DECLARE_ARGS:
+        if key in arguments:
+            error = checker(arguments[key], arguments)
+            if error is None and key == "x-queue-type" and queue_type_of(arguments) not in known_types:
+                error = f"\"unsupported queue type '{queue_type_of(arguments)}'\""
+            if error is not None:
+                raise ChannelError(PRECONDITION_FAILED, f"invalid arg '{key}' for {where}: {error}")
