@@ -101,6 +101,9 @@ class Broker:
         self.global_parameters: dict[str, Any] = {}
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Creations (Change.create) being committed, by (kind, vhost, name): a second creation
+        # of the same name waits for the first and then finds it existing.
+        self._creating: dict[tuple[str, str | None, str], asyncio.Future[None]] = {}
         self._connection_ids = 0
         self.alarms = AlarmMonitor(self)
         self._flow_paused: set[Connection] = set()  # paused by message store congestion
@@ -143,12 +146,36 @@ class Broker:
         if self.config.load_definitions:
             await self.load_definitions_file()
 
-    async def change(self, change: Change) -> None:
+    async def change(self, change: Change) -> bool:
         """Commit a metadata change to the store, then apply it here. Whatever can fail in
-        applying it fails in ``prepare``, before the commit: a committed change always applies."""
-        prepared = self.prepare(change)
-        await self.store.commit(change)
-        self.apply(change, prepared)
+        applying it fails in ``prepare``, before the commit: a committed change always applies.
+
+        True: the change took effect. False: a ``create`` change found the thing existing (made
+        by a concurrent change that committed first); nothing was committed or changed."""
+        if not change.create:
+            prepared = self.prepare(change)
+            await self.store.commit(change)
+            self.apply(change, prepared)
+            return True
+        key = (change.kind, change.vhost, change.name)
+        while (pending := self._creating.get(key)) is not None:
+            await asyncio.shield(pending)  # the first creation of this name decides
+        if self._exists(change):
+            return False
+        self._creating[key] = done = asyncio.get_running_loop().create_future()
+        try:
+            prepared = self.prepare(change)
+            await self.store.commit(change)
+            self.apply(change, prepared)
+        finally:
+            del self._creating[key]
+            done.set_result(None)
+        return True
+
+    def _exists(self, change: Change) -> bool:
+        vhost = self.vhosts.get(change.vhost or "")
+        table = getattr(vhost, "queues" if change.kind == "queue" else "exchanges", {})
+        return change.name in table
 
     async def load_definitions_file(self) -> None:
         """Import the definitions file named by ``load_definitions`` (at every boot, as RabbitMQ)."""
@@ -338,13 +365,14 @@ class Broker:
         silently: no connection.blocked)."""
         if on:
             for connection in self.connections:
-                if any(c.stat_publish for c in connection.channels.values()):
-                    connection.pause_reading("store")
+                if not connection._reading_paused and any(c.stat_publish for c in connection.channels.values()):
+                    connection._pause_reading()
                     self._flow_paused.add(connection)
         else:
             paused, self._flow_paused = self._flow_paused, set()
             for connection in paused:
-                connection.resume_reading("store")
+                if connection in self.connections:
+                    connection.resume_if_drained()
 
     def next_connection_id(self) -> str:
         self._connection_ids += 1

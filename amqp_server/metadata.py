@@ -25,6 +25,9 @@ class Change:
     name: str
     record: dict[str, Any] = field(default_factory=dict)
     durable: bool = True  # whether the change survives a restart of the node
+    # A put that creates: it takes effect only if nothing of that kind and name exists when
+    # its turn comes (compare-and-set), else the answer is "existing" and nothing changes.
+    create: bool = False
 
 
 class MetadataStore(ABC):

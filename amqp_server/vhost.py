@@ -331,7 +331,7 @@ class VirtualHost:
                     check("read", "exchange", name)
                     check("write", "exchange", text(alternate))
             type_class.validate(arguments)
-            await self.broker.change(
+            await self.broker.change(  # (False: declared meanwhile; the checks below then apply)
                 Change(
                     "exchange",
                     "put",
@@ -345,6 +345,7 @@ class VirtualHost:
                         "arguments": dict(arguments),
                     },
                     durable=durable,
+                    create=True,
                 )
             )
             existing = self.exchanges[name]
@@ -437,13 +438,7 @@ class VirtualHost:
             check("configure", "queue", name)
         existing = self.queues.get(name)
         if existing is not None:
-            self.check_exclusive(existing, exclusive_owner, strict=True)
-            where = self._resource("queue", name)
-            _assert_fields_equivalent(
-                where, (("durable", durable, existing.durable), ("auto_delete", auto_delete, existing.auto_delete))
-            )
-            _assert_args_equivalent(where, existing.arguments, arguments, EQUIVALENT_QUEUE_ARGS)
-            return existing
+            return self._existing_queue(existing, exclusive_owner, durable, auto_delete, arguments)
         self._check_queue_limit(name)
         dead_letter = arguments.get("x-dead-letter-exchange")
         if dead_letter is not None:
@@ -460,7 +455,7 @@ class VirtualHost:
         check_declare_arguments(arguments, where, self.broker.queue_types)
         queue_type = queue_type_of(arguments)
         self.broker.queue_types[queue_type].validate_arguments(arguments, where)
-        await self.broker.change(
+        created = await self.broker.change(
             Change(
                 "queue",
                 "put",
@@ -475,9 +470,26 @@ class VirtualHost:
                     "home_node": self.broker.node_name,
                 },
                 durable=durable,
+                create=True,
             )
         )
-        return self.queues[name]
+        queue = self.queues[name]
+        if not created:  # declared meanwhile by someone else: as if it had been there before
+            return self._existing_queue(queue, exclusive_owner, durable, auto_delete, arguments)
+        return queue
+
+    def _existing_queue(
+        self, queue: QueueType, exclusive_owner: str | None, durable: bool, auto_delete: bool,
+        arguments: Mapping[str, Any],
+    ) -> QueueType:  # fmt: skip
+        """A declare of a queue that exists: RabbitMQ's exclusivity and equivalence checks."""
+        self.check_exclusive(queue, exclusive_owner, strict=True)
+        where = self._resource("queue", queue.name)
+        _assert_fields_equivalent(
+            where, (("durable", durable, queue.durable), ("auto_delete", auto_delete, queue.auto_delete))
+        )
+        _assert_args_equivalent(where, queue.arguments, arguments, EQUIVALENT_QUEUE_ARGS)
+        return queue
 
     def _check_queue_limit(self, name: str) -> None:
         """The vhost's max-queues (rabbit_channel:check_vhost_queue_limit); negative: no limit."""

@@ -214,3 +214,40 @@ def test_metadata_fuzz_with_restarts(tmp_path: Path) -> None:
     assert outcomes["restarts"] == 5
     assert sum(count for key, count in outcomes.items() if key.endswith(" ok")) > 300
     assert set_aside_rows(str(tmp_path)) == 0
+
+
+@pytest.mark.parametrize("kind", ["queue", "exchange"])
+def test_concurrent_declares_of_one_name_give_one_entity_and_one_refusal(tmp_path: Path, kind: str) -> None:
+    """Two declares of one durable name with different arguments, committing at the same time:
+    the first to commit creates it, the second finds it existing and gets RabbitMQ's 406, as if
+    it had come later (no caller is left holding an entity that was replaced)."""
+    handle = start_broker(data_dir=str(tmp_path))
+    try:
+        clients = [RawClient.connected(handle.port) for _ in range(2)]
+        for client, ttl in zip(clients, (1000, 2000), strict=True):
+            if kind == "queue":
+                method = build(commands.Queue.Declare, queue="contested", durable=True,
+                               arguments={"x-message-ttl": ttl})  # fmt: skip
+            else:
+                method = build(commands.Exchange.Declare, exchange="contested", exchange_type="direct",
+                               durable=True, arguments={"alternate-exchange": f"ae-{ttl}"})  # fmt: skip
+            client.send_raw(encode_method(1, method))
+        answers = [client.next() for client in clients]
+        for client in clients:
+            client.close()
+        oks = [a for a in answers if type(a.value).__name__ == "DeclareOk"]
+        refusals = [a.value for a in answers if isinstance(a.value, commands.Channel.Close)]
+        assert len(oks) == 1 and len(refusals) == 1, answers
+        assert refusals[0].reply_code == 406 and "inequivalent arg" in refusals[0].reply_text
+        winner = 1000 if answers[0] in oks else 2000
+        table = "queues" if kind == "queue" else "exchanges"
+        arguments = handle.call(lambda: dict(getattr(handle.broker.vhosts["/"], table)["contested"].arguments))
+        assert arguments == ({"x-message-ttl": winner} if kind == "queue" else {"alternate-exchange": f"ae-{winner}"})
+        before = handle.call(durable_state, handle.broker)
+    finally:
+        handle.stop()
+    handle = start_broker(data_dir=str(tmp_path))
+    try:
+        assert handle.call(durable_state, handle.broker) == before
+    finally:
+        handle.stop()
