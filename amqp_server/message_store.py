@@ -161,7 +161,9 @@ class MessageStore:
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.data_dir = os.fspath(data_dir)
         self.path = os.path.join(self.data_dir, DB_NAME)
-        self.transactions = 0  # committed write transactions (one fsync each)
+        self.transactions = 0  # committed write transactions
+        self.synced = 0  # of which were fsynced: those holding anything durable
+        self._sync_full = True  # the connection's synchronous setting: FULL, or NORMAL
         self.inserted = 0  # entries added so far: a publish compares it before and after routing
         self.batch = 1  # the batch now gathering; confirms wait for its commit
         self.committed = 0  # the last batch on disk
@@ -713,6 +715,13 @@ class MessageStore:
         failure: Exception | None = None
         if any(batch):
             try:
+                # Paged transient entries alone need no fsync: the table is emptied at boot.
+                # NORMAL in WAL mode still keeps the database consistent after a crash.
+                durable = any((queue_puts, messages, entries, entry_deletes, tail_drops, queue_deletes,
+                               message_deletes, message_decrements, marks))  # fmt: skip
+                if durable != self._sync_full:
+                    await db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                    self._sync_full = durable
                 await db.execute("BEGIN IMMEDIATE")
                 try:
                     if queue_puts:
@@ -749,6 +758,7 @@ class MessageStore:
                 failure = exc
             else:
                 self.transactions += 1
+                self.synced += durable
         self.committed = number
         self._writing = []
         if self.congested and len(self._inserts) < self.congestion_high // 2:

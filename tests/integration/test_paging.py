@@ -377,3 +377,21 @@ def test_store_of_schema_2_is_migrated(tmp_path: Path) -> None:
     assert _rows(tmp_path, "SELECT version FROM schema_version") == 3
     assert _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 0
     assert _rows(tmp_path, "SELECT COUNT(*) FROM pragma_table_info('tentries') WHERE name = 'body'") == 1
+
+
+def test_transient_paging_alone_needs_no_fsync(paged: BrokerHandle) -> None:
+    """Batches that only page transient messages out and back in are committed without an
+    fsync (their table is emptied at boot); the first durable write is fsynced again."""
+    store = paged.broker.message_store
+    connection = paged.connect()
+    channel = connection.channel()
+    channel.queue_declare("transient-paging")
+    before = paged.call(lambda: (store.transactions, store.synced))
+    _publish(channel, "transient-paging", range(COUNT), False)
+    assert _drain(channel, "transient-paging", COUNT) == list(range(COUNT))
+    transactions, synced = paged.call(lambda: (store.transactions, store.synced))
+    assert transactions > before[0] and synced == before[1]
+    channel.queue_declare("durable-paging", durable=True)
+    _publish(channel, "durable-paging", range(3), True)
+    _wait_for(lambda: paged.call(lambda: store.synced) > synced)
+    connection.close()
