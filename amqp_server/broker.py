@@ -9,12 +9,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.access import Permission, User, hash_password, validate_pattern
+from amqp_server.access import hash_password
 from amqp_server.alarms import AlarmMonitor
+from amqp_server.events import Event, EventBus
 from amqp_server.metadata import Change, MemoryStore, MetadataStore
+from amqp_server.metadata_state import MetadataState, is_tags, require
 from amqp_server.vhost import VirtualHost
 from exchanges.registry import load_exchange_types
-from queues.arguments import is_integer
 from queues.registry import load_queue_types
 
 if TYPE_CHECKING:
@@ -25,16 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Kinds of change that live in a vhost (VirtualHost.prepare / apply).
 VHOST_KINDS = frozenset(("exchange", "queue", "binding", "policy", "operator_policy"))
-
-
-def _require(condition: bool, reason: str) -> None:
-    if not condition:
-        raise ValueError(reason)
-
-
-def _is_tags(tags: Any) -> bool:
-    """Tags as stored: a list of strings, or one comma-separated string (vhosts)."""
-    return isinstance(tags, str) or (isinstance(tags, list) and all(isinstance(tag, str) for tag in tags))
 
 
 @dataclass
@@ -87,18 +78,18 @@ class Broker:
         self.store = store or MemoryStore()
         self.exchange_types = load_exchange_types()
         self.queue_types = load_queue_types()
+        self.events = EventBus()
         self.vhosts: dict[str, VirtualHost] = {}
-        self.users: dict[str, User] = {}
-        self.permissions: dict[tuple[str, str], Permission] = {}
-        # (user, vhost, exchange) -> {"write": regex, "read": regex}; stored, not yet enforced.
-        self.topic_permissions: dict[tuple[str, str, str], dict[str, str]] = {}
-        # Limits: {"max-connections", "max-queues"} per vhost, {"max-connections", "max-channels"}
-        # per user; a negative value means no limit.
-        self.vhost_limits: dict[str, dict[str, int]] = {}
-        self.user_limits: dict[str, dict[str, int]] = {}
-        # Runtime parameters of other components (federation, shovel, ...): stored and exported.
-        self.parameters: dict[tuple[str, str, str], Any] = {}
-        self.global_parameters: dict[str, Any] = {}
+        # Users, permissions, limits and parameters; the tables are shared, not copied, so
+        # readers (access checks, limits, admin) see every applied change.
+        self.state = MetadataState(self.events)
+        self.users = self.state.users
+        self.permissions = self.state.permissions
+        self.topic_permissions = self.state.topic_permissions
+        self.vhost_limits = self.state.vhost_limits
+        self.user_limits = self.state.user_limits
+        self.parameters = self.state.parameters
+        self.global_parameters = self.state.global_parameters
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Creations (Change.create) being committed, by (kind, vhost, name): a second creation
@@ -109,6 +100,10 @@ class Broker:
         self._flow_paused: set[Connection] = set()  # paused by message store congestion
         if message_store is not None:
             message_store.on_congestion = self._store_congested
+        # What follows from a metadata change, beyond the change itself.
+        self.events.subscribe(self._close_connections_of, "vhost.deleted", "user.deleted")
+        self.events.subscribe(self._queue_created, "queue.created")
+        self.events.subscribe(self._queue_deleted, "queue.deleted")
 
     async def boot(self) -> None:
         """Replay the store, create the default vhost and user on a first start (unless a
@@ -190,11 +185,12 @@ class Broker:
             if vhost is None:
                 raise ValueError(f"no vhost '{change.vhost}'")
             return vhost.prepare(change)
-        check = getattr(self, f"_check_{change.kind}_{change.op}", None)
-        if check is None and not hasattr(self, f"_apply_{change.kind}_{change.op}"):
-            raise ValueError(f"unknown change {change.kind} {change.op}")
-        if check is not None:
-            check(change.record)
+        if change.kind == "vhost":
+            if change.op == "put":
+                require(isinstance(change.record.get("description", ""), str), "description is not a string")
+                require(is_tags(change.record.get("tags", [])), "tags are not strings")
+            return None
+        self.state.check(change)
         return None
 
     def apply(self, change: Change, prepared: Any) -> None:
@@ -203,57 +199,53 @@ class Broker:
             vhost = self.vhosts.get(change.vhost or "")
             if vhost is not None:  # (gone meanwhile: the change went with it)
                 vhost.apply(change, prepared)
-                if change.kind == "queue" and change.op == "put" and self.message_store is not None:
-                    if change.record.get("durable") and change.record.get("exclusive_owner") is None:
-                        self.message_store.attach(prepared)
-                    prepared.enable_paging(self.message_store, self.config.queue_memory_window)
-            return
-        getattr(self, f"_apply_{change.kind}_{change.op}")(change)
+        elif change.kind == "vhost":
+            getattr(self, f"_apply_vhost_{change.op}")(change)
+        else:
+            self.state.apply(change)
 
-    # What a stored record of each broker-level kind must hold for its _apply_ to succeed.
-    @staticmethod
-    def _check_vhost_put(record: dict[str, Any]) -> None:
-        _require(isinstance(record.get("description", ""), str), "description is not a string")
-        _require(_is_tags(record.get("tags", [])), "tags are not strings")
+    def snapshot(self) -> list[Change]:
+        """The whole metadata state as puts, in an order that applies cleanly: what a joining
+        node starts from (``restore``)."""
+        changes = [
+            Change("vhost", "put", None, name, {"description": v.description, "tags": list(v.tags)})
+            for name, v in self.vhosts.items()
+        ]
+        changes += self.state.snapshot()
+        for vhost in self.vhosts.values():
+            changes += vhost.snapshot()
+        return changes
 
-    @staticmethod
-    def _check_user_put(record: dict[str, Any]) -> None:
-        _require(isinstance(record.get("password_hash", ""), str), "password_hash is not a string")
-        _require(_is_tags(record.get("tags", [])) and not isinstance(record.get("tags"), str), "tags are not a list")
-        _require(isinstance(record.get("hashing_algorithm", ""), str), "hashing_algorithm is not a string")
+    def restore(self, changes: list[Change]) -> None:
+        """Apply a snapshot to this (empty) broker."""
+        for change in changes:
+            self.apply(change, self.prepare(change))
 
-    @staticmethod
-    def _check_permission_put(record: dict[str, Any]) -> None:
-        for kind in ("configure", "write", "read"):
-            validate_pattern(record.get(kind, ".*"))
+    # -- what follows from a change (event subscribers) -----------------------------------
 
-    @staticmethod
-    def _check_topic_permission_put(record: dict[str, Any]) -> None:
-        exchanges = record.get("exchanges", {})
-        _require(isinstance(exchanges, dict), "exchanges is not a table")
-        for patterns in exchanges.values():
-            _require(isinstance(patterns, dict), "patterns are not a table")
-            for kind in ("write", "read"):
-                validate_pattern(patterns.get(kind, ""))
+    def _close_connections_of(self, event: Event) -> None:
+        what = "vhost" if event.name == "vhost.deleted" else "user"
+        name = event.payload["name"]
+        for connection in list(self.connections):
+            if connection.vhost is None:
+                continue  # still in the handshake: it finds out when it opens the vhost
+            if (connection.vhost.name if what == "vhost" else connection.username) == name:
+                connection.force_close(f"{what} '{name}' is deleted")
 
-    @staticmethod
-    def _check_vhost_limits_put(record: dict[str, Any]) -> None:
-        limits = record.get("limits")
-        _require(isinstance(limits, dict) and all(is_integer(v) for v in limits.values()), "limits are not integers")
-
-    _check_user_limits_put = _check_vhost_limits_put
-
-    @staticmethod
-    def _check_parameter_put(record: dict[str, Any]) -> None:
-        _require(all(isinstance(record.get(k), str) for k in ("component", "name")), "component or name missing")
-        _require("value" in record, "value missing")
+    def _queue_created(self, event: Event) -> None:
+        queue = event.subject
+        if self.message_store is not None and hasattr(queue, "enable_paging"):
+            if queue.durable and queue.exclusive_owner is None:
+                self.message_store.attach(queue)
+            queue.enable_paging(self.message_store, self.config.queue_memory_window)
 
     @staticmethod
-    def _check_global_parameter_put(record: dict[str, Any]) -> None:
-        _require("value" in record, "value missing")
+    def _queue_deleted(event: Event) -> None:
+        event.subject.delete()
 
     def _apply_vhost_put(self, change: Change) -> None:
         vhost = self.vhosts.get(change.name)
+        created = vhost is None
         if vhost is None:
             vhost = VirtualHost(self, change.name)
             vhost.install_defaults()
@@ -261,101 +253,16 @@ class Broker:
         tags = change.record.get("tags") or []
         vhost.description = change.record.get("description", "")
         vhost.tags = [t for t in tags.split(",") if t] if isinstance(tags, str) else list(tags)
+        if created:
+            self.events.emit("vhost.created", vhost, name=change.name)
 
     def _apply_vhost_delete(self, change: Change) -> None:
         vhost = self.vhosts.pop(change.name, None)
         if vhost is None:
             return
-        for queue in list(vhost.queues.values()):
-            queue.delete()
-        for key in [k for k in self.permissions if k[1] == change.name]:
-            del self.permissions[key]
-        for key in [k for k in self.topic_permissions if k[1] == change.name]:
-            del self.topic_permissions[key]
-        for key in [k for k in self.parameters if k[0] == change.name]:
-            del self.parameters[key]
-        self.vhost_limits.pop(change.name, None)
-        for connection in list(self.connections):
-            if connection.vhost is vhost:
-                connection.force_close(f"vhost '{change.name}' is deleted")
-
-    def _apply_user_put(self, change: Change) -> None:
-        record = change.record
-        self.users[change.name] = User(
-            change.name,
-            record.get("password_hash", ""),
-            list(record.get("tags", [])),
-            record.get("hashing_algorithm", "rabbit_password_hashing_sha256"),
-        )
-
-    def _apply_user_delete(self, change: Change) -> None:
-        self.users.pop(change.name, None)
-        for key in [k for k in self.permissions if k[0] == change.name]:
-            del self.permissions[key]
-        for key in [k for k in self.topic_permissions if k[0] == change.name]:
-            del self.topic_permissions[key]
-        self.user_limits.pop(change.name, None)
-        for connection in list(self.connections):
-            if connection.username == change.name and connection.vhost is not None:
-                connection.force_close(f"user '{change.name}' is deleted")
-
-    def _apply_permission_put(self, change: Change) -> None:
-        record = change.record
-        vhost = change.vhost or ""
-        self.permissions[(change.name, vhost)] = Permission(
-            change.name,
-            vhost,
-            record.get("configure", ".*"),
-            record.get("write", ".*"),
-            record.get("read", ".*"),
-        )
-
-    def _apply_permission_delete(self, change: Change) -> None:
-        self.permissions.pop((change.name, change.vhost or ""), None)
-
-    # Topic permissions: one change per (user, vhost), name the user (so a user's deletion
-    # cascades in the store), record {"exchanges": {exchange: {"write": re, "read": re}}}.
-    def _apply_topic_permission_put(self, change: Change) -> None:
-        self._apply_topic_permission_delete(change)
-        for exchange, patterns in change.record.get("exchanges", {}).items():
-            self.topic_permissions[(change.name, change.vhost or "", exchange)] = {
-                "write": patterns.get("write", ""),
-                "read": patterns.get("read", ""),
-            }
-
-    def _apply_topic_permission_delete(self, change: Change) -> None:
-        user, vhost = change.name, change.vhost or ""
-        for key in [k for k in self.topic_permissions if k[:2] == (user, vhost)]:
-            del self.topic_permissions[key]
-
-    # Limits: record {"limits": {...}} replaces the whole set (callers merge when RabbitMQ merges).
-    def _apply_vhost_limits_put(self, change: Change) -> None:
-        self.vhost_limits[change.name] = dict(change.record["limits"])
-
-    def _apply_vhost_limits_delete(self, change: Change) -> None:
-        self.vhost_limits.pop(change.name, None)
-
-    def _apply_user_limits_put(self, change: Change) -> None:
-        self.user_limits[change.name] = dict(change.record["limits"])
-
-    def _apply_user_limits_delete(self, change: Change) -> None:
-        self.user_limits.pop(change.name, None)
-
-    # Runtime parameters: Change name "component/name" (unique per vhost in the store), record
-    # {"component", "name", "value"}; global ones: name, record {"value"}.
-    def _apply_parameter_put(self, change: Change) -> None:
-        record = change.record
-        self.parameters[(change.vhost or "", record["component"], record["name"])] = record["value"]
-
-    def _apply_parameter_delete(self, change: Change) -> None:
-        record = change.record
-        self.parameters.pop((change.vhost or "", record["component"], record["name"]), None)
-
-    def _apply_global_parameter_put(self, change: Change) -> None:
-        self.global_parameters[change.name] = change.record["value"]
-
-    def _apply_global_parameter_delete(self, change: Change) -> None:
-        self.global_parameters.pop(change.name, None)
+        vhost.forget_all()
+        self.state.forget_vhost(change.name)
+        self.events.emit("vhost.deleted", name=change.name)
 
     # -- housekeeping --------------------------------------------------------------------
 

@@ -24,7 +24,11 @@ class Change:
     vhost: str | None
     name: str
     record: dict[str, Any] = field(default_factory=dict)
-    durable: bool = True  # whether the change survives a restart of the node
+    # Two properties, not one: a persisted change is written to the node's disk store (it
+    # survives a restart); a replicated one is shared with the cluster, whose nodes all apply
+    # it. A transient queue is replicated but not persisted, as in RabbitMQ.
+    persisted: bool = True
+    replicated: bool = True
     # A put that creates: it takes effect only if nothing of that kind and name exists when
     # its turn comes (compare-and-set), else the answer is "existing" and nothing changes.
     create: bool = False

@@ -324,8 +324,8 @@ class SqliteStore(MetadataStore):
         return kept
 
     async def commit(self, change: Change) -> None:
-        """Return once a durable change is on disk; a non-durable one is not stored."""
-        if not change.durable:
+        """Return once a persisted change is on disk; any other is not stored."""
+        if not change.persisted:
             return
         await self.open()
         if self._closing:

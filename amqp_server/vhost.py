@@ -344,7 +344,7 @@ class VirtualHost:
                         "internal": internal,
                         "arguments": dict(arguments),
                     },
-                    durable=durable,
+                    persisted=durable,
                     create=True,
                 )
             )
@@ -390,7 +390,7 @@ class VirtualHost:
 
     async def _delete_exchange(self, exchange: Exchange) -> None:
         sources = self._sources_of(Destination(EXCHANGE, exchange.name))
-        await self.broker.change(Change("exchange", "delete", self.name, exchange.name, durable=exchange.durable))
+        await self.broker.change(Change("exchange", "delete", self.name, exchange.name, persisted=exchange.durable))
         await self._auto_delete(sources)
 
     async def _auto_delete(self, names: Iterable[str]) -> None:
@@ -469,7 +469,7 @@ class VirtualHost:
                     "arguments": dict(arguments),
                     "home_node": self.broker.node_name,
                 },
-                durable=durable,
+                persisted=durable,
                 create=True,
             )
         )
@@ -529,7 +529,7 @@ class VirtualHost:
         count = queue.message_count
         sources = self._sources_of(Destination(QUEUE, name))
         await self.broker.change(
-            Change("queue", "delete", self.name, name, durable=queue.durable and queue.exclusive_owner is None)
+            Change("queue", "delete", self.name, name, persisted=queue.durable and queue.exclusive_owner is None)
         )
         await self._auto_delete(sources)
         return count
@@ -564,7 +564,7 @@ class VirtualHost:
                 self.name,
                 repr(binding.key),
                 _binding_record(binding),
-                durable=exchange.durable and target_durable,
+                persisted=exchange.durable and target_durable,
             )
         )
 
@@ -598,7 +598,7 @@ class VirtualHost:
                 self.name,
                 repr(binding.key),
                 _binding_record(binding),
-                durable=exchange.durable and target_durable,
+                persisted=exchange.durable and target_durable,
             )
         )
         await self._auto_delete((source,))
@@ -713,6 +713,11 @@ class VirtualHost:
         assert router is not None
         for key in self._by_source.get(change.name, ()):
             router.add_binding(self.bindings[key])
+        if previous is None:
+            self.broker.events.emit("exchange.created", exchange, name=exchange.name, vhost=self.name,
+                                    type=exchange.type_name, durable=exchange.durable,
+                                    auto_delete=exchange.auto_delete, internal=exchange.internal,
+                                    arguments=exchange.arguments)  # fmt: skip
 
     def _apply_exchange_delete(self, change: Change, _: None) -> None:
         exchange = self.exchanges.pop(change.name, None)
@@ -726,6 +731,7 @@ class VirtualHost:
             self._remove_binding(self.bindings[key])
         if exchange.router is not None:
             exchange.router.delete()
+        self.broker.events.emit("exchange.deleted", name=change.name, vhost=self.name)
 
     def _apply_queue_put(self, change: Change, queue: QueueType) -> None:
         previous = self.queues.get(change.name)
@@ -740,6 +746,9 @@ class VirtualHost:
             queue.policy = None  # type: ignore[attr-defined]
             queue.operator_policy = None  # type: ignore[attr-defined]
             queue.effective_policy = {}  # type: ignore[attr-defined]
+        self.broker.events.emit("queue.created", queue, name=queue.name, vhost=self.name, durable=queue.durable,
+                                auto_delete=queue.auto_delete, exclusive=queue.exclusive_owner is not None,
+                                arguments=queue.arguments, type=queue.type_name)  # fmt: skip
 
     def _apply_queue_delete(self, change: Change, _: None) -> None:
         queue = self.queues.pop(change.name, None)
@@ -748,7 +757,12 @@ class VirtualHost:
         self._forget_exclusive(queue)
         for key in list(self._by_destination.get(Destination(QUEUE, change.name), ())):
             self._remove_binding(self.bindings[key])
-        queue.delete()
+        self.broker.events.emit("queue.deleted", queue, name=change.name, vhost=self.name)
+
+    def forget_all(self) -> None:
+        """The vhost is deleted: its queues go (each with its queue.deleted event)."""
+        for name in list(self.queues):
+            self._apply_queue_delete(Change("queue", "delete", self.name, name), None)
 
     def _forget_exclusive(self, queue: QueueType) -> None:
         owner = queue.exclusive_owner
@@ -764,18 +778,23 @@ class VirtualHost:
     def _apply_policy_put(self, change: Change, policy: Policy) -> None:
         self.policies[change.name] = policy
         self._reapply_policies()
+        self.broker.events.emit("policy.set", policy, component="policy", **policy.as_dict())
 
     def _apply_policy_delete(self, change: Change, _: None) -> None:
         if self.policies.pop(change.name, None) is not None:
             self._reapply_policies()
+            self.broker.events.emit("policy.cleared", component="policy", name=change.name, vhost=self.name)
 
     def _apply_operator_policy_put(self, change: Change, policy: Policy) -> None:
         self.operator_policies[change.name] = policy
         self._reapply_policies()
+        self.broker.events.emit("policy.set", policy, component="operator_policy", **policy.as_dict())
 
     def _apply_operator_policy_delete(self, change: Change, _: None) -> None:
         if self.operator_policies.pop(change.name, None) is not None:
             self._reapply_policies()
+            self.broker.events.emit("policy.cleared", component="operator_policy", name=change.name,
+                                    vhost=self.name)  # fmt: skip
 
     def _reapply_policies(self) -> None:
         """A policy came, changed or went: every queue and exchange takes its effect at once."""
@@ -834,6 +853,7 @@ class VirtualHost:
         exchange = self.exchanges.get(binding.source)
         if exchange is not None and exchange.router is not None:
             exchange.router.add_binding(binding)
+        self._binding_event("binding.created", binding)
 
     def _apply_binding_delete(self, change: Change, _: None) -> None:
         binding = self.bindings.get(_binding_from_record(change.record).key)
@@ -856,6 +876,13 @@ class VirtualHost:
         exchange = self.exchanges.get(binding.source)
         if exchange is not None and exchange.router is not None:
             exchange.router.remove_bindings([binding])
+        self._binding_event("binding.deleted", binding)
+
+    def _binding_event(self, name: str, binding: Binding) -> None:
+        self.broker.events.emit(name, binding, source_name=binding.source, source_kind="exchange",
+                                destination_name=binding.destination.name,
+                                destination_kind=binding.destination.kind, routing_key=binding.routing_key,
+                                arguments=binding.arguments, vhost=self.name)  # fmt: skip
 
     def _queue_unused(self, queue: QueueType) -> None:
         """An auto-delete queue lost its last consumer."""
@@ -865,6 +892,40 @@ class VirtualHost:
         if self.queues.get(queue.name) is queue:
             await self.delete_queue(queue.name)
 
+    def snapshot(self) -> list[Change]:
+        """Puts that rebuild this vhost's policies, exchanges, queues and bindings (the amq.*
+        exchanges come with the vhost)."""
+        changes = [Change(kind, "put", self.name, p.name, _policy_record(p))
+                   for kind, table in (("policy", self.policies), ("operator_policy", self.operator_policies))
+                   for p in table.values()]  # fmt: skip
+        changes += [
+            Change("exchange", "put", self.name, x.name,
+                   {"type": x.type_name, "durable": x.durable, "auto_delete": x.auto_delete, "internal": x.internal,
+                    "arguments": dict(x.arguments)}, persisted=x.durable)  # fmt: skip
+            for x in self.exchanges.values() if x.name and not x.name.startswith("amq.")
+        ]
+        changes += [
+            Change("queue", "put", self.name, q.name,
+                   {"type": q.type_name, "durable": q.durable, "auto_delete": q.auto_delete,
+                    "exclusive_owner": q.exclusive_owner, "arguments": dict(q.arguments), "home_node": q.home_node},
+                   persisted=q.durable and q.exclusive_owner is None)  # fmt: skip
+            for q in self.queues.values()
+        ]
+        changes += [Change("binding", "put", self.name, repr(b.key), _binding_record(b), persisted=self._persisted(b))
+                    for b in self.bindings.values()]  # fmt: skip
+        return changes
+
+    def _persisted(self, binding: Binding) -> bool:
+        """A binding is stored when both its ends are."""
+        source = self.exchanges.get(binding.source)
+        if binding.destination.kind == QUEUE:
+            queue = self.queues.get(binding.destination.name)
+            target = queue is not None and queue.durable and queue.exclusive_owner is None
+        else:
+            exchange = self.exchanges.get(binding.destination.name)
+            target = exchange is not None and exchange.durable
+        return source is not None and source.durable and target
+
     # -- boot ----------------------------------------------------------------------------
 
     def install_defaults(self) -> None:
@@ -873,6 +934,11 @@ class VirtualHost:
         for name, type_name, internal in PREDECLARED:
             change = Change("exchange", "put", self.name, name, {"type": type_name, "durable": True, "internal": internal})
             self._apply_exchange_put(change, self._build_exchange(change))
+
+
+def _policy_record(policy: Policy) -> dict[str, Any]:
+    return {"pattern": policy.pattern, "definition": dict(policy.definition), "priority": policy.priority,
+            "apply-to": policy.apply_to}  # fmt: skip
 
 
 def _binding_record(binding: Binding) -> dict[str, Any]:

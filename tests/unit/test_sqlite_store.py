@@ -94,7 +94,7 @@ async def test_put_replaces_delete_removes_and_restart_keeps(tmp_path):
     await store.commit(Change("vhost", "put", None, "/", {"description": "two"}))
     await store.commit(Change("user", "put", None, "alice", {"password_hash": "x", "tags": []}))
     await store.commit(Change("user", "delete", None, "alice"))
-    await store.commit(Change("queue", "put", "/", "transient", {"durable": False}, durable=False))
+    await store.commit(Change("queue", "put", "/", "transient", {"durable": False}, persisted=False))
     await store.close()
     store = SqliteStore(tmp_path)
     assert await store.load() == [Change("vhost", "put", None, "/", {"description": "two"})]
