@@ -26,6 +26,7 @@ from amqp_server.errors import (
 )
 from amqp_server.field_types import amqp_type_name, octets, text
 from amqp_server.metadata import Change
+from amqp_server.plugin_api import PluginContext
 from amqp_server.policy import Policy, effective_definition, select
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
 from exchanges.missing import MissingExchangeType
@@ -225,16 +226,20 @@ class VirtualHost:
 
     def _route_graph(self, exchange: Exchange, message: Any) -> list[QueueType]:
         """Routing through exchange-to-exchange bindings and alternate exchanges (cycles allowed)."""
+        return self._walk([exchange], (), message)
+
+    def route_to(self, destinations: Iterable[Destination], message: Any) -> list[QueueType]:
+        """The queues ``destinations`` lead to (following exchanges as routing does): how a
+        plugin routes a message it held back (``PluginContext.deliver``)."""
+        return self._walk([], destinations, message)
+
+    def _walk(self, work: list[Exchange], first: Iterable[Destination], message: Any) -> list[QueueType]:
         queues = self.queues
         exchanges = self.exchanges
-        seen_exchanges = {exchange.name}
-        work = [exchange]
+        seen_exchanges = {exchange.name for exchange in work}
         found: dict[str, QueueType] = {}
-        while work:
-            current = work.pop()
-            destinations = list(current.router.route(message)) if current.router else []
-            if not destinations and current.alternate is not None:
-                destinations = [Destination(EXCHANGE, current.alternate)]
+        destinations: Iterable[Destination] = first
+        while True:
             for destination in destinations:
                 if destination.kind == QUEUE:
                     queue = queues.get(destination.name)
@@ -245,7 +250,15 @@ class VirtualHost:
                     target = exchanges.get(destination.name)
                     if target is not None:
                         work.append(target)
-        return list(found.values())
+            if not work:
+                return list(found.values())
+            current = work.pop()
+            if current.router is None:  # the default exchange: by queue name
+                destinations = [Destination(QUEUE, key) for key in message.routing_keys]
+            else:
+                destinations = list(current.router.route(message))
+            if not destinations and current.alternate is not None:
+                destinations = [Destination(EXCHANGE, current.alternate)]
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -661,6 +674,7 @@ class VirtualHost:
             where = self._resource("exchange", change.name)
             log.warning("%s has type %s, which no installed plugin provides: it routes nothing", where, type_name)
             router = MissingExchangeType(change.name, arguments, type_name, where)
+        router.context = PluginContext(self.broker, self.name, type_name)
         return Exchange(
             change.name,
             type_name,

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from amqp_server.plugin_api import PluginContext
 
 
 class Destination(NamedTuple):
@@ -73,6 +76,8 @@ class ExchangeType(ABC):
     name: ClassVar[str]
     #: One line for the management UI.
     description: ClassVar[str] = ""
+    #: Timers, publishing later, state: given by the broker right after ``__init__``.
+    context: PluginContext
 
     def __init__(self, exchange_name: str, arguments: Mapping[str, Any]) -> None:
         """``create``: called once when the exchange is declared (or recovered)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from exchanges.base import Binding, Destination, ExchangeType, RoutableMessage
+from amqp_server.plugin_api import Binding, Destination, ExchangeType, RoutableMessage
 
 _NOTHING: tuple[Destination, ...] = ()
 

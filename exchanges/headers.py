@@ -35,9 +35,17 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from amqp_server.errors import PRECONDITION_FAILED, ChannelError
-from amqp_server.field_types import amqp_type_name, decimal_parts, erlang_repr, timestamp_seconds
-from exchanges.base import Binding, Destination, ExchangeType, RoutableMessage
+from amqp_server.field_types import decimal_parts, timestamp_seconds
+from amqp_server.plugin_api import (
+    PRECONDITION_FAILED,
+    Binding,
+    ChannelError,
+    Destination,
+    ExchangeType,
+    RoutableMessage,
+    amqp_type_name,
+    erlang_repr,
+)
 
 _X_MATCH_VALUES = ("all", "any", "all-with-x", "any-with-x")
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-from amqp_server.errors import PRECONDITION_FAILED, ChannelError
-from exchanges.base import Binding, ExchangeType
+from amqp_server.plugin_api import PRECONDITION_FAILED, Binding, ChannelError, ExchangeType
 
 
 class MissingExchangeType(ExchangeType):

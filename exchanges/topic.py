@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from exchanges.base import Binding, Destination, ExchangeType, RoutableMessage
+from amqp_server.plugin_api import Binding, Destination, ExchangeType, RoutableMessage
 
 _NOTHING: tuple[Destination, ...] = ()
 _NO_WORDS: tuple[str, ...] = ()

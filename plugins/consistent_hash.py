@@ -13,8 +13,14 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from amqp_server.errors import PRECONDITION_FAILED, ChannelError
-from exchanges.base import Binding, Destination, ExchangeType, RoutableMessage
+from amqp_server.plugin_api import (
+    PRECONDITION_FAILED,
+    Binding,
+    ChannelError,
+    Destination,
+    ExchangeType,
+    RoutableMessage,
+)
 
 POINTS_PER_WEIGHT = 100  # ring points per unit of weight: smooths the distribution
 _NOTHING: tuple[Destination, ...] = ()

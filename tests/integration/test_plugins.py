@@ -1,12 +1,21 @@
 """Exchange-type plugins through the wire: the bundled x-consistent-hash plugin (found through
 its entry point, as a third-party one is) and a type registered in-process."""
 
+import time
 from collections.abc import Iterable
 
 import pika
 import pytest
+from conftest import start_broker
 
-from exchanges.base import Binding, Destination, ExchangeType, RoutableMessage
+from amqp_server.plugin_api import (
+    Binding,
+    Destination,
+    ExchangeType,
+    PluginContext,
+    RoutableMessage,
+    new_message,
+)
 from exchanges.registry import load_exchange_types, register, unregister
 
 
@@ -108,3 +117,66 @@ def test_unknown_exchange_type_is_a_connection_error(broker, unique):
         channel.exchange_declare(unique, "x-no-such-type")
     assert raised.value.reply_code == 503
     assert raised.value.reply_text == "COMMAND_INVALID - unknown exchange type 'x-no-such-type'"
+
+
+class DelayedExchange(ExchangeType):
+    """A test plugin written against amqp_server.plugin_api only: holds each message back for
+    its x-delay header (ms) and then delivers it to every bound destination."""
+
+    name = "x-test-delayed"
+
+    def __init__(self, exchange_name, arguments):
+        super().__init__(exchange_name, arguments)
+        self.destinations: list[Destination] = []
+
+    def add_binding(self, binding: Binding) -> None:
+        self.destinations.append(binding.destination)
+
+    def remove_bindings(self, bindings: Iterable[Binding]) -> None:
+        for binding in bindings:
+            self.destinations.remove(binding.destination)
+
+    def route(self, message: RoutableMessage) -> Iterable[Destination]:
+        delay = (message.headers or {}).get("x-delay", 0)
+        held = self.context.state.setdefault("held", 0)
+        self.context.state["held"] = held + 1
+        self.context.call_later(delay / 1000, self._release, message)
+        return ()
+
+    def _release(self, message) -> None:
+        self.context.state["held"] -= 1
+        self.context.deliver(list(self.destinations), message)
+
+
+def test_plugin_context_delivers_later(unique):
+    register(DelayedExchange)
+    broker = start_broker()  # (exchange types are found when a broker starts)
+    try:
+        channel = broker.connect().channel()
+        channel.exchange_declare(unique, "x-test-delayed")
+        channel.queue_declare(unique, auto_delete=True)
+        channel.queue_bind(unique, unique)
+        channel.basic_publish(unique, "", b"late", pika.BasicProperties(headers={"x-delay": 300}))
+        assert channel.queue_declare(unique, passive=True).method.message_count == 0
+        router = broker.call(lambda: broker.broker.vhosts["/"].exchanges[unique].router)
+        assert router.context.state["held"] == 1
+        deadline = time.monotonic() + 5
+        while channel.queue_declare(unique, passive=True).method.message_count == 0:
+            assert time.monotonic() < deadline, "the held message never arrived"
+            time.sleep(0.05)
+        _, _, body = channel.basic_get(unique, auto_ack=True)
+        assert body == b"late" and router.context.state["held"] == 0
+    finally:
+        unregister("x-test-delayed")
+        broker.stop()
+
+
+def test_plugin_publishes_a_message_of_its_own(broker, channel, unique):
+    """new_message + PluginContext.publish: routed like a publish through an exchange."""
+    channel.queue_declare(unique, auto_delete=True)
+    message = new_message("", unique, b"from a plugin", {"content_type": "text/plain", "delivery_mode": 2})
+    context = PluginContext(broker.broker, "/", "test")
+    assert broker.call(context.publish, "", message) == 1
+    assert broker.call(context.publish, "no-such-exchange", message) == 0
+    _, properties, body = channel.basic_get(unique, auto_ack=True)
+    assert body == b"from a plugin" and properties.content_type == "text/plain" and properties.delivery_mode == 2
