@@ -272,14 +272,13 @@ class Broker:
         silently: no connection.blocked)."""
         if on:
             for connection in self.connections:
-                if not connection._reading_paused and any(c.stat_publish for c in connection.channels.values()):
-                    connection._pause_reading()
+                if any(c.stat_publish for c in connection.channels.values()):
+                    connection.pause_reading("store")
                     self._flow_paused.add(connection)
         else:
             paused, self._flow_paused = self._flow_paused, set()
             for connection in paused:
-                if connection in self.connections:
-                    connection.resume_if_drained()
+                connection.resume_reading("store")
 
     def next_connection_id(self) -> str:
         self._connection_ids += 1

@@ -2,9 +2,10 @@
 unacked deliveries and publisher confirms.
 
 Hot-path frames (basic.publish with its content, basic.ack/nack/reject) are handled
-synchronously as they are read. Methods that change metadata run as one task each; while one
-runs, later frames of the channel wait in ``_backlog`` so that the channel's order holds
-(a publish after queue.declare reaches the new queue).
+synchronously as they are read. Frames are always assembled into commands at once; methods
+that change metadata run as one task each, and while one runs, later commands of the channel
+wait in ``_backlog`` so that the channel's order holds (a publish after queue.declare reaches
+the new queue).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
+from pamqp.base import Frame as PamqpMethod
 
 from amqp_server import access, direct_reply_to
 from amqp_server.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     COMMAND_INVALID,
+    INTERNAL_ERROR,
     NO_ROUTE,
     NOT_FOUND,
     NOT_IMPLEMENTED,
@@ -35,6 +38,7 @@ from amqp_server.errors import (
     ChannelError,
     ConnectionError,
 )
+from amqp_server.field_types import amqp_type_name
 from amqp_server.frame_codec import (
     ACK_FIELDS,
     BASIC_ACK,
@@ -62,13 +66,12 @@ from amqp_server.frame_codec import (
 )
 from amqp_server.message import FLAG_DELIVERY_MODE, Message
 from exchanges.base import EXCHANGE, QUEUE, Destination
-from queues.base import QueueEntry, QueueType
-from amqp_server.field_types import amqp_type_name
 from queues.arguments import is_integer
+from queues.base import QueueEntry, QueueType
 
 if TYPE_CHECKING:
     from amqp_server.connection import Connection
-    from amqp_server.vhost import Exchange
+    from amqp_server.vhost import Check, Exchange
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,20 @@ class _Discard(list):
 
 
 _DISCARD = _Discard()
+
+
+# A complete command of a channel: a decoded method, or a basic.publish with its content
+# header and body (None when over the size limit, dropped as it arrived).
+Command = PamqpMethod | Ack | tuple[Publish, bytes, bytes | None]
+# What a channel takes while closing or while a tx.commit waits (rabbit_channel handles these
+# first): channel.close and close-ok, and channel.open, always an error on an open channel.
+_CHANNEL_METHODS = (commands.Channel.Close, commands.Channel.CloseOk, commands.Channel.Open)
+
+
+def _ids(command: Command) -> tuple[int, int]:
+    """The class and method ids of a command."""
+    index = BASIC_PUBLISH if isinstance(command, tuple) else command.method_id if isinstance(command, Ack) else command.index
+    return index >> 16, index & 0xFFFF
 
 
 def _unknown_tag(ack: Ack) -> ChannelError:
@@ -161,19 +178,22 @@ class Channel:
         self._disk_waits: deque[tuple[int, int]] = deque()
         self._acks_sorted = True  # False once disk confirms joined _acks out of order
         self.tx = False  # tx.select seen
-        self._tx_publishes: list[Callable[[], None]] = []  # routed at tx.commit
+        self._tx_publishes: list[Callable[[], bool | None]] = []  # routed at tx.commit (_route)
         # basic.ack/nack/reject in a transaction: (delivery tag, entry) pairs taken from
         # ``unacked`` and whether to requeue them; they take effect at tx.commit.
         self._tx_acks: list[tuple[list[tuple[int, QueueEntry]], int]] = []
         # A tx.commit waiting for the message store: (batch, future of "written ok").
         self._tx_commit_wait: tuple[int, asyncio.Future[bool]] | None = None
+        self._committing = False  # a tx.commit routed messages and its reply is not out yet
         self._publish: Publish | None = None  # basic.publish awaiting its content
         self._header: bytes = b""
         self._body: list[bytes] = []
         self._body_remaining = 0
-        self._backlog: deque[tuple[int, bytes]] | None = None
+        self._backlog: deque[Command] | None = None  # commands held while a metadata method runs
         self.task: asyncio.Task[None] | None = None  # the running metadata method, if any
         self._permissions = access.PermissionCache()  # checks passed, as RabbitMQ's permission_cache
+        self._topic_grants = access.PermissionCache()  # and its topic_permission_cache
+        self._topic_permissions = connection.broker.topic_permissions  # the live table (changed in place)
         self.reply_consumer: direct_reply_to.ReplyConsumer | None = None
         # Counters for stats(): plain integer increments on the message path, nothing else.
         self.stat_publish = 0
@@ -211,37 +231,65 @@ class Channel:
         return len(self.unacked) + sum(len(taken) for taken, _ in self._tx_acks)
 
     def handle_frame(self, frame_type: int, payload: bytes) -> None:
-        if self._backlog is not None:
-            self._backlog.append((frame_type, payload))
-            return
+        """Assemble the channel's frames into commands at once, whatever the channel is doing
+        (RabbitMQ's reader does, so a bad frame is refused before anything after it is
+        answered), and run each complete command (see ``_command``)."""
         if frame_type == FRAME_METHOD:
             if self._publish is not None:
                 raise self._content_expected()
             mid = method_id(payload)
-            if self.closing:
-                if mid in (0x00140028, 0x00140029):  # channel.close / close-ok
-                    self._handle_method(decode_method(payload))
-                elif mid == 0x0014000A:  # channel.open before our close was acknowledged
-                    raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen", (20, 10))
-                return
             if mid == BASIC_PUBLISH:
-                self._start_publish(decode_method(payload))  # type: ignore[arg-type]
+                self._publish = decode_publish(payload)  # its content follows: the command is not complete yet
                 return
-            if mid == BASIC_ACK and len(payload) == 13 and not self.tx:
-                # A single basic.ack of a known tag, the common case, settled straight away.
+            if mid == BASIC_ACK and len(payload) == 13 and not self.tx and self._backlog is None:
+                # A single basic.ack of a known tag, the common case, settled straight away (a
+                # closing channel has no unacked messages).
                 tag, bits = ACK_FIELDS.unpack_from(payload, 4)
                 if not bits & 1:
                     entry = self.unacked.pop(tag, None)
                     if entry is not None:
                         self._settle_entries([entry], ACKED)
                         return
-            self._handle_method(decode_method(payload))
+            self._command(decode_method(payload))
         elif frame_type == FRAME_HEADER:
             self._content_header(payload)
         elif frame_type == FRAME_BODY:
             self._content_body(payload)
         else:  # an empty heartbeat (all the frame reader lets through) belongs on channel 0
             raise ConnectionError(UNEXPECTED_FRAME, f"type {frame_type}, all octets = <<>>")
+
+    def _command(self, command: Command) -> None:
+        """A complete command: a decoded method, or a publish with its content. It runs now,
+        or waits while a metadata method runs. While a tx.commit waits for its queues, RabbitMQ
+        refuses any command but channel.open/close/close-ok ("it could wreak havoc")."""
+        backlog = self._backlog
+        if backlog is None:
+            self._execute(command)
+        elif not self._committing or self.closing:
+            backlog.append(command)
+        elif isinstance(command, _CHANNEL_METHODS):
+            self._execute(command)
+        else:
+            self._stop()
+            raise ConnectionError(CHANNEL_ERROR, "unexpected command while processing 'tx.commit'", _ids(command))
+
+    def _stop(self) -> None:
+        """A connection-level error of this channel's own commands: as RabbitMQ's channel
+        process exits on one, nothing it still held runs and nothing more of it goes out (no
+        tx.commit-ok, no confirm; the connection's close drops the channel)."""
+        self._backlog = None
+        self.closing = True
+
+    def _execute(self, command: Command) -> None:
+        """Run a complete command (rabbit_channel's handle_method)."""
+        if self.closing:
+            # Until close-ok only channel.close and close-ok count; channel.open is an error still.
+            if isinstance(command, _CHANNEL_METHODS):
+                self._handle_method(command)
+        elif isinstance(command, tuple):
+            self._run_publish(*command)
+        else:
+            self._handle_method(command)
 
     def _handle_method(self, method: Any) -> None:
         if isinstance(method, Ack):
@@ -268,34 +316,33 @@ class Channel:
             if error.method == (0, 0):
                 error.method = (method.index >> 16, method.index & 0xFFFF)
             self.close_with(error)
-        except ConnectionError as error:
-            self.connection.close_with(error)
         except Exception as exc:
-            log.exception("%s failed", method.name)
-            self.connection.close_with(ConnectionError(541, f"internal error: {exc}"))
+            if not isinstance(exc, ConnectionError):
+                log.exception("%s failed", method.name)
+                exc = ConnectionError(INTERNAL_ERROR, f"internal error: {exc}")
+            self._stop()
+            self.connection.close_with(exc)
+            return
         backlog, self._backlog = self._backlog, None
         self._replay(backlog or deque())
 
     @property
     def busy(self) -> bool:
-        """A metadata method is still running (its reply and later frames are pending)."""
+        """A metadata method is still running (its reply and later commands are pending)."""
         return self._backlog is not None
 
-    def _replay(self, backlog: deque[tuple[int, bytes]]) -> None:
+    def _replay(self, backlog: deque[Command]) -> None:
+        """Run the commands held while a metadata method ran (those after another one wait again)."""
         connection = self.connection
         while backlog and not connection.closed:
-            frame_type, payload = backlog.popleft()
             try:
-                self.handle_frame(frame_type, payload)
+                self._command(backlog.popleft())
             except ChannelError as error:
                 self.close_with(error)
             except ConnectionError as error:
+                self._stop()
                 connection.close_with(error)
                 return
-            if self._backlog is not None:  # another metadata method started: wait for it
-                self._backlog.extend(backlog)
-                return
-        connection.resume_if_drained()
 
     # -- publish -------------------------------------------------------------------------
 
@@ -320,11 +367,6 @@ class Channel:
             return False
         self._publish_message(publish, header, body)
         return True
-
-    def _start_publish(self, publish: Publish) -> None:
-        if publish.immediate:
-            raise ConnectionError(NOT_IMPLEMENTED, "immediate=true", (60, 40))
-        self._publish = publish
 
     def _content_expected(self) -> ConnectionError:
         """Another frame came where the content of a basic.publish was due (rabbit_command_assembler)."""
@@ -372,23 +414,27 @@ class Channel:
         if remaining == 0:
             parts = self._body
             self._body = []
-            if parts is _DISCARD:
-                size = decode_content_header(self._header)[1]
-                self._publish = None
-                self._header = b""
-                raise ChannelError(
-                    PRECONDITION_FAILED,
-                    f"message size {size} is larger than configured max size {MAX_MESSAGE_SIZE}",
-                    (60, 40),
-                )
-            self._content_complete(b"".join(parts))
+            self._content_complete(None if parts is _DISCARD else b"".join(parts))
 
-    def _content_complete(self, body: bytes) -> None:
+    def _content_complete(self, body: bytes | None) -> None:
+        """The content of the pending basic.publish is complete (``body`` None: it was over the
+        size limit and dropped): the publish is a command now."""
         publish = self._publish
         header = self._header
         self._publish = None
         self._header = b""
         assert publish is not None
+        self._command((publish, header, body))
+
+    def _run_publish(self, publish: Publish, header: bytes, body: bytes | None) -> None:
+        """A publish assembled frame by frame, refused first as rabbit_channel refuses them."""
+        if publish.immediate:
+            raise ConnectionError(NOT_IMPLEMENTED, "immediate=true", (60, 40))
+        if body is None:
+            size = decode_content_header(header)[1]
+            raise ChannelError(
+                PRECONDITION_FAILED, f"message size {size} is larger than configured max size {MAX_MESSAGE_SIZE}", (60, 40)
+            )
         self._publish_message(publish, header, body)
 
     def _publish_message(self, publish: Publish, header: bytes, body: bytes) -> None:
@@ -406,6 +452,8 @@ class Channel:
                 raise ChannelError(
                     ACCESS_REFUSED, f"cannot publish to internal exchange '{name}' in vhost '{vhost.name}'"
                 )
+            if self._topic_permissions and exchange.type_name == "topic":  # none anywhere: no cost
+                self._check_topic("write", name, publish.routing_key)
             # Any property present: RabbitMQ's publish-time checks; none are needed for a valid
             # delivery_mode alone (what persistent publishers send).
             flags = header[12] << 8 | header[13]
@@ -435,7 +483,9 @@ class Channel:
                 )
         message.check()
 
-    def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> None:
+    def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> bool | None:
+        """Route, return or confirm one publish. None: no queue took it; else whether every
+        queue that took it accepted it (what a transaction's commit needs)."""
         store = self._store
         if store is not None:
             inserted = store.inserted  # the queues store persistent messages as they take them
@@ -474,10 +524,11 @@ class Channel:
                 # Stored: confirmed once the batch holding it is committed (disk_committed).
                 self._disk_waits.append((store.batch, seq))
                 store.wait(self)
-                return
+                return True
             else:
                 self._acks.append(seq)
             self.connection.confirms_pending(self)
+        return accepted if queues else None
 
     def disk_committed(self, batch: int, ok: bool) -> None:
         """The message store committed ``batch`` (or failed to: those publishes are nacked)."""
@@ -763,9 +814,8 @@ class Channel:
             self._timeout_timer.cancel()
             self._timeout_timer = None
         direct_reply_to.cancel(self)
-        self._publish = None
-        self._header = b""
-        self._body = []
+        if self._publish is not None:
+            self._body = _DISCARD  # the rest of its content is still assembled, not kept
         for consumer in list(self.consumers.values()):
             self._remove_consumer(consumer)
         self._acks = []
@@ -795,6 +845,26 @@ class Channel:
     def _check(self, kind: str, resource: str, name: str) -> None:
         connection = self.connection
         self._permissions.check(connection.permission, kind, resource, name, self.vhost.name, connection.username)
+
+    def _check_topic(self, kind: str, exchange: str, routing_key: str) -> None:
+        """The topic permission check on a routing key of a topic exchange."""
+        self._topic_grants.check_topic(
+            self._topic_permissions, kind, exchange, routing_key, self.vhost.name, self.connection.username
+        )
+
+    def _binding_check(self, source: str, routing_key: str) -> Check:
+        """The permission checks of a (un)bind, as rabbit_channel:binding_action makes them:
+        right after read on the source, read on the routing key's topic when the source is an
+        existing topic exchange."""
+
+        def check(kind: str, resource: str, name: str) -> None:
+            self._check(kind, resource, name)
+            if kind == "read" and resource == "exchange" and self._topic_permissions:
+                exchange = self.vhost.exchanges.get(source)
+                if exchange is not None and exchange.type_name == "topic":
+                    self._check_topic("read", source, routing_key)
+
+        return check
 
     def _queue_name(self, name: str) -> str:
         """An empty queue name means the channel's last declared queue (AMQP's rule)."""
@@ -942,12 +1012,16 @@ class Channel:
     def on_tx_commit(self, method: commands.Tx.Commit) -> Coroutine[Any, Any, None] | None:
         """Route the transaction's publishes, then settle its acks, then reply.
 
-        As in RabbitMQ, tx.commit-ok follows the deliveries of the committed publishes (it
-        waits for the queues to take them) but precedes the redeliveries of messages the
-        transaction requeued, which are held back until it is out. When the commit stored or
-        removed persistent messages, tx.commit-ok also waits for the message store to commit
-        the batch holding those changes (as RabbitMQ waits for the queues' confirms), and the
-        channel's later frames wait with it.
+        As in RabbitMQ, tx.commit-ok follows the deliveries of the committed publishes but
+        precedes the redeliveries of messages the transaction requeued, held back until it is
+        out. It goes out later (``_tx_commit_ok_later``) when:
+
+        - the commit routed messages to queues: RabbitMQ replies once those queues confirmed
+          them and refuses any other command of the channel meanwhile (``_committing``, see
+          ``_command``); here that wait is one turn of the event loop, so a command sent along
+          with the commit is refused. A message a queue refused fails the commit.
+        - the commit stored or removed persistent messages: the reply waits for the message
+          store to commit the batch holding those changes, and later commands wait with it.
         """
         if not self.tx:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional", (90, 20))
@@ -956,8 +1030,12 @@ class Channel:
         self._tx_acks = []
         store = self._store
         inserted = store.inserted if store is not None else 0
+        routed, accepted = False, True
         for publish in publishes:
-            publish()
+            result = publish()
+            if result is not None:
+                routed = True
+                accepted = accepted and result
         stored = False  # a persistent message left a durable queue for good
         if acks:
             self.flow_active = False
@@ -970,36 +1048,41 @@ class Channel:
             except BaseException:
                 self.flow_active = True
                 raise
+        future: asyncio.Future[bool] | None = None
         if store is not None and (stored or store.inserted != inserted):
             # Everything the commit changed is in the batch now gathering.
-            future: asyncio.Future[bool] = self.connection.loop.create_future()
+            future = self.connection.loop.create_future()
             self._tx_commit_wait = (store.batch, future)
             store.wait(self)
-            return self._tx_commit_ok_when_stored(future, bool(acks))
+        elif not routed:
+            self._tx_commit_ok(bool(acks))
+            return None
+        self._committing = routed
+        return self._tx_commit_ok_later(future, bool(acks), accepted)
+
+    async def _tx_commit_ok_later(self, future: asyncio.Future[bool] | None, acks: bool, accepted: bool) -> None:
+        """tx.commit-ok once the commit is complete: when the message store committed its
+        batch (``future``: written ok), else on the next turn of the event loop. A refused
+        publish or a failed write fails the commit as a nacked publish does in RabbitMQ
+        ("partial tx completion"); a channel closed meanwhile gets nothing.
+        """
+        try:
+            written = True if future is None else await future
+        finally:
+            self._tx_commit_wait = None
+            self._committing = False
+            self.flow_active = True
+        if self.closing or self.connection.channels.get(self.number) is not self:
+            return
+        if not (written and accepted):
+            raise ChannelError(PRECONDITION_FAILED, "partial tx completion", (90, 20))
+        self._tx_commit_ok(acks)
+
+    def _tx_commit_ok(self, acks: bool) -> None:
         self.flow_active = True
         self._reply(commands.Tx.CommitOk())
         if acks:
-            self._dispatch_all()
-        return None
-
-    async def _tx_commit_ok_when_stored(self, future: asyncio.Future[bool], acks: bool) -> None:
-        """Send tx.commit-ok once the message store committed the transaction's changes.
-
-        A failed write fails the commit as a nacked publish does in RabbitMQ ("partial tx
-        completion"); a channel closed meanwhile sends nothing.
-        """
-        try:
-            ok = await future
-        finally:
-            self._tx_commit_wait = None
-            self.flow_active = True
-        if self.closing or self.connection.closed:
-            return
-        if not ok:
-            raise ChannelError(PRECONDITION_FAILED, "partial tx completion", (90, 20))
-        self._reply(commands.Tx.CommitOk())
-        if acks:
-            self._dispatch_all()
+            self._dispatch_all()  # the redeliveries held back by flow_active
 
     def on_tx_rollback(self, method: commands.Tx.Rollback) -> None:
         """Drop the transaction's publishes; its acked messages become unacked again."""
@@ -1040,7 +1123,7 @@ class Channel:
             Destination(EXCHANGE, method.destination),
             method.routing_key,
             method.arguments,
-            check=self._check,
+            check=self._binding_check(method.source, method.routing_key),
         )
         if not method.nowait:
             self._reply(commands.Exchange.BindOk())
@@ -1051,7 +1134,7 @@ class Channel:
             Destination(EXCHANGE, method.destination),
             method.routing_key,
             method.arguments,
-            check=self._check,
+            check=self._binding_check(method.source, method.routing_key),
         )
         if not method.nowait:
             self._reply(commands.Exchange.UnbindOk())
@@ -1101,7 +1184,7 @@ class Channel:
             Destination(QUEUE, name),
             method.routing_key,
             method.arguments,
-            check=self._check,
+            check=self._binding_check(method.exchange, method.routing_key),
             connection_id=self.connection.id,
         )
         if not method.nowait:
@@ -1114,7 +1197,7 @@ class Channel:
             Destination(QUEUE, name),
             method.routing_key,
             method.arguments,
-            check=self._check,
+            check=self._binding_check(method.exchange, method.routing_key),
             connection_id=self.connection.id,
         )
         self._reply(commands.Queue.UnbindOk())

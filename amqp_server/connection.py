@@ -5,20 +5,27 @@ own): check the protocol header; run the handshake (start/start-ok, tune/tune-ok
 authentication and vhost access; send and check heartbeats; route frames to channels; open and
 close channels; close the connection on a connection-level error with RabbitMQ's code and text;
 batch every write of one event-loop tick into one socket write; stop delivering when the
-socket's buffer is full; connection.blocked/unblocked on resource alarms.
+socket's buffer is full, and stop reading while it stays full (so a client that does not read
+costs bounded memory); connection.blocked/unblocked on resource alarms.
 
 States, named as rabbit_reader names them: ``handshake`` (waiting for the protocol header),
 ``starting`` (start sent), ``tuning`` (tune sent), ``opening`` (tune-ok received), ``running``,
-``blocked`` (a resource alarm stopped reading after a publish), ``closed`` (connection.close
-was sent or answered; the socket stays open until the client closes it, sends close-ok, or the
-closing timeout passes) and ``dead`` (we stopped reading; the socket closes after RabbitMQ's
+``blocked`` (a resource alarm stopped reading after a publish), ``closing`` (the connection
+ends, by connection.close or an error, once its channels have finished the commands they
+already took; nothing more is taken meanwhile), ``closed`` (connection.close was sent or
+answered; the socket stays open until the client closes it, sends close-ok, or the closing
+timeout passes) and ``dead`` (we stopped reading; the socket closes after RabbitMQ's
 silent-close delay: a failed handshake, a fatal frame error).
 
 How an error ends the connection depends on the state, as in rabbit_reader's handle_exception:
 before tune-ok (starting, tuning) the client gets nothing and the socket closes after the silent
-delay (a login failure first sends connection.close 403 when the client has the
-``authentication_failure_close`` capability); from tune-ok on (opening, running, blocked) the
-client gets connection.close with RabbitMQ's code and text and we wait for close-ok.
+delay; a refused login is closed (connection.close 403 first when the client has the
+``authentication_failure_close`` capability) and waits that long for close-ok; from tune-ok on
+(opening, running, blocked) the client gets connection.close with RabbitMQ's code and text
+and we wait for close-ok. Nothing sent after the frame or command that failed is answered.
+
+Reading stops for named reasons (``pause_reading``), each lifted on its own: a resource alarm,
+a close waiting for the channels, message store congestion, unsent output over the bound.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import os
 import platform
 import socket
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
@@ -102,7 +110,7 @@ CONTENT_METHODS = frozenset((BASIC_PUBLISH, 0x003C0032, 0x003C003C, 0x003C0047))
 LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For details see the broker logfile."
 
 HANDSHAKE, STARTING, TUNING, OPENING = "handshake", "starting", "tuning", "opening"
-RUNNING, BLOCKED, CLOSED, DEAD = "running", "blocked", "closed", "dead"
+RUNNING, BLOCKED, CLOSING, CLOSED, DEAD = "running", "blocked", "closing", "closed", "dead"
 _HANDSHAKING = (HANDSHAKE, STARTING, TUNING, OPENING)
 _header = struct.Struct(">HHQ")
 _method_index = struct.Struct(">I").unpack_from
@@ -198,7 +206,6 @@ class Connection(asyncio.Protocol):
         self.last_queue: dict[int, str] = {}
         self.writable = True
         self.closed = False  # no more frames are processed (closed or dead)
-        self.blocked = False  # a resource alarm stopped reading after a publish
         self.loop = asyncio.get_running_loop()
         self._header_buffer = b""
         self._out: list[bytes] = []
@@ -210,10 +217,10 @@ class Connection(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._heartbeat_parity = 0
         self._missed_heartbeats = 0
-        self._reading_paused = False
+        self._paused: set[str] = set()  # why reading is paused (pause_reading); empty: reading
         self._alarm: str | None = None  # connection.blocked reason while a resource alarm is on
         self._blocked_sent = False
-        self._held: list[tuple[int, int, bytes]] | None = None  # frames read past a blocking publish
+        self._held: list[tuple[int, int, bytes]] | None = None  # frames read past a blocking publish or a close
         # Channels that got frames before channel.open: content being assembled, as RabbitMQ's
         # command assembler would, before the channel refuses it: [method id, remaining body].
         self._unopened: dict[int, list[int]] = {}
@@ -246,10 +253,14 @@ class Connection(asyncio.Protocol):
         self._delete_exclusive_queues()
 
     def pause_writing(self) -> None:
+        """The socket's buffer is over WRITE_BUFFER_HIGH: deliveries stop, and so does reading,
+        since what the client sends makes more output (returns, confirms, replies)."""
         self.writable = False
+        self.pause_reading("output")
 
     def resume_writing(self) -> None:
         self.writable = True
+        self.resume_reading("output")
         for channel in list(self.channels.values()):
             channel._dispatch_all()
 
@@ -264,17 +275,23 @@ class Connection(asyncio.Protocol):
         try:
             frames = self.reader.feed(data)
         except ConnectionError as error:
-            self._dispatch(getattr(error, "frames", []))  # the good frames before the bad one
+            self._take(getattr(error, "frames", []))  # the good frames before the bad one
             self._frame_error(error)
             return
-        if self._alarm is None:
+        self._take(frames)
+
+    def _take(self, frames: list[tuple[int, int, bytes]]) -> None:
+        if self._held is not None:  # blocked, or closing: they wait
+            self._held += frames
+        elif self._alarm is None:
             self._dispatch(frames)
         else:
             self._dispatch_throttled(frames)
 
     def _dispatch(self, frames: list[tuple[int, int, bytes]]) -> None:
         """Route frames to their channels. Once the connection closes the channel table is
-        empty, so the rest go to the channel-0 and unopened-channel paths, which drop them."""
+        empty, so the rest go to the channel-0 and unopened-channel paths, which drop them;
+        while it is closing, the rest wait for the closed state (``_held``)."""
         channels = self.channels
         count = len(frames)
         index = 0
@@ -297,23 +314,26 @@ class Connection(asyncio.Protocol):
                     channel.handle_frame(frame_type, payload)
                 elif number == 0:
                     self._channel0_frame(frame_type, payload)
+                    if self.state == CLOSING:
+                        break
                 else:
                     self._unopened_channel_frame(frame_type, number, payload)
             except ConnectionError as error:
                 self.close_with(error)
+                if self.state == CLOSING:
+                    break
             except ChannelError as error:
                 channel = channels.get(number)
                 if channel is not None:
                     channel.close_with(error)
+        else:
+            return
+        self._held += frames[index:]  # type: ignore[operator]  # a list while closing
 
     def _frame_error(self, error: ConnectionError) -> None:
-        if self.state in (CLOSED, DEAD):
+        if self.state in (CLOSING, CLOSED, DEAD):
             return  # rabbit_reader ignores bad input once it has closed
-        fatal = isinstance(error, FatalFrameError)
         self.close_with(error)
-        if fatal and self.state == CLOSED:
-            # Out of sync: read nothing more and close after the grace period, close-ok or not.
-            self._die()
 
     # -- handshake -----------------------------------------------------------------------
 
@@ -401,7 +421,9 @@ class Connection(asyncio.Protocol):
         )
 
     def _login_refused(self, username: str, reason: str) -> None:
-        """RabbitMQ's auth_fail: connection.close 403 only for clients that asked for it."""
+        """RabbitMQ's auth_fail: connection.close 403 only for clients that asked for it, then
+        the closed state until close-ok, for at most rabbit_reader's timeout before tune-ok
+        (3 s, as the silent-close delay)."""
         log.warning("%s login of user '%s' from %s refused: %s", self.mechanism, username, self._describe(), reason)
         if self.capabilities.get("authentication_failure_close") is True:
             self.write_method(
@@ -414,7 +436,7 @@ class Connection(asyncio.Protocol):
                     method_id=0,
                 ),
             )
-        self._die()
+        self._enter_closed(self.broker.config.silent_close_delay)
 
     def _on_tune_ok(self, method: commands.Connection.TuneOk) -> None:
         config = self.broker.config
@@ -675,7 +697,7 @@ class Connection(asyncio.Protocol):
         self._written = False
         self._heartbeat_parity ^= 1
         if not self._heartbeat_parity:
-            if self._read or self._reading_paused or self.state == CLOSED:
+            if self._read or self._paused or self.state == CLOSED:
                 self._missed_heartbeats = 0
             else:
                 self._missed_heartbeats += 1
@@ -702,7 +724,6 @@ class Connection(asyncio.Protocol):
         if self.state != BLOCKED:
             return
         self.state = RUNNING
-        self.blocked = False
         if self._blocked_sent:
             self._blocked_sent = False
             if self.capabilities.get("connection.blocked") is True:
@@ -710,13 +731,10 @@ class Connection(asyncio.Protocol):
         held, self._held = self._held, None
         if held:
             self._dispatch(held)
-        self.resume_if_drained()
+        self.resume_reading("alarm")
 
     def _dispatch_throttled(self, frames: list[tuple[int, int, bytes]]) -> None:
         """Dispatch while an alarm is on: stop right after the first content frame."""
-        if self._held is not None:
-            self._held += frames
-            return
         start = 0
         for index, (frame_type, number, _payload) in enumerate(frames):
             if number and frame_type in (FRAME_HEADER, FRAME_BODY):
@@ -726,36 +744,43 @@ class Connection(asyncio.Protocol):
                     self._enter_blocked()
                     self._held = frames[start:]
                     return
+                if self.state == CLOSING:  # _dispatch held the rest of its part
+                    self._held += frames[start:]
+                    return
         self._dispatch(frames[start:])
 
     def _enter_blocked(self) -> None:
         self.state = BLOCKED
-        self.blocked = True
         self._blocked_sent = True
         if self.capabilities.get("connection.blocked") is True:
             self.write_method(0, commands.Connection.Blocked(reason=self._alarm or ""))
-        self._pause_reading()
+        self.pause_reading("alarm")
 
-    def _pause_reading(self) -> None:
-        if not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
+    def pause_reading(self, reason: str) -> None:
+        """Stop reading the socket for ``reason`` ("alarm", "closing", "store", "output",
+        "dead") until ``resume_reading(reason)``; reading resumes once no reason is left."""
+        if not self._paused and self.transport is not None:
             self.transport.pause_reading()
+        self._paused.add(reason)
 
-    def resume_if_drained(self) -> None:
-        if self._reading_paused and not self.blocked and self.transport is not None and self.state != DEAD:
-            self._reading_paused = False
-            self.transport.resume_reading()
+    def resume_reading(self, reason: str) -> None:
+        paused = self._paused
+        if reason in paused:
+            paused.discard(reason)
+            if not paused and self.transport is not None and self.state != DEAD:
+                self.transport.resume_reading()
 
     # -- closing -------------------------------------------------------------------------
 
     def close_with(self, error: AMQPError) -> None:
         """End the connection on ``error`` as rabbit_reader's handle_exception does."""
         state = self.state
-        if state in (CLOSED, DEAD):
+        if state in (CLOSING, CLOSED, DEAD):
             return
         if isinstance(error, UnknownMethodError):
             # RabbitMQ's reader crashes on a method id it does not know: no close, just EOF.
             log.warning("closing %s: %s", self._describe(), error.reply_text)
+            self._die()
             self._abort()
             return
         if state in (STARTING, TUNING, HANDSHAKE):
@@ -763,24 +788,22 @@ class Connection(asyncio.Protocol):
             self._die()
             return
         log.warning("closing %s: %s", self._describe(), error.reply_text)
-        self.write_method(
-            0,
-            build(
-                commands.Connection.Close,
-                reply_code=error.code,
-                reply_text=error.reply_text,
-                class_id=error.method[0],
-                method_id=error.method[1],
-            ),
+        close = build(
+            commands.Connection.Close,
+            reply_code=error.code,
+            reply_text=error.reply_text,
+            class_id=error.method[0],
+            method_id=error.method[1],
         )
-        self._enter_closed()
+        fatal = isinstance(error, FatalFrameError)
+        self._close_after_channels(close, self._enter_closed_out_of_sync if fatal else self._enter_closed)
 
     def force_close(self, reason: str) -> None:
         """Close from the server side (vhost or user deleted, shutdown): 320 CONNECTION_FORCED
         to a running connection; one still in its handshake is just dropped."""
         if self.state == RUNNING or self.state == BLOCKED:
             self.close_with(ConnectionError(CONNECTION_FORCED, reason))
-        elif self.state != CLOSED:
+        elif self.state != CLOSED and self.state != CLOSING:
             self._abort()
 
     def shutdown(self) -> None:
@@ -789,23 +812,58 @@ class Connection(asyncio.Protocol):
         self.force_close("broker forced connection closure with reason 'shutdown'")
         self._abort()
 
-    def _enter_closed(self) -> None:
+    def _on_close(self, method: commands.Connection.Close) -> None:
+        self._close_after_channels(commands.Connection.CloseOk(), self._enter_closed)
+
+    def _close_after_channels(self, reply: Any, then: Callable[[], None]) -> None:
+        """rabbit_reader's terminate_channels: the channels first finish the commands they have
+        already taken (their replies go out before ``reply``); nothing else is taken meanwhile
+        (state closing). Then ``reply`` goes out and ``then`` runs."""
+        if not any(channel.busy for channel in self.channels.values()):
+            self.write_method(0, reply)
+            then()
+            return
+        self.state = CLOSING
+        if self._held is None:
+            self._held = []
+        self.pause_reading("closing")
+        self.broker.spawn(self._close_when_channels_idle(reply, then))
+
+    async def _close_when_channels_idle(self, reply: Any, then: Callable[[], None]) -> None:
+        while tasks := [c.task for c in self.channels.values() if c.busy and c.task is not None and not c.task.done()]:
+            await asyncio.wait(tasks)
+        if self.state == CLOSING and not self.closed:
+            self.write_method(0, reply)
+            then()
+
+    def _enter_closed(self, timeout: float | None = None) -> None:
         """rabbit_reader's close_connection: drop the channels and exclusive queues, then
-        keep the socket until the client closes it or the closing timeout passes."""
+        keep the socket until the client closes it, sends close-ok or the closing timeout
+        passes (by default the heartbeat interval, at most CLOSING_TIMEOUT). What was read past
+        a close or a blocking publish is taken now: only connection.close and close-ok count."""
         self._release_channels()
         self._unopened.clear()
-        self._held = None
+        held, self._held = self._held, None
         self.state = CLOSED
         self.closed = True
-        self.blocked = False
         self._delete_exclusive_queues()
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
-        heartbeat = self.heartbeat
-        timeout = heartbeat if 0 < heartbeat < CLOSING_TIMEOUT else CLOSING_TIMEOUT
+        if timeout is None:
+            heartbeat = self.heartbeat
+            timeout = heartbeat if 0 < heartbeat < CLOSING_TIMEOUT else CLOSING_TIMEOUT
         self._close_timer = self.loop.call_later(timeout, self._abort)
-        self.resume_if_drained()
+        self.resume_reading("alarm")
+        self.resume_reading("closing")
+        if held:
+            self._dispatch(held)
+
+    def _enter_closed_out_of_sync(self) -> None:
+        """After a fatal frame error the stream is out of sync: closed, but nothing more is
+        read, and the socket closes after the silent-close delay, close-ok or not."""
+        self._enter_closed()
+        self._die()
 
     def _while_closed(self, frame_type: int, payload: bytes) -> None:
         if frame_type != FRAME_METHOD or len(payload) < 4:
@@ -815,22 +873,6 @@ class Connection(asyncio.Protocol):
             self.write_method(0, commands.Connection.CloseOk())
         elif index == CONNECTION_CLOSE_OK:
             self._abort()
-
-    def _on_close(self, method: commands.Connection.Close) -> None:
-        if any(channel.busy for channel in self.channels.values()):
-            # As RabbitMQ: channels finish what they were doing (their replies go out) first.
-            self._pause_reading()
-            self.broker.spawn(self._close_when_channels_idle())
-            return
-        self.write_method(0, commands.Connection.CloseOk())
-        self._enter_closed()
-
-    async def _close_when_channels_idle(self) -> None:
-        while tasks := [c.task for c in self.channels.values() if c.busy and c.task is not None]:
-            await asyncio.wait(tasks)
-        if not self.closed:
-            self.write_method(0, commands.Connection.CloseOk())
-            self._enter_closed()
 
     def _release_channels(self) -> None:
         channels = list(self.channels.values())
@@ -849,7 +891,7 @@ class Connection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._handshake_timer = self._heartbeat_timer = None
-        self._pause_reading()
+        self.pause_reading("dead")
         if self._close_timer is not None:
             self._close_timer.cancel()
         self._close_timer = self.loop.call_later(self.broker.config.silent_close_delay, self._abort)

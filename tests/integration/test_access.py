@@ -318,6 +318,124 @@ def test_permission_cache_holds_twelve_checks(broker, user, unique):
         grant(broker, user, ".*", ".*", ".*")
 
 
+# -- topic permissions (set by a definitions import, as rabbitmqctl set_topic_permissions) ---------
+
+
+def topic_grant(broker: Any, user: str, exchange: str, write: str, read: str) -> None:
+    topic = {"user": user, "vhost": "/", "exchange": exchange, "write": write, "read": read}
+    broker.run(broker.admin.import_definitions({"topic_permissions": [topic]}))
+
+
+def topic_refused(key: str, exchange: str, user: str) -> tuple[int, str]:
+    return 403, f"ACCESS_REFUSED - access to topic '{key}' in exchange '{exchange}' in vhost '/' refused for user '{user}'"
+
+
+def publishing(exchange: str, key: str) -> Callable[[Any], Any]:
+    """basic.publish, then a round trip, so that a refusal comes back to the caller."""
+    return lambda c: (c.basic_publish(exchange, key, b"m"), c.basic_qos(prefetch_count=0))
+
+
+@pytest.fixture
+def topic_user(broker: Any, user: str, unique: str) -> Iterator[str]:
+    """``user`` with every permission, and topic permissions on amq.topic, on a topic exchange of
+    its own (``<unique>-t``) and on amq.direct (not a topic exchange, so they do not apply)."""
+    grant(broker, user, ".*", ".*", ".*")
+    setup = broker.connect()
+    channel = setup.channel()
+    channel.exchange_declare(f"{unique}-t", "topic")
+    channel.exchange_declare(f"{unique}-other", "topic")
+    channel.exchange_declare(f"{unique}-f", "fanout")
+    channel.queue_declare(f"{unique}-q")
+    topic_grant(broker, user, "amq.topic", r"^{username}\.", r"^{vhost}-r")
+    topic_grant(broker, user, f"{unique}-t", "", "^ok$")
+    topic_grant(broker, user, "amq.direct", "^never$", "^never$")
+    yield user
+    for name in ("t", "other", "f"):
+        channel.exchange_delete(f"{unique}-{name}")
+    channel.queue_delete(f"{unique}-q")
+    setup.close()
+
+
+def test_topic_write_permission_on_publish(broker, topic_user, unique):
+    as_user = broker.connect(user=topic_user, password=PASSWORD)
+    as_user.channel().basic_publish("amq.topic", f"{topic_user}.a", b"m")  # {username} expanded
+    assert channel_error(as_user, publishing("amq.topic", "other.a")) == topic_refused("other.a", "amq.topic", topic_user)
+    assert channel_error(as_user, publishing(f"{unique}-t", "a")) == topic_refused("a", f"{unique}-t", topic_user)
+    channel = as_user.channel()
+    publishing(f"{unique}-t", "")(channel)  # the empty pattern allows the empty key only
+    publishing(f"{unique}-other", "a")(channel)  # no topic permission for that exchange
+    publishing("amq.direct", "a")(channel)  # not a topic exchange
+    # Checked after the exchange's existence, as RabbitMQ.
+    assert channel_error(as_user, publishing(f"{unique}-none", "x")) == (
+        404,
+        f"NOT_FOUND - no exchange '{unique}-none' in vhost '/'",
+    )
+    as_user.close()
+
+
+def test_topic_read_permission_on_bindings(broker, topic_user, unique):
+    queue, fanout = f"{unique}-q", f"{unique}-f"
+    as_user = broker.connect(user=topic_user, password=PASSWORD)
+    channel = as_user.channel()
+    channel.queue_bind(queue, "amq.topic", "/-r")  # {vhost} expanded
+    channel.queue_unbind(queue, "amq.topic", "/-r")
+    channel.exchange_bind("amq.topic", "amq.direct", "x")  # a topic destination needs nothing
+    refusal = topic_refused("x", "amq.topic", topic_user)
+    assert channel_error(as_user, lambda c: c.queue_bind(queue, "amq.topic", "x")) == refusal
+    assert channel_error(as_user, lambda c: c.queue_unbind(queue, "amq.topic", "x")) == refusal
+    assert channel_error(as_user, lambda c: c.exchange_bind(fanout, "amq.topic", "x")) == refusal
+    assert channel_error(as_user, lambda c: c.exchange_unbind(fanout, "amq.topic", "x")) == refusal
+    # Checked right after read on the source (before the destination's existence), and only on
+    # a source that exists.
+    assert channel_error(as_user, lambda c: c.queue_bind(f"{unique}-none", "amq.topic", "x")) == refusal
+    assert channel_error(as_user, lambda c: c.queue_bind(queue, f"{unique}-none", "x")) == (
+        404,
+        f"NOT_FOUND - no exchange '{unique}-none' in vhost '/'",
+    )
+    # Write on the destination and read on the source come first.
+    grant(broker, topic_user, ".*", f"^{re.escape(fanout)}$", "^amq\\.direct$")
+    assert channel_error(as_user, lambda c: c.queue_bind(queue, "amq.topic", "x")) == refused("queue", queue, topic_user)
+    assert channel_error(as_user, lambda c: c.exchange_bind(fanout, "amq.topic", "x")) == refused(
+        "exchange", "amq.topic", topic_user
+    )
+    as_user.close()
+
+
+def test_topic_checks_passed_are_cached_per_channel(broker, topic_user):
+    """As RabbitMQ's topic_permission_cache: a change reaches a channel for routing keys it has
+    not used yet."""
+    as_user = broker.connect(user=topic_user, password=PASSWORD)
+    channel = as_user.channel()
+    publishing("amq.topic", f"{topic_user}.cached")(channel)
+    topic_grant(broker, topic_user, "amq.topic", "^nothing$", "")
+    publishing("amq.topic", f"{topic_user}.cached")(channel)
+    key = f"{topic_user}.new"
+    assert channel_error(as_user, publishing("amq.topic", f"{topic_user}.cached")) == topic_refused(
+        f"{topic_user}.cached", "amq.topic", topic_user
+    )
+    with pytest.raises(ChannelClosedByBroker) as raised:
+        publishing("amq.topic", key)(channel)
+    assert (raised.value.reply_code, raised.value.reply_text) == topic_refused(key, "amq.topic", topic_user)
+    as_user.close()
+
+
+def test_topic_pattern_that_no_longer_compiles_closes_the_connection(broker, unique):
+    """A user name spliced into a pattern can make it no regular expression: RabbitMQ's channel
+    crashes on it, which closes the connection with 541."""
+    name = f"{unique}(u"
+    broker.run(broker.admin.add_user(name, PASSWORD))
+    try:
+        grant(broker, name, ".*", ".*", ".*")
+        topic_grant(broker, name, "amq.topic", "^{username}", "^{username}")
+        for action in (publishing("amq.topic", "k"), lambda c: c.queue_bind("amq.gen-none", "amq.topic", "k")):
+            as_user = broker.connect(user=name, password=PASSWORD)
+            with pytest.raises(ConnectionClosedByBroker) as raised:
+                action(as_user.channel())
+            assert (raised.value.reply_code, raised.value.reply_text) == (541, "INTERNAL_ERROR")
+    finally:
+        broker.run(broker.admin.delete_user(name))
+
+
 # -- deleting vhosts and users --------------------------------------------------------------
 
 

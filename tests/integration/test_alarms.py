@@ -75,7 +75,7 @@ def server_connection(handle: BrokerHandle, name: str) -> Any:
 
 def reading_stopped(handle: BrokerHandle, name: str) -> tuple[str, bool]:
     connection = server_connection(handle, name)
-    return handle.call(lambda: (connection.state, connection._reading_paused))
+    return handle.call(lambda: (connection.state, bool(connection._paused)))
 
 
 def release(handle: BrokerHandle, *connections: pika.BlockingConnection) -> None:
