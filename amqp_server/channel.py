@@ -67,7 +67,7 @@ from amqp_server.frame_codec import (
 from amqp_server.message import FLAG_DELIVERY_MODE, Message
 from exchanges.base import EXCHANGE, QUEUE, Destination
 from queues.arguments import is_integer
-from queues.base import QueueEntry, QueueType
+from queues.base import QueueEntry, QueueType, Settlement, all_settled
 
 if TYPE_CHECKING:
     from amqp_server.connection import Connection
@@ -172,18 +172,17 @@ class Channel:
         self.publish_seq = 0
         self._acks: list[int] = []  # publish seqs to confirm at the end of this tick
         self._nacks: list[int] = []
-        # Confirms of persistent messages waiting for the message store: (batch, seq) in seq
-        # order. Nothing is allocated here for a transient message.
+        # Confirms waiting for their queues to settle them (a persistent message waits for the
+        # message store's batch): (settlement, seq) in seq order; the settlement is a tuple
+        # when several queues each owe one. Nothing is allocated here for a transient message.
         self._store = connection.broker.message_store
-        self._disk_waits: deque[tuple[int, int]] = deque()
-        self._acks_sorted = True  # False once disk confirms joined _acks out of order
+        self._pending: deque[tuple[Settlement | tuple[Settlement, ...], int]] = deque()
+        self._acks_sorted = True  # False once settled confirms joined _acks out of order
         self.tx = False  # tx.select seen
         self._tx_publishes: list[Callable[[], bool | None]] = []  # routed at tx.commit (_route)
         # basic.ack/nack/reject in a transaction: (delivery tag, entry) pairs taken from
         # ``unacked`` and whether to requeue them; they take effect at tx.commit.
         self._tx_acks: list[tuple[list[tuple[int, QueueEntry]], int]] = []
-        # A tx.commit waiting for the message store: (batch, future of "written ok").
-        self._tx_commit_wait: tuple[int, asyncio.Future[bool]] | None = None
         self._committing = False  # a tx.commit routed messages and its reply is not out yet
         self._publish: Publish | None = None  # basic.publish awaiting its content
         self._header: bytes = b""
@@ -486,9 +485,6 @@ class Channel:
     def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> bool | None:
         """Route, return or confirm one publish. None: no queue took it; else whether every
         queue that took it accepted it (what a transaction's commit needs)."""
-        store = self._store
-        if store is not None:
-            inserted = store.inserted  # the queues store persistent messages as they take them
         if exchange.router is None and (
             message.routing_key.startswith(direct_reply_to.PREFIX)
             or (message.header[12] & 0x20 and len(message.routing_keys) > 1)  # CC keys
@@ -497,9 +493,16 @@ class Channel:
             direct_reply_to.deliver_replies(self.connection.broker, message, message.routing_keys)
         queues = self.vhost.route(exchange, message)
         accepted = True
+        pending: Any = None  # what the queues owe: a Settlement, or a tuple of several
         for queue in queues:
-            if not queue.publish(message):
-                accepted = False
+            result = queue.publish(message)
+            if result is not True:
+                if result is False:
+                    accepted = False
+                elif pending is None or pending is result:
+                    pending = result
+                elif result not in (pending if isinstance(pending, tuple) else (pending,)):
+                    pending = (*pending, result) if isinstance(pending, tuple) else (pending, result)
         if not queues:
             self.stat_drop_unroutable += not mandatory
         if not queues and mandatory:
@@ -520,30 +523,38 @@ class Channel:
             self.stat_confirm += 1
             if not accepted:
                 self._nacks.append(seq)
-            elif store is not None and store.inserted != inserted:
-                # Stored: confirmed once the batch holding it is committed (disk_committed).
-                self._disk_waits.append((store.batch, seq))
-                store.wait(self)
-                return True
+            elif pending is not None:
+                # Confirmed when the queues settle it (``settled``).
+                self._pending.append((pending, seq))
+                for settlement in pending if isinstance(pending, tuple) else (pending,):
+                    settlement.watch(self.settled)
+                return pending
             else:
                 self._acks.append(seq)
             self.connection.confirms_pending(self)
-        return accepted if queues else None
+        if not queues:
+            return None
+        return pending if accepted and pending is not None else accepted
 
-    def disk_committed(self, batch: int, ok: bool) -> None:
-        """The message store committed ``batch`` (or failed to: those publishes are nacked)."""
-        tx_wait = self._tx_commit_wait
-        if tx_wait is not None and tx_wait[0] <= batch and not tx_wait[1].done():
-            tx_wait[1].set_result(ok)
-        waits = self._disk_waits
+    def settled(self, _settlement: Settlement) -> None:
+        """A settlement some confirms wait for is settled: confirm the publishes at the head of
+        the line whose queues have all settled them (an ack, or a nack when one failed)."""
+        waits = self._pending
         if not waits or self.closing:
             return
-        done = self._acks if ok else self._nacks
-        if done:
+        acks, nacks = self._acks, self._nacks
+        moved = False
+        while waits:
+            pending, seq = waits[0]
+            settlements = pending if isinstance(pending, tuple) else (pending,)
+            if not all(s.done for s in settlements):
+                break
+            waits.popleft()
+            (acks if all(s.ok for s in settlements) else nacks).append(seq)
+            moved = True
+        if moved:
             self._acks_sorted = False
-        while waits and waits[0][0] <= batch:
-            done.append(waits.popleft()[1])
-        self.connection.confirms_pending(self)
+            self.connection.confirms_pending(self)
 
     def emit_confirms(self) -> None:
         """Write the confirms gathered this tick, coalesced as rabbit_channel does.
@@ -565,7 +576,7 @@ class Channel:
             self._acks_sorted = True
             acks.sort()
             nacks.sort()
-        waits = self._disk_waits
+        waits = self._pending
         waiting = waits[0][1] if waits else None
         write = self.connection.write
         number = self.number
@@ -735,7 +746,7 @@ class Channel:
             "number": self.number,
             "consumer_count": len(self.consumers),  # as RabbitMQ: the reply consumer is not one
             "messages_unacknowledged": self.unacked_count,
-            "messages_unconfirmed": len(self._disk_waits),
+            "messages_unconfirmed": len(self._pending),
             "messages_uncommitted": len(self._tx_publishes),
             "acks_uncommitted": sum(len(taken) for taken, _ in self._tx_acks),
             "prefetch_count": self.consumer_prefetch,
@@ -820,9 +831,7 @@ class Channel:
             self._remove_consumer(consumer)
         self._acks = []
         self._nacks = []
-        self._disk_waits.clear()
-        if self._tx_commit_wait is not None and not self._tx_commit_wait[1].done():
-            self._tx_commit_wait[1].set_result(True)  # the commit's task ends without replying
+        self._pending.clear()
         self._tx_publishes = []
         entries = list(self.unacked.values())
         self.unacked.clear()
@@ -1029,13 +1038,17 @@ class Channel:
         self._tx_publishes = []
         self._tx_acks = []
         store = self._store
-        inserted = store.inserted if store is not None else 0
         routed, accepted = False, True
+        settlements: set[Settlement] = set()  # what the commit's queues owe it
         for publish in publishes:
             result = publish()
-            if result is not None:
-                routed = True
-                accepted = accepted and result
+            if result is None:
+                continue
+            routed = True
+            if result is False:
+                accepted = False
+            elif result is not True:
+                settlements.update(result if isinstance(result, tuple) else (result,))
         stored = False  # a persistent message left a durable queue for good
         if acks:
             self.flow_active = False
@@ -1048,28 +1061,23 @@ class Channel:
             except BaseException:
                 self.flow_active = True
                 raise
-        future: asyncio.Future[bool] | None = None
-        if store is not None and (stored or store.inserted != inserted):
-            # Everything the commit changed is in the batch now gathering.
-            future = self.connection.loop.create_future()
-            self._tx_commit_wait = (store.batch, future)
-            store.wait(self)
-        elif not routed:
+        if store is not None and stored:
+            settlements.add(store.pending())  # the removals are in the batch now gathering
+        if not settlements and not routed:
             self._tx_commit_ok(bool(acks))
             return None
         self._committing = routed
-        return self._tx_commit_ok_later(future, bool(acks), accepted)
+        return self._tx_commit_ok_later(settlements, bool(acks), accepted)
 
-    async def _tx_commit_ok_later(self, future: asyncio.Future[bool] | None, acks: bool, accepted: bool) -> None:
-        """tx.commit-ok once the commit is complete: when the message store committed its
-        batch (``future``: written ok), else on the next turn of the event loop. A refused
+    async def _tx_commit_ok_later(self, settlements: set[Settlement], acks: bool, accepted: bool) -> None:
+        """tx.commit-ok once the commit is complete: when its queues settled what they owe
+        (the message store's batch on disk), else on the next turn of the event loop. A refused
         publish or a failed write fails the commit as a nacked publish does in RabbitMQ
         ("partial tx completion"); a channel closed meanwhile gets nothing.
         """
         try:
-            written = True if future is None else await future
+            written = await all_settled(settlements)
         finally:
-            self._tx_commit_wait = None
             self._committing = False
             self.flow_active = True
         if self.closing or self.connection.channels.get(self.number) is not self:

@@ -11,8 +11,9 @@ Group commit: every change (entry and message inserts, entry deletes on ack, rej
 overflow drops, purge, queue deletion) is appended to in-memory lists without awaiting. One
 writer task takes everything gathered during the loop tick, or while the previous batch was
 being written, and writes it as one transaction with one fsync (WAL, ``synchronous=FULL``).
-A publisher confirm for a stored message waits for the commit of the batch holding its insert
-(``wait``/``Channel.disk_committed``). An entry removed before its batch was taken is never
+A publish that stored a message gets the batch's ``Settlement`` from its queue, settled when
+the batch holding its insert is committed (``settlement``, ``pending``); the store knows
+nothing of who waits. An entry removed before its batch was taken is never
 written at all (a consumer that acks quickly costs no disk writes for the body).
 
 Redelivery marks: instead of one write per delivery, each queue records the highest sequence
@@ -54,10 +55,9 @@ import aiosqlite
 from amqp_server.frame_codec import _lenient_str
 from amqp_server.message import Message
 from amqp_server.sqlite_store import StoreError
-from queues.base import QueueEntry
+from queues.base import QueueEntry, Settlement
 
 if TYPE_CHECKING:
-    from amqp_server.channel import Channel
     from queues.base import QueueType
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,10 @@ class MessageStore:
         self.transactions = 0  # committed write transactions
         self.synced = 0  # of which were fsynced: those holding anything durable
         self._sync_full = True  # the connection's synchronous setting: FULL, or NORMAL
-        self.inserted = 0  # entries added so far: a publish compares it before and after routing
-        self.batch = 1  # the batch now gathering; confirms wait for its commit
+        self.batch = 1  # the batch now gathering
+        # Settled when the batch now gathering is on disk: what a publish that stored a message
+        # returns (queues.base.Settlement), and what a tx.commit waits for.
+        self.settlement = Settlement()
         self.committed = 0  # the last batch on disk
         self._db: aiosqlite.Connection | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -191,7 +193,7 @@ class MessageStore:
         self._queue_puts: list[tuple[int, str, str]] = []
         self._queue_deletes: list[tuple[int]] = []
         self._marks: dict[int, QueueType] = {}  # qid -> queue whose delivered mark moved
-        self._waiters: set[Channel] = set()
+        self._waiting = False  # someone waits for the batch gathering (``pending``)
         self._by_message: dict[int, StoredMessage] = {}  # id(Message) -> record, this batch only
         # Queue ids: next free one, and the stored ones not yet claimed by a recovered queue.
         self._next_qid = 1
@@ -329,9 +331,9 @@ class MessageStore:
     # -- entries ----------------------------------------------------------------------------
 
     def add(self, entry: QueueEntry) -> None:
-        """Store ``entry`` (its message once per batch, however many queues it reaches)."""
+        """Store ``entry`` (its message once per batch, however many queues it reaches); it is
+        on disk when ``settlement`` (the one now) is settled."""
         self._insert(entry, PENDING)
-        self.inserted += 1
 
     def page_out(self, entry: QueueEntry, durable: bool) -> None:
         """The entry is beyond its queue's window: it lives on disk only from now on.
@@ -475,10 +477,11 @@ class MessageStore:
         self._wake()
         await future
 
-    def wait(self, channel: Channel) -> None:
-        """``channel`` has a confirm waiting for the batch now gathering."""
-        self._waiters.add(channel)
+    def pending(self) -> Settlement:
+        """The settlement of the batch now gathering, which something waits for: write it soon."""
+        self._waiting = True
         self._wake()
+        return self.settlement
 
     def _wake(self) -> None:
         wakeup = self._wakeup
@@ -628,7 +631,7 @@ class MessageStore:
             or self._queue_puts
             or self._queue_deletes
             or self._marks
-            or self._waiters
+            or self._waiting
         )
 
     def _take(self) -> tuple[list[Any], ...]:
@@ -695,7 +698,8 @@ class MessageStore:
     async def _write_batch(self) -> None:
         number = self.batch
         self.batch = number + 1
-        waiters, self._waiters = self._waiters, set()
+        settlement, self.settlement = self.settlement, Settlement()
+        self._waiting = False
         batch = self._take()
         (
             queue_puts,
@@ -763,8 +767,7 @@ class MessageStore:
         self._writing = []
         if self.congested and len(self._inserts) < self.congestion_high // 2:
             self._congestion(False)
-        for channel in waiters:
-            channel.disk_committed(number, failure is None)
+        settlement.settle(failure is None)
         if self._flush_waiters:
             still = []
             for wanted, future in self._flush_waiters:

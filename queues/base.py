@@ -8,6 +8,7 @@ channel layer, seen here through the small ``Consumer`` protocol.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol
@@ -31,6 +32,53 @@ class QueueEntry:
         # The message store's record of a persistent message in a durable queue, None when the
         # entry is not stored. ``disk`` (the entry's own disk state) is set only with it.
         self.stored: Any = None
+
+
+class Settlement:
+    """A later "settled" notice for publishes a queue took but cannot confirm yet: a queue's
+    ``publish`` returns one, and whoever waits (a channel's confirms, a tx.commit) ``watch``es it.
+    One settlement serves every publish settled by the same event (a message store batch on
+    disk today, a replica majority tomorrow), so nothing is allocated per message.
+    """
+
+    __slots__ = ("done", "ok", "_watchers")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.ok = True
+        self._watchers: set[Any] = set()
+
+    def watch(self, watcher: Callable[[Settlement], None]) -> None:
+        """``watcher(self)`` is called once this is settled (at once if it is); watching twice
+        with the same callable is watching once."""
+        if self.done:
+            watcher(self)
+        else:
+            self._watchers.add(watcher)
+
+    def settle(self, ok: bool) -> None:
+        self.done = True
+        self.ok = ok
+        watchers, self._watchers = self._watchers, set()
+        for watcher in watchers:
+            watcher(self)
+
+
+async def all_settled(settlements: Iterable[Settlement]) -> bool:
+    """Wait until every one is settled; True if all were settled ok."""
+    ok = True
+    for settlement in settlements:
+        if not settlement.done:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            settlement.watch(lambda _settled, future=future: future.done() or future.set_result(None))
+            await future
+        ok = ok and settlement.ok
+    return ok
+
+
+#: ``QueueType.publish`` results besides a pending ``Settlement``.
+ACCEPTED = True  # the queue has the message; nothing more will be said about it
+REJECTED = False  # the queue refused it (overflow reject-publish): a confirm is a nack
 
 
 class Consumer(Protocol):
@@ -97,8 +145,9 @@ class QueueType(ABC):
         every type shares (queues.arguments) have passed. ``where`` is ``queue 'q' in vhost '/'``."""
 
     @abstractmethod
-    def publish(self, message: Any) -> bool:
-        """Enqueue (or hand straight to a consumer). False: the queue refused the message."""
+    def publish(self, message: Any) -> bool | Settlement:
+        """Enqueue (or hand straight to a consumer): ACCEPTED, REJECTED, or a Settlement that
+        tells later whether the message is safe (a persistent message waiting for the disk)."""
 
     @abstractmethod
     def get(self) -> QueueEntry | None:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from amqp_server.errors import INTERNAL_ERROR, PRECONDITION_FAILED, ChannelError, ConnectionError
 from amqp_server.field_types import text
 from amqp_server.message_store import is_persistent
-from queues.base import Consumer, QueueEntry, QueueType
+from queues.base import Consumer, QueueEntry, QueueType, Settlement
 from queues.priority import PriorityReady
 from queues.settings import QueueSettings
 
@@ -160,7 +160,7 @@ class ClassicQueue(QueueType):
 
     # -- publish path --------------------------------------------------------------------
 
-    def publish(self, message: Any) -> bool:
+    def publish(self, message: Any) -> bool | Settlement:
         if self._special or message.header[12] & 1:  # limits, TTL or an expiration property
             return self._publish_special(message)
         if len(self._ready) >= self._page_at:
@@ -179,7 +179,7 @@ class ClassicQueue(QueueType):
         self._ready_bytes += len(message.body)
         return True
 
-    def _publish_special(self, message: Any) -> bool:
+    def _publish_special(self, message: Any) -> bool | Settlement:
         """publish for a queue with limits or TTL, or a message with an expiration."""
         size = len(message.body)
         if self._limited and self._reject_publish and self._would_overflow(size):
@@ -203,19 +203,24 @@ class ClassicQueue(QueueType):
         store = self._store
         if store is not None and not is_persistent(message.header):
             store = None
+        # A persistent message of a durable queue is safe once the batch storing it is on disk:
+        # the publish answers with that batch's settlement.
+        settled: bool | Settlement = True if store is None else store.settlement
         ready = self._ready
         if len(ready) >= self._page_at:
             self._page_out(entry, store is not None)
             if self._limited and not self._reject_publish:
                 self._drop_head()
-            return True
+            return settled
         if not ready and self._consumers:
             consumer = self._pick_consumer()
             if consumer is not None:
                 if store is not None and not consumer.no_ack:
                     store.add(entry)
+                else:
+                    settled = True  # delivered without an ack to wait for: nothing to store
                 self._hand_to(consumer, entry)
-                return True
+                return settled
         ready.append(entry)
         self._ready_bytes += size
         if store is not None:
@@ -224,7 +229,7 @@ class ClassicQueue(QueueType):
             self._drop_head()
         if self._timed:
             self._expire(now)  # e.g. TTL 0 with no consumer ready: gone at once
-        return True
+        return settled
 
     def _would_overflow(self, size: int) -> bool:
         """reject-publish: would this message take the ready messages over a limit?"""
