@@ -889,6 +889,8 @@ class Channel:
         self.connection.channel_closed(self.number)
 
     def on_channel_close_ok(self, method: commands.Channel.CloseOk) -> None:
+        if not self.closing:  # nothing to acknowledge: RabbitMQ takes it as a method it lacks
+            raise ConnectionError(COMMAND_INVALID, "unimplemented method", (20, 41))
         self.connection.channel_closed(self.number)
 
     def on_channel_open(self, method: commands.Channel.Open) -> None:

@@ -51,6 +51,7 @@ from amqp_server.errors import (
     COMMAND_INVALID,
     CONNECTION_FORCED,
     FRAME_ERROR,
+    INTERNAL_ERROR,
     NOT_ALLOWED,
     SYNTAX_ERROR,
     UNEXPECTED_FRAME,
@@ -192,6 +193,7 @@ class Connection(asyncio.Protocol):
         self.id = broker.next_connection_id()
         self.state = HANDSHAKE
         self.reader = FrameReader(FRAME_MIN_SIZE)
+        self.reader.strict = False  # until running (FrameReader.strict)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.channels: dict[int, Channel] = {}
@@ -272,8 +274,17 @@ class Connection(asyncio.Protocol):
             data = self._protocol_header(data)
             if not data:
                 return
+        reader = self.reader
         try:
-            frames = self.reader.feed(data)
+            if self.state == TUNING:
+                # tune-ok sets frame_max: the frames after it in this read are sized by the new
+                # one, so the frames are taken one by one until it has come.
+                frames = reader.feed(data, 1)
+                while frames:
+                    self._take(frames)
+                    frames = reader.feed(b"", 1 if self.state == TUNING else 0)
+                return
+            frames = reader.feed(data)
         except ConnectionError as error:
             self._take(getattr(error, "frames", []))  # the good frames before the bad one
             self._frame_error(error)
@@ -372,7 +383,12 @@ class Connection(asyncio.Protocol):
         if frame_type == FRAME_METHOD:
             if len(payload) < 4:
                 raise unknown_frame(frame_type, payload)
-            method = decode_method(payload)
+            try:
+                method = decode_method(payload)
+            except UnknownMethodError:
+                raise
+            except ConnectionError as error:
+                raise _channel0_decode_error(error, payload) from None
             handler = _CONNECTION_HANDLERS.get((state, type(method)))
             if handler is None:
                 index = _index(payload)
@@ -462,6 +478,7 @@ class Connection(asyncio.Protocol):
             )
         self.vhost = vhost
         self.state = RUNNING
+        self.reader.strict = True
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
@@ -589,7 +606,7 @@ class Connection(asyncio.Protocol):
             index = _index(payload)
             if index == CHANNEL_OPEN:
                 self.channels[number] = Channel(self, number)
-                self.write_method(number, commands.Channel.OpenOk())
+                self.write_method(number, build(commands.Channel.OpenOk, channel_id=""))  # (empty, as RabbitMQ)
                 return
             if index in CONTENT_METHODS:
                 self._unopened[number] = [index, -1]  # -1: awaiting the content header
@@ -960,6 +977,15 @@ def _amqplain(response: bytes) -> tuple[str, str] | None:
 def _is_loopback(host: str) -> bool:
     """rabbit_access_control's loopback rule: 127.0.0.0/8, ::1 and IPv4-mapped 127.x."""
     return host == "::1" or host.startswith("127.") or host.startswith("::ffff:127.") or host == "localhost"
+
+
+def _channel0_decode_error(error: ConnectionError, payload: bytes) -> ConnectionError:
+    """A channel-0 method that does not decode, as RabbitMQ's reader answers it: fields that do
+    not fit the method crash it (a bare 541 INTERNAL_ERROR); a shortstr that is not UTF-8 is a
+    501 naming the method."""
+    if error.explanation.startswith("cannot decode"):
+        return ConnectionError(INTERNAL_ERROR, "")
+    return ConnectionError(error.code, error.explanation, _ids(_index(payload)))
 
 
 def _random_token() -> str:

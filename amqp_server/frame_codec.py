@@ -176,14 +176,19 @@ class FrameReader:
     frame's worth of bytes.
     """
 
-    __slots__ = ("_buffer", "frame_max")
+    __slots__ = ("_buffer", "frame_max", "strict")
 
     def __init__(self, frame_max: int = FRAME_MIN_SIZE) -> None:
         self._buffer = b""
         self.frame_max = frame_max
+        # Check each frame's type and minimum size here. Before connection.open-ok RabbitMQ's
+        # reader looks at no frame type (a frame on a channel is unexpected, whatever it is):
+        # the connection then checks what it takes.
+        self.strict = True
 
-    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
-        """Append ``data`` and return every frame it completes.
+    def feed(self, data: bytes, limit: int = 0) -> list[tuple[int, int, bytes]]:
+        """Append ``data`` and return every frame it completes (at most ``limit`` when given:
+        the rest stays buffered, for a caller that must act on a frame before reading on).
 
         Raises ConnectionError(FRAME_ERROR) with RabbitMQ's text for a frame larger than
         ``frame_max`` (as soon as its 7-byte header is in, before the payload arrives), a bad
@@ -199,6 +204,7 @@ class FrameReader:
         length = len(data)
         unpack_from = _frame_header.unpack_from
         frame_max = self.frame_max
+        strict = self.strict
         try:
             while length - offset >= 7:
                 frame_type, channel, size = unpack_from(data, offset)
@@ -218,7 +224,7 @@ class FrameReader:
                         FRAME_ERROR,
                         frame_error_text(frame_type, data[offset + 7 : end], ("invalid_frame_end_marker", data[end])),
                     )
-                if not (
+                if strict and not (
                     frame_type == FRAME_BODY
                     or (frame_type == FRAME_METHOD and size >= 4)
                     or (frame_type == FRAME_HEADER and size >= 12)
@@ -230,6 +236,8 @@ class FrameReader:
                     )
                 append((frame_type, channel, data[offset + 7 : end]))
                 offset = end + 1
+                if limit and len(frames) == limit:
+                    break
         except ConnectionError as error:
             # The complete frames before the bad one still count (RabbitMQ handles them
             # first): the caller finds them on the exception.

@@ -350,3 +350,99 @@ def test_a_client_that_does_not_read_costs_bounded_memory(broker, raw):
     assert not sender.is_alive()
     raw.rpc(1, commands.Basic.Qos(prefetch_count=1), commands.Basic.QosOk)
     assert broker.call(lambda: set(connection._paused)) == set()
+
+
+# -- found by the wire fuzz, each checked against RabbitMQ 3.10 ----------------------------------
+
+
+def _until_tune(port: int) -> RawClient:
+    """A client that has read connection.tune and answered nothing yet."""
+    client = RawClient(port)
+    client.send_raw(PROTOCOL_HEADER)
+    client.expect(0, commands.Connection.Start)
+    start_ok = build(commands.Connection.StartOk, client_properties={"capabilities": CAPABILITIES},
+                     mechanism="PLAIN", response=plain("guest", "guest"), locale="en_US")  # fmt: skip
+    client.send_raw(encode_method(0, start_ok))
+    client.expect(0, commands.Connection.Tune)
+    return client
+
+
+def test_frames_sent_with_tune_ok_are_sized_by_the_frame_max_it_sets(broker: BrokerHandle) -> None:
+    """tune-ok raises frame_max from 4096: a 5,000-octet body frame in the same write is fine."""
+    client = _until_tune(broker.port)
+    body = b"x" * 5000
+    header = pamqp_header.ContentHeader(0, len(body), commands.Basic.Properties())
+    client.send_raw(
+        pamqp_frame.marshal(commands.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=0), 0)
+        + pamqp_frame.marshal(commands.Connection.Open(virtual_host="/"), 0)
+        + pamqp_frame.marshal(commands.Channel.Open(), 1)
+        + pamqp_frame.marshal(commands.Basic.Publish(exchange="", routing_key="nowhere"), 1)
+        + pamqp_frame.marshal(header, 1)
+        + frame(3, 1, body)
+        + pamqp_frame.marshal(commands.Basic.Qos(prefetch_count=1), 1)
+    )
+    client.expect(0, commands.Connection.OpenOk)
+    client.expect(1, commands.Channel.OpenOk)
+    client.expect(1, commands.Basic.QosOk)
+    client.close()
+
+
+def test_a_frame_on_a_channel_before_connection_open_is_unexpected(broker: BrokerHandle) -> None:
+    """Before open-ok no frame type is looked at: a frame on a channel is 505, whatever it is."""
+    client = _until_tune(broker.port)
+    client.send(0, commands.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=0))
+    client.send_raw(bytes.fromhex("08000500000003") + b"abc\xce")  # a heartbeat with a payload, on channel 5
+    close = client.expect_close()
+    assert (close.reply_code, close.reply_text) == (505, 'UNEXPECTED_FRAME - type 8, all octets = <<"abc">>')
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reply"),
+    [
+        # connection.close cut short: RabbitMQ's reader crashes on it
+        (struct.pack(">HHH", 10, 50, 200), (541, "INTERNAL_ERROR", 0, 0)),
+        # a reply text that is not UTF-8
+        (struct.pack(">HHHB", 10, 50, 200, 2) + b"\xff\xfe" + struct.pack(">HH", 0, 0),
+         (501, "FRAME_ERROR - Malformed UTF-8 in shortstr", 10, 50)),
+    ],
+)  # fmt: skip
+def test_channel_zero_methods_that_do_not_decode(broker: BrokerHandle, payload: bytes, reply: tuple) -> None:
+    client = RawClient.connected(broker.port)
+    client.send_frame(1, 0, payload)
+    close = client.expect_close()
+    assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == reply
+    client.close()
+
+
+def test_close_ok_on_an_open_channel_is_refused_and_frees_its_messages(broker: BrokerHandle, unique: str) -> None:
+    """RabbitMQ: 503 unimplemented method. The channel's unacked message goes back to its queue
+    (it used to be dropped from the table without being released, its messages stuck)."""
+    with broker.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare(unique, auto_delete=False)
+        for body in (b"1", b"2"):
+            channel.basic_publish("", unique, body)
+    client = RawClient.connected(broker.port)
+    client.rpc(1, commands.Basic.Qos(prefetch_count=1), commands.Basic.QosOk)
+    client.rpc(1, commands.Basic.Consume(queue=unique), commands.Basic.ConsumeOk)
+    client.expect(1, commands.Basic.Deliver)
+    client.send(1, commands.Channel.CloseOk())
+    close = client.expect_close()
+    assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
+        503, "COMMAND_INVALID - unimplemented method", 20, 41)  # fmt: skip
+    client.close()
+    deadline = time.monotonic() + 5
+    while broker.call(lambda: broker.broker.vhosts["/"].queues[unique].message_count) != 2:
+        assert time.monotonic() < deadline, "the unacked message was not requeued"
+        time.sleep(0.02)
+    with broker.connect() as connection:
+        connection.channel().queue_delete(unique)
+
+
+def test_channel_open_ok_carries_an_empty_channel_id(broker: BrokerHandle) -> None:
+    client = RawClient.connected(broker.port, frame_max=131072)
+    client.send(2, commands.Channel.Open())
+    got = client.next()
+    assert got.channel == 2 and got.payload == struct.pack(">HHI", 20, 11, 0)  # longstr of length 0
+    client.close()
