@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 
 # The wire constants are the broker's own (the tool ships with it).
-from amqp_server.frame_codec import (  # noqa: F401 - re-exported for the tool's modules
+from amqp_server.protocol.frame_codec import (  # noqa: F401 - re-exported for the tool's modules
     FRAME_BODY,
     FRAME_END,
     FRAME_END_BYTE,

@@ -9,12 +9,12 @@ import sys
 from dataclasses import fields
 from typing import NoReturn
 
-from amqp_server.admin import AdminError
-from amqp_server.alarms import parse_float, parse_information_unit
-from amqp_server.broker import BrokerConfig
-from amqp_server.definitions import DefinitionsError
+from amqp_server.admin.definitions import DefinitionsError
+from amqp_server.admin.operations import AdminError
+from amqp_server.core.alarms import parse_float, parse_information_unit
+from amqp_server.core.broker import BrokerConfig
+from amqp_server.metadata.sqlite import StoreError
 from amqp_server.server import StartError, serve
-from amqp_server.sqlite_store import StoreError
 
 # rabbitmq.conf keys understood in --config files, mapped to BrokerConfig fields.
 # ``listeners.tcp.<name> = [host:]port`` and ``loopback_users.<user> = true|false`` are

@@ -22,16 +22,22 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from amqp_server.errors import ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED, ChannelError, ConnectionError
-from amqp_server.field_types import amqp_type_name, erlang_repr
-from amqp_server.frame_codec import short_str
-from amqp_server.message import Message
+from amqp_server.core.message import Message
+from amqp_server.protocol.errors import (
+    ACCESS_REFUSED,
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    ChannelError,
+    ConnectionError,
+)
+from amqp_server.protocol.field_types import amqp_type_name, erlang_repr
+from amqp_server.protocol.frame_codec import short_str
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType, RoutableMessage
 from queues.base import Consumer, QueueEntry, QueueType
 from queues.settings import QueueSettings
 
 if TYPE_CHECKING:
-    from amqp_server.broker import Broker
+    from amqp_server.core.broker import Broker
 
 __all__ = [
     "ACCESS_REFUSED", "EXCHANGE", "NOT_FOUND", "PRECONDITION_FAILED", "QUEUE", "Binding", "ChannelError",

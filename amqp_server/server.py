@@ -9,10 +9,10 @@ import logging
 import signal
 import socket
 
-from amqp_server.broker import Broker, BrokerConfig
-from amqp_server.connection import Connection
-from amqp_server.message_store import MessageStore
-from amqp_server.sqlite_store import SqliteStore
+from amqp_server.core.broker import Broker, BrokerConfig
+from amqp_server.metadata.sqlite import SqliteStore
+from amqp_server.storage.message_store import MessageStore
+from amqp_server.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,6 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from amqp_server.field_types import decimal_parts, timestamp_seconds
 from amqp_server.plugin_api import (
     PRECONDITION_FAILED,
     Binding,
@@ -46,6 +45,7 @@ from amqp_server.plugin_api import (
     amqp_type_name,
     erlang_repr,
 )
+from amqp_server.protocol.field_types import decimal_parts, timestamp_seconds
 
 _X_MATCH_VALUES = ("all", "any", "all-with-x", "any-with-x")
 

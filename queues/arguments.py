@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from amqp_server.errors import PRECONDITION_FAILED, ChannelError
-from amqp_server.field_types import amqp_type_name, text
+from amqp_server.protocol.errors import PRECONDITION_FAILED, ChannelError
+from amqp_server.protocol.field_types import amqp_type_name, text
 
 # rabbit_misc:check_expiry's ceiling for x-expires and x-message-ttl (ten years in ms).
 MAX_EXPIRY = 315_360_000_000

@@ -39,15 +39,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.errors import INTERNAL_ERROR, PRECONDITION_FAILED, ChannelError, ConnectionError
-from amqp_server.field_types import text
-from amqp_server.message_store import is_persistent
+from amqp_server.protocol.errors import INTERNAL_ERROR, PRECONDITION_FAILED, ChannelError, ConnectionError
+from amqp_server.protocol.field_types import text
+from amqp_server.storage.message_store import is_persistent
 from queues.base import Consumer, QueueEntry, QueueType, Settlement
 from queues.priority import PriorityReady
 from queues.settings import QueueSettings
 
 if TYPE_CHECKING:
-    from amqp_server.message_store import MessageStore
+    from amqp_server.storage.message_store import MessageStore
 
 log = logging.getLogger(__name__)
 

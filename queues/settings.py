@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from amqp_server.field_types import text
+from amqp_server.protocol.field_types import text
 
 
 def _text(value: Any) -> str | None:

@@ -28,10 +28,10 @@ from typing import Any
 
 from pamqp import commands
 
-from amqp_server.broker import Broker, BrokerConfig
-from amqp_server.connection import Connection
-from amqp_server.frame_codec import PROTOCOL_HEADER, build, encode_method, frame
+from amqp_server.core.broker import Broker, BrokerConfig
+from amqp_server.protocol.frame_codec import PROTOCOL_HEADER, build, encode_method, frame
 from amqp_server.server import Server
+from amqp_server.transport.connection import Connection
 
 CHUNK = 65536
 

@@ -20,8 +20,8 @@ from typing import Any
 import pika
 import pytest
 
-from amqp_server.admin import Admin
-from amqp_server.broker import Broker, BrokerConfig
+from amqp_server.admin.operations import Admin
+from amqp_server.core.broker import Broker, BrokerConfig
 from amqp_server.server import Server
 
 

@@ -27,9 +27,9 @@ from typing import Any
 from conftest import BrokerHandle, start_broker
 from rawamqp import RawClient
 
-from amqp_server.admin import AdminError
-from amqp_server.broker import Broker
-from amqp_server.frame_codec import frame
+from amqp_server.admin.operations import AdminError
+from amqp_server.core.broker import Broker
+from amqp_server.protocol.frame_codec import frame
 
 REPLY_CODES = {320, 402, 403, 404, 405, 406, 501, 502, 503, 504, 505, 506, 530, 540}
 

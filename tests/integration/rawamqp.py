@@ -15,7 +15,7 @@
 Everything read is a ``Frame(type, channel, payload, value)``: ``value`` is what pamqp makes
 of the payload (a method, ContentHeader, ContentBody or Heartbeat), or None when it cannot.
 Reads return None at EOF (``client.eof`` is then true) or when ``timeout`` passes.
-Encoding uses amqp_server.frame_codec; decoding uses pamqp, so the two sides are checked by
+Encoding uses amqp_server.protocol.frame_codec; decoding uses pamqp, so the two sides are checked by
 different code.
 """
 
@@ -30,7 +30,7 @@ from pamqp import commands, encode
 from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 
-from amqp_server.frame_codec import FRAME_END_BYTE, PROTOCOL_HEADER, build, encode_method, frame
+from amqp_server.protocol.frame_codec import FRAME_END_BYTE, PROTOCOL_HEADER, build, encode_method, frame
 
 __all__ = ["CAPABILITIES", "Frame", "RawClient", "amqplain", "plain"]
 

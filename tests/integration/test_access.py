@@ -18,9 +18,9 @@ from pika.exceptions import (
     ProbableAuthenticationError,
 )
 
-from amqp_server import access
-from amqp_server.admin import AdminError
-from amqp_server.metadata import Change
+from amqp_server.admin.operations import AdminError
+from amqp_server.core import access
+from amqp_server.metadata.store import Change
 
 PASSWORD = "s3cret"
 # Made by RabbitMQ 3.10 (rabbitmqctl add_user + export_definitions) for the password below.

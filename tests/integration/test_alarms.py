@@ -21,9 +21,15 @@ import pika.spec
 import pytest
 from conftest import BrokerHandle, start_broker
 
-from amqp_server.alarms import blocked_reason, erlang_atom, parse_float, parse_information_unit, total_memory
-from amqp_server.broker import BrokerConfig
 from amqp_server.cli import read_config_file
+from amqp_server.core.alarms import (
+    blocked_reason,
+    erlang_atom,
+    parse_float,
+    parse_information_unit,
+    total_memory,
+)
+from amqp_server.core.broker import BrokerConfig
 
 HUGE = 10**18  # more free disk than any machine has
 
@@ -269,12 +275,12 @@ def test_an_alarm_that_clears_before_any_publish_blocks_nothing(node, unique):
 
 def test_alarms_are_logged_with_rabbitmq_wording(node, caplog):
     handle = node
-    caplog.set_level(logging.INFO, logger="amqp_server.alarms")
+    caplog.set_level(logging.INFO, logger="amqp_server.core.alarms")
     handle.call(handle.broker.alarms.set_memory_high_watermark, None, 1)
     handle.call(handle.broker.alarms.set_memory_high_watermark, 0.4)
     handle.call(handle.broker.alarms.set_disk_free_limit, HUGE)
     handle.call(handle.broker.alarms.set_disk_free_limit, "50MB")
-    messages = [r.getMessage() for r in caplog.records if r.name == "amqp_server.alarms"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "amqp_server.core.alarms"]
     banner = "*" * 58
     set_text = "{} resource limit alarm set on node rabbit@localhost.\n\n{}\n{}\n{}"
     middle = "*** Publishers will be blocked until this alarm clears ***"

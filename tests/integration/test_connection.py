@@ -20,7 +20,7 @@ from conftest import BrokerHandle, start_broker
 from pamqp import commands
 from rawamqp import RawClient, amqplain, plain
 
-from amqp_server.connection import _is_loopback
+from amqp_server.transport.connection import _is_loopback
 
 HEADER_0_9_1 = b"AMQP\x00\x00\x09\x01"
 LOGIN_REFUSED = (

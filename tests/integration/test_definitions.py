@@ -121,7 +121,7 @@ def test_broken_definitions_file_stops_the_start(tmp_path: pathlib.Path) -> None
 
 
 def test_import_refuses_an_invalid_policy(fresh: Any) -> None:
-    from amqp_server.admin import AdminError
+    from amqp_server.admin.operations import AdminError
 
     definitions = {"policies": [{"vhost": "/", "name": "bad", "pattern": "^x", "apply-to": "all",
                                  "definition": {"max-length": -1}, "priority": 0}]}  # fmt: skip

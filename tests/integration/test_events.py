@@ -10,7 +10,7 @@ import pika
 import pytest
 from conftest import BrokerHandle, start_broker
 
-from amqp_server.events import Event
+from amqp_server.core.events import Event
 
 
 @pytest.fixture

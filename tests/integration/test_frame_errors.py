@@ -18,7 +18,7 @@ from pamqp import commands
 from pamqp import header as pamqp_header
 from rawamqp import RawClient
 
-from amqp_server.frame_codec import encode_method_payload, frame
+from amqp_server.protocol.frame_codec import encode_method_payload, frame
 
 PUBLISH = b"\x00\x3c\x00\x28\x00\x00\x00\x01q\x00"  # basic.publish to "" with routing key "q"
 QOS = commands.Basic.Qos()

@@ -20,7 +20,7 @@ from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from rawamqp import RawClient
 
-from amqp_server.frame_codec import frame
+from amqp_server.protocol.frame_codec import frame
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 TRANSIENT = pika.BasicProperties(delivery_mode=1)

@@ -11,7 +11,7 @@ from typing import Any
 import pika
 import pytest
 
-from amqp_server.admin import AdminError
+from amqp_server.admin.operations import AdminError
 
 
 def count(channel: Any, name: str) -> int:

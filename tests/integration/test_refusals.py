@@ -22,7 +22,7 @@ from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from rawamqp import CAPABILITIES, RawClient, plain
 
-from amqp_server.frame_codec import PROTOCOL_HEADER, build, encode_method, frame
+from amqp_server.protocol.frame_codec import PROTOCOL_HEADER, build, encode_method, frame
 
 COMMITTING = "CHANNEL_ERROR - unexpected command while processing 'tx.commit'"
 LOGIN_REFUSED = "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."

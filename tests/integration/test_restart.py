@@ -17,7 +17,7 @@ import pika.exceptions
 import pytest
 from conftest import BrokerHandle, Node, start_broker
 
-from amqp_server.sqlite_store import StoreError
+from amqp_server.metadata.sqlite import StoreError
 from exchanges.base import QUEUE, Destination
 
 CUSTOM_ARGS = {

@@ -7,8 +7,8 @@ from __future__ import annotations
 from conftest import start_broker
 from metadata_fuzz import durable_state
 
-from amqp_server.broker import Broker, BrokerConfig
-from amqp_server.metadata import Change
+from amqp_server.core.broker import Broker, BrokerConfig
+from amqp_server.metadata.store import Change
 
 
 def _everything(broker: Broker) -> tuple[object, ...]:

@@ -45,7 +45,7 @@ from wire_harness import (
     run_case,
 )
 
-from amqp_server.frame_codec import build, encode_method, frame
+from amqp_server.protocol.frame_codec import build, encode_method, frame
 from tests.conftest import BrokerHandle, start_broker
 
 SEED = int(os.environ.get("WIRE_FUZZ_SEED", "41969"))
@@ -190,13 +190,13 @@ def test_log_watch_takes_errors_and_tracebacks_of_the_broker() -> None:
     error = ValueError("escaped")
     exc_info = (ValueError, error, None)
     for name, level, info in [
-        ("amqp_server.connection", logging.WARNING, None),
-        ("amqp_server.broker", logging.ERROR, None),
-        ("amqp_server.channel", logging.INFO, exc_info),
+        ("amqp_server.transport.connection", logging.WARNING, None),
+        ("amqp_server.core.broker", logging.ERROR, None),
+        ("amqp_server.channel.channel", logging.INFO, exc_info),
         ("pika.adapters", logging.ERROR, None),  # the tests' client
     ]:
         watch.handle(logging.LogRecord(name, level, __file__, 1, name, None, info))
-    assert [error.splitlines()[0] for error in watch.take()] == ["amqp_server.broker", "amqp_server.channel"]
+    assert [error.splitlines()[0] for error in watch.take()] == ["amqp_server.core.broker", "amqp_server.channel.channel"]
     assert watch.take() == []
 
 

@@ -36,8 +36,8 @@ from pamqp import commands
 from pamqp import frame as pamqp_frame
 from pamqp.encode import field_table
 
-from amqp_server.errors import REPLY_NAMES
-from amqp_server.frame_codec import HEARTBEAT_FRAME, PROTOCOL_HEADER, build, encode_method, frame
+from amqp_server.protocol.errors import REPLY_NAMES
+from amqp_server.protocol.frame_codec import HEARTBEAT_FRAME, PROTOCOL_HEADER, build, encode_method, frame
 
 CONNECTION_CLOSE = (10, 50)
 CONNECTION_CLOSE_OK = (10, 51)

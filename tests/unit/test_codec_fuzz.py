@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from amqp_server.errors import AMQPError
-from amqp_server.frame_codec import (
+from amqp_server.core.message import Message
+from amqp_server.protocol.errors import AMQPError
+from amqp_server.protocol.frame_codec import (
     FRAME_BODY,
     FRAME_HEADER,
     FRAME_HEARTBEAT,
@@ -37,7 +38,6 @@ from amqp_server.frame_codec import (
     frame,
     short_str,
 )
-from amqp_server.message import Message
 
 FRAME_MAX = 131072
 # CODEC_FUZZ_EXAMPLES=5000 runs a longer hunt; the default keeps the file at a few seconds.

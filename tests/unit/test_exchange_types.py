@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pamqp import decode
 
 from amqp_server import type_registry
-from amqp_server.errors import PRECONDITION_FAILED, ChannelError
+from amqp_server.protocol.errors import PRECONDITION_FAILED, ChannelError
 from exchanges import registry
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType, RoutableMessage
 from exchanges.direct import DirectExchange

@@ -1,4 +1,4 @@
-"""Unit tests of the sans-IO frame codec (amqp_server.frame_codec) and Message.
+"""Unit tests of the sans-IO frame codec (amqp_server.protocol.frame_codec) and Message.
 
 Encoding goes through frame_codec; decoding is checked twice, by frame_codec's own
 FrameReader/decode_method/decode_properties and by pamqp, so that the two sides are
@@ -20,7 +20,8 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
-from amqp_server.errors import (
+from amqp_server.core.message import Message
+from amqp_server.protocol.errors import (
     COMMAND_INVALID,
     FRAME_ERROR,
     INTERNAL_ERROR,
@@ -29,7 +30,7 @@ from amqp_server.errors import (
     ChannelError,
     ConnectionError,
 )
-from amqp_server.frame_codec import (
+from amqp_server.protocol.frame_codec import (
     BASIC_ACK,
     BASIC_NACK,
     FRAME_BODY,
@@ -58,7 +59,6 @@ from amqp_server.frame_codec import (
     frame,
     short_str,
 )
-from amqp_server.message import Message
 
 FRAME_MAX = 131072
 UTC = datetime.UTC

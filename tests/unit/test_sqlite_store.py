@@ -15,8 +15,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from amqp_server.metadata import Change
-from amqp_server.sqlite_store import SCHEMA_VERSION, SqliteStore, StoreError, dumps, encode_value, loads
+from amqp_server.metadata.sqlite import (
+    SCHEMA_VERSION,
+    SqliteStore,
+    StoreError,
+    dumps,
+    encode_value,
+    loads,
+)
+from amqp_server.metadata.store import Change
 
 
 def _binding(vhost: str, source: str, kind: str, destination: str, key: str = "") -> Change:

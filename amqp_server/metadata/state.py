@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from amqp_server.access import SHA256, Permission, User, validate_pattern
-from amqp_server.events import EventBus
-from amqp_server.metadata import Change
+from amqp_server.core.access import SHA256, Permission, User, validate_pattern
+from amqp_server.core.events import EventBus
+from amqp_server.metadata.store import Change
 from queues.arguments import is_integer
 
 #: Kinds of change this state applies.

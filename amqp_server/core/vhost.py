@@ -14,8 +14,11 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.dead_letter import dead_letter_hook
-from amqp_server.errors import (
+from amqp_server.core.dead_letter import dead_letter_hook
+from amqp_server.core.policy import Policy, effective_definition, select
+from amqp_server.metadata.store import Change
+from amqp_server.plugin_api import PluginContext
+from amqp_server.protocol.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
     NOT_FOUND,
@@ -24,10 +27,7 @@ from amqp_server.errors import (
     ChannelError,
     ConnectionError,
 )
-from amqp_server.field_types import amqp_type_name, octets, text
-from amqp_server.metadata import Change
-from amqp_server.plugin_api import PluginContext
-from amqp_server.policy import Policy, effective_definition, select
+from amqp_server.protocol.field_types import amqp_type_name, octets, text
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
 from exchanges.missing import MissingExchangeType
 from queues.arguments import check_declare_arguments, queue_type_of
@@ -35,7 +35,7 @@ from queues.base import QueueType
 from queues.settings import QueueSettings
 
 if TYPE_CHECKING:
-    from amqp_server.broker import Broker
+    from amqp_server.core.broker import Broker
 
 log = logging.getLogger(__name__)
 

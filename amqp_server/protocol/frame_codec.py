@@ -24,7 +24,7 @@ from typing import Any
 from pamqp import commands, decode, encode
 from pamqp.base import Frame as PamqpMethod
 
-from amqp_server.errors import (
+from amqp_server.protocol.errors import (
     COMMAND_INVALID,
     FRAME_ERROR,
     INTERNAL_ERROR,

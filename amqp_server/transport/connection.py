@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 
 from amqp_server import __version__
-from amqp_server.access import Permission, check_password
-from amqp_server.channel import Channel
-from amqp_server.errors import (
+from amqp_server.channel.channel import Channel
+from amqp_server.core.access import Permission, check_password
+from amqp_server.protocol.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     COMMAND_INVALID,
@@ -61,7 +61,7 @@ from amqp_server.errors import (
     FatalFrameError,
     UnknownMethodError,
 )
-from amqp_server.frame_codec import (
+from amqp_server.protocol.frame_codec import (
     BASIC_PUBLISH,
     FRAME_BODY,
     FRAME_HEADER,
@@ -81,8 +81,8 @@ from amqp_server.frame_codec import (
 )
 
 if TYPE_CHECKING:
-    from amqp_server.broker import Broker
-    from amqp_server.vhost import VirtualHost
+    from amqp_server.core.broker import Broker
+    from amqp_server.core.vhost import VirtualHost
 
 log = logging.getLogger(__name__)
 

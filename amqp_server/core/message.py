@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from amqp_server.errors import PRECONDITION_FAILED, ChannelError
-from amqp_server.frame_codec import FIELD_TYPE_NAMES, decode_properties, headers_span, table_entries
+from amqp_server.protocol.errors import PRECONDITION_FAILED, ChannelError
+from amqp_server.protocol.frame_codec import FIELD_TYPE_NAMES, decode_properties, headers_span, table_entries
 
 # Basic-class property flag bits in the content header (bytes 12-13 of its payload).
 FLAG_HEADERS = 0x2000

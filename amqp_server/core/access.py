@@ -52,7 +52,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from amqp_server.errors import ACCESS_REFUSED, INTERNAL_ERROR, ChannelError, ConnectionError
+from amqp_server.protocol.errors import ACCESS_REFUSED, INTERNAL_ERROR, ChannelError, ConnectionError
 
 SHA256 = "rabbit_password_hashing_sha256"
 SHA512 = "rabbit_password_hashing_sha512"

@@ -9,18 +9,18 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.access import hash_password
-from amqp_server.alarms import AlarmMonitor
-from amqp_server.events import Event, EventBus
-from amqp_server.metadata import Change, MemoryStore, MetadataStore
-from amqp_server.metadata_state import MetadataState, is_tags, require
-from amqp_server.vhost import VirtualHost
+from amqp_server.core.access import hash_password
+from amqp_server.core.alarms import AlarmMonitor
+from amqp_server.core.events import Event, EventBus
+from amqp_server.core.vhost import VirtualHost
+from amqp_server.metadata.state import MetadataState, is_tags, require
+from amqp_server.metadata.store import Change, MemoryStore, MetadataStore
 from exchanges.registry import load_exchange_types
 from queues.registry import load_queue_types
 
 if TYPE_CHECKING:
-    from amqp_server.connection import Connection
-    from amqp_server.message_store import MessageStore
+    from amqp_server.storage.message_store import MessageStore
+    from amqp_server.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,9 @@ class Broker:
 
     async def load_definitions_file(self) -> None:
         """Import the definitions file named by ``load_definitions`` (at every boot, as RabbitMQ)."""
-        from amqp_server.definitions import load_file  # definitions uses Admin, which imports us
+        from amqp_server.admin.definitions import (
+            load_file,  # definitions uses Admin, which imports us
+        )
 
         await load_file(self, self.config.load_definitions)
 

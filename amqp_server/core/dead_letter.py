@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.errors import ChannelError
-from amqp_server.message import Message
+from amqp_server.core.message import Message
+from amqp_server.protocol.errors import ChannelError
 
 if TYPE_CHECKING:
-    from amqp_server.vhost import VirtualHost
+    from amqp_server.core.vhost import VirtualHost
     from queues.base import QueueType
 
 Table = list[tuple[bytes, int, Any]]

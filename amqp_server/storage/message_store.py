@@ -52,9 +52,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from amqp_server.frame_codec import _lenient_str
-from amqp_server.message import Message
-from amqp_server.sqlite_store import StoreError
+from amqp_server.core.message import Message
+from amqp_server.metadata.sqlite import StoreError
+from amqp_server.protocol.frame_codec import _lenient_str
 from queues.base import QueueEntry, Settlement
 
 if TYPE_CHECKING:

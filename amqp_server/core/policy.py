@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from amqp_server.field_types import erlang_repr, octets
+from amqp_server.protocol.field_types import erlang_repr, octets
 
 APPLY_TO = ("queues", "exchanges", "all")
 # Keys an operator policy may set; all are numeric and merge with the policy's by taking the minimum.

@@ -19,14 +19,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amqp_server import __version__
-from amqp_server.access import MD5, SHA256, hash_password, validate_pattern
-from amqp_server.errors import ChannelError, ConnectionError
-from amqp_server.metadata import Change
+from amqp_server.core.access import MD5, SHA256, hash_password, validate_pattern
+from amqp_server.metadata.store import Change
+from amqp_server.protocol.errors import ChannelError, ConnectionError
 from exchanges.base import Destination
 
 if TYPE_CHECKING:
-    from amqp_server.admin import Admin
-    from amqp_server.broker import Broker
+    from amqp_server.admin.operations import Admin
+    from amqp_server.core.broker import Broker
 
 RABBIT_VERSION = "3.10.8"  # the RabbitMQ whose behaviour and formats this broker matches
 
@@ -37,7 +37,7 @@ class DefinitionsError(Exception):
 
 async def load_file(broker: Broker, path: str) -> None:
     """Import a definitions file at boot; an unreadable or invalid file stops the start."""
-    from amqp_server.admin import Admin
+    from amqp_server.admin.operations import Admin
 
     try:
         with open(path, encoding="utf-8") as handle:
@@ -62,7 +62,7 @@ def _tags(tags: Any) -> list[str]:
     if isinstance(tags, str):
         return [tag.strip() for tag in tags.split(",") if tag.strip()]
     if not isinstance(tags, list | None):
-        from amqp_server.admin import AdminError
+        from amqp_server.admin.operations import AdminError
 
         raise AdminError(f"tags must be a list or a string, not {tags!r}")
     return [str(tag) for tag in tags or []]
@@ -100,7 +100,7 @@ _SHORTSTR_FIELDS = {"queues": ("name",), "exchanges": ("name",), "topic_permissi
 def _check_sections(definitions: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
     """Every section's items, checked against SCHEMAS before anything is imported: a document
     that fails here changes nothing."""
-    from amqp_server.admin import AdminError
+    from amqp_server.admin.operations import AdminError
 
     sections: dict[str, list[Mapping[str, Any]]] = {}
     for section, schema in SCHEMAS.items():
@@ -143,7 +143,7 @@ def _is_unicode(value: Any) -> bool:
 
 
 def _check_text(where: str, field: str, value: str, shortstr: bool) -> None:
-    from amqp_server.admin import AdminError
+    from amqp_server.admin.operations import AdminError
 
     if shortstr and len(value.encode()) > 255:
         raise AdminError(f"{where}: '{field}' is longer than 255 bytes")
@@ -152,7 +152,7 @@ def _check_text(where: str, field: str, value: str, shortstr: bool) -> None:
 async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> None:
     """Apply a definitions document; raise ``AdminError`` naming the first item that fails.
     Items are checked first (``_check_sections``), then imported one by one."""
-    from amqp_server.admin import AdminError
+    from amqp_server.admin.operations import AdminError
 
     if not isinstance(definitions, Mapping):
         raise AdminError("definitions must be a JSON object")
@@ -271,7 +271,7 @@ async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> No
 
 async def import_parameter(admin: Admin, vhost: str, component: str, name: str, value: Any) -> None:
     """A vhost-scoped runtime parameter: policies and limits go where they act, others are kept."""
-    from amqp_server.admin import AdminError
+    from amqp_server.admin.operations import AdminError
 
     if component in ("policy", "operator_policy", "vhost-limits") and not isinstance(value, Mapping):
         raise AdminError(f"{component} parameter '{name}': value must be an object")
@@ -292,7 +292,7 @@ async def import_parameter(admin: Admin, vhost: str, component: str, name: str, 
 
 
 async def _declare(what: str, operation: Any) -> None:
-    from amqp_server.admin import AdminError
+    from amqp_server.admin.operations import AdminError
 
     try:
         await operation

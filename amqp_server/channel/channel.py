@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 from pamqp.base import Frame as PamqpMethod
 
-from amqp_server import access, direct_reply_to
-from amqp_server.errors import (
+from amqp_server.channel import direct_reply_to
+from amqp_server.core import access
+from amqp_server.core.message import FLAG_DELIVERY_MODE, Message
+from amqp_server.protocol.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     COMMAND_INVALID,
@@ -38,8 +40,8 @@ from amqp_server.errors import (
     ChannelError,
     ConnectionError,
 )
-from amqp_server.field_types import amqp_type_name
-from amqp_server.frame_codec import (
+from amqp_server.protocol.field_types import amqp_type_name
+from amqp_server.protocol.frame_codec import (
     ACK_FIELDS,
     BASIC_ACK,
     BASIC_CLASS,
@@ -64,14 +66,13 @@ from amqp_server.frame_codec import (
     method_id,
     publish_cache,
 )
-from amqp_server.message import FLAG_DELIVERY_MODE, Message
 from exchanges.base import EXCHANGE, QUEUE, Destination
 from queues.arguments import is_integer
 from queues.base import QueueEntry, QueueType, Settlement, all_settled
 
 if TYPE_CHECKING:
-    from amqp_server.connection import Connection
-    from amqp_server.vhost import Check, Exchange
+    from amqp_server.core.vhost import Check, Exchange
+    from amqp_server.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from amqp_server.access import SHA256, hash_password, validate_pattern
-from amqp_server.broker import Broker
-from amqp_server.metadata import Change
-from amqp_server.policy import PolicyError, term
-from amqp_server.policy import validate as validate_policy
+from amqp_server.core.access import SHA256, hash_password, validate_pattern
+from amqp_server.core.broker import Broker
+from amqp_server.core.policy import PolicyError, term
+from amqp_server.core.policy import validate as validate_policy
+from amqp_server.metadata.store import Change
 
 VHOST_LIMITS = ("max-connections", "max-queues")
 USER_LIMITS = ("max-connections", "max-channels")
@@ -251,13 +251,13 @@ class Admin:
 
     async def import_definitions(self, definitions: dict[str, Any]) -> None:
         """Import RabbitMQ's definitions JSON (as rabbitmqctl import_definitions)."""
-        from amqp_server.definitions import import_definitions
+        from amqp_server.admin.definitions import import_definitions
 
         await import_definitions(self, definitions)
 
     def export_definitions(self) -> dict[str, Any]:
         """RabbitMQ's definitions JSON for the whole broker (rabbitmqctl export_definitions)."""
-        from amqp_server.definitions import export_definitions
+        from amqp_server.admin.definitions import export_definitions
 
         return export_definitions(self.broker)
 

@@ -22,8 +22,8 @@ import weakref
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from amqp_server.broker import Broker
-    from amqp_server.connection import Connection
+    from amqp_server.core.broker import Broker
+    from amqp_server.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ import struct
 import weakref
 from typing import TYPE_CHECKING
 
-from amqp_server.errors import PRECONDITION_FAILED, ChannelError
-from amqp_server.frame_codec import deliver_prefix, encode_deliver, short_str
+from amqp_server.protocol.errors import PRECONDITION_FAILED, ChannelError
+from amqp_server.protocol.frame_codec import deliver_prefix, encode_deliver, short_str
 
 if TYPE_CHECKING:
-    from amqp_server.broker import Broker
-    from amqp_server.channel import Channel
-    from amqp_server.message import Message
+    from amqp_server.channel.channel import Channel
+    from amqp_server.core.broker import Broker
+    from amqp_server.core.message import Message
 
 PSEUDO_QUEUE = "amq.rabbitmq.reply-to"
 PREFIX = PSEUDO_QUEUE + "."

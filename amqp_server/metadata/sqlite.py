@@ -34,7 +34,7 @@ from typing import Any
 
 import aiosqlite
 
-from amqp_server.metadata import Change, MetadataStore
+from amqp_server.metadata.store import Change, MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""An AMQP channel: commands, publishing, confirms, consumers and deliveries, direct reply-to."""

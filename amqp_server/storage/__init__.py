@@ -1,0 +1,1 @@
+"""The message store: persistent messages of durable queues, paging, recovery."""
