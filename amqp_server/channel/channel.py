@@ -24,6 +24,7 @@ from pamqp import commands
 from pamqp.base import Frame as PamqpMethod
 
 from amqp_server.channel import direct_reply_to
+from amqp_server.channel.direct_reply_to import PREFIX as REPLY_TO_PREFIX
 from amqp_server.core import access
 from amqp_server.core.message import FLAG_DELIVERY_MODE, Message
 from amqp_server.protocol.errors import (
@@ -487,7 +488,7 @@ class Channel:
         """Route, return or confirm one publish. None: no queue took it; else whether every
         queue that took it accepted it (what a transaction's commit needs)."""
         if exchange.router is None and (
-            message.routing_key.startswith(direct_reply_to.PREFIX)
+            message.routing_key.startswith(REPLY_TO_PREFIX)
             or (message.header[12] & 0x20 and len(message.routing_keys) > 1)  # CC keys
         ):
             # Direct replies go straight to the requesting channel and do not count as routed.
@@ -533,9 +534,9 @@ class Channel:
             else:
                 self._acks.append(seq)
             self.connection.confirms_pending(self)
-        if not queues:
-            return None
-        return pending if accepted and pending is not None else accepted
+        if pending is None or not accepted:
+            return accepted if queues else None
+        return pending
 
     def settled(self, _settlement: Settlement) -> None:
         """A settlement some confirms wait for is settled: confirm the publishes at the head of

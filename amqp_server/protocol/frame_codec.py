@@ -176,24 +176,30 @@ class FrameReader:
     frame's worth of bytes.
     """
 
-    __slots__ = ("_buffer", "frame_max", "strict")
+    __slots__ = ("_buffer", "frame_max")
 
     def __init__(self, frame_max: int = FRAME_MIN_SIZE) -> None:
         self._buffer = b""
         self.frame_max = frame_max
-        # Check each frame's type and minimum size here. Before connection.open-ok RabbitMQ's
-        # reader looks at no frame type (a frame on a channel is unexpected, whatever it is):
-        # the connection then checks what it takes.
-        self.strict = True
 
-    def feed(self, data: bytes, limit: int = 0) -> list[tuple[int, int, bytes]]:
-        """Append ``data`` and return every frame it completes (at most ``limit`` when given:
-        the rest stays buffered, for a caller that must act on a frame before reading on).
+    def feed_one(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """``feed``, but at most one frame comes out; the rest stays buffered (for a caller that
+        must act on a frame, e.g. tune-ok setting frame_max, before the next is read)."""
+        data = self._buffer + data
+        self._buffer = b""
+        end = 8 + _frame_header.unpack_from(data)[2] if len(data) >= 7 else len(data)
+        frames = self.feed(data[:end])
+        self._buffer += data[end:]
+        return frames
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """Append ``data`` and return every frame it completes.
 
         Raises ConnectionError(FRAME_ERROR) with RabbitMQ's text for a frame larger than
         ``frame_max`` (as soon as its 7-byte header is in, before the payload arrives), a bad
         frame-end octet, an unknown frame type, or a payload too short for its type (a method
-        needs 4 octets, a content header 12, a heartbeat none). Checks run in RabbitMQ's order.
+        needs 4 octets, a content header 12, a heartbeat none; the error's ``frame`` attribute is
+        that frame, as (type, channel, payload)). Checks run in RabbitMQ's order.
         The exception's ``frames`` attribute lists the complete frames read before the bad one.
         """
         if self._buffer:
@@ -204,7 +210,6 @@ class FrameReader:
         length = len(data)
         unpack_from = _frame_header.unpack_from
         frame_max = self.frame_max
-        strict = self.strict
         try:
             while length - offset >= 7:
                 frame_type, channel, size = unpack_from(data, offset)
@@ -224,20 +229,19 @@ class FrameReader:
                         FRAME_ERROR,
                         frame_error_text(frame_type, data[offset + 7 : end], ("invalid_frame_end_marker", data[end])),
                     )
-                if strict and not (
+                if not (
                     frame_type == FRAME_BODY
                     or (frame_type == FRAME_METHOD and size >= 4)
                     or (frame_type == FRAME_HEADER and size >= 12)
                     or (frame_type == FRAME_HEARTBEAT and size == 0)
                 ):
                     self._buffer = b""
-                    raise ConnectionError(
-                        FRAME_ERROR, frame_error_text(frame_type, data[offset + 7 : end], "unknown_frame")
-                    )
+                    payload = data[offset + 7 : end]
+                    error = ConnectionError(FRAME_ERROR, frame_error_text(frame_type, payload, "unknown_frame"))
+                    error.frame = (frame_type, channel, payload)  # type: ignore[attr-defined]
+                    raise error
                 append((frame_type, channel, data[offset + 7 : end]))
                 offset = end + 1
-                if limit and len(frames) == limit:
-                    break
         except ConnectionError as error:
             # The complete frames before the bad one still count (RabbitMQ handles them
             # first): the caller finds them on the exception.

@@ -193,7 +193,6 @@ class Connection(asyncio.Protocol):
         self.id = broker.next_connection_id()
         self.state = HANDSHAKE
         self.reader = FrameReader(FRAME_MIN_SIZE)
-        self.reader.strict = False  # until running (FrameReader.strict)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.channels: dict[int, Channel] = {}
@@ -279,14 +278,19 @@ class Connection(asyncio.Protocol):
             if self.state == TUNING:
                 # tune-ok sets frame_max: the frames after it in this read are sized by the new
                 # one, so the frames are taken one by one until it has come.
-                frames = reader.feed(data, 1)
+                frames = reader.feed_one(data)
                 while frames:
                     self._take(frames)
-                    frames = reader.feed(b"", 1 if self.state == TUNING else 0)
+                    frames = reader.feed_one(b"") if self.state == TUNING else reader.feed(b"")
                 return
             frames = reader.feed(data)
         except ConnectionError as error:
             self._take(getattr(error, "frames", []))  # the good frames before the bad one
+            frame = getattr(error, "frame", None)
+            if frame is not None and frame[1] and self.state in _HANDSHAKING:
+                # Before open-ok RabbitMQ's reader looks at no frame's type: one on a channel is
+                # unexpected, whatever it is.
+                error = unexpected_frame(frame[0], frame[2])
             self._frame_error(error)
             return
         self._take(frames)
@@ -478,7 +482,6 @@ class Connection(asyncio.Protocol):
             )
         self.vhost = vhost
         self.state = RUNNING
-        self.reader.strict = True
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
