@@ -28,13 +28,15 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import aiosqlite
 
 from amqp_server.metadata.store import Change, MetadataStore
+from amqp_server.storage.sqlite_db import Migration, StoreError, open_database
+
+__all__ = ["StoreError", "SqliteStore"]
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,7 @@ _FIRST = ("vhost", "user", "permission", "topic_permission")
 _LAST = ("exchange", "queue", "binding")
 
 
-class StoreError(RuntimeError):
-    """The store cannot be opened or read; the broker must not start."""
-
-
 # -- migrations -----------------------------------------------------------------------------
-
-Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 
 async def _migrate_to_1(db: aiosqlite.Connection) -> None:
@@ -236,64 +232,7 @@ class SqliteStore(MetadataStore):
             self._lock_fd = None
 
     async def _connect(self) -> aiosqlite.Connection:
-        try:
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open metadata store {self.path}: {exc}") from exc
-        try:
-            async with db.execute("PRAGMA journal_mode=WAL") as cursor:
-                mode = (await cursor.fetchone() or ("?",))[0]
-            if mode != "wal":  # e.g. a file system without shared memory: still durable, slower
-                log.warning("metadata store %s: journal mode %s, not wal", self.path, mode)
-            await db.execute("PRAGMA synchronous=FULL")
-            async with db.execute("PRAGMA quick_check") as cursor:
-                problems = [row[0] for row in await cursor.fetchall()]
-            if problems != ["ok"]:
-                raise StoreError(f"{self.path} is corrupt: {'; '.join(problems[:5])}")
-            await self._migrate(db)
-        except sqlite3.Error as exc:
-            await db.close()
-            raise StoreError(f"cannot read metadata store {self.path}: {exc}") from exc
-        except BaseException:
-            await db.close()
-            raise
-        return db
-
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cursor:
-            tables = {row[0] for row in await cursor.fetchall()}
-        if "schema_version" in tables:
-            async with db.execute("SELECT version FROM schema_version") as cursor:
-                rows = await cursor.fetchall()
-            if len(rows) != 1 or not isinstance(rows[0][0], int):
-                raise StoreError(f"{self.path} is corrupt: bad schema_version table {rows!r}")
-            version = rows[0][0]
-        elif tables - {"sqlite_sequence"}:
-            raise StoreError(f"{self.path} is not a metadata store of this broker (tables {sorted(tables)})")
-        else:
-            version = 0
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this broker's {SCHEMA_VERSION}: "
-                "it was written by a newer version"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            if "schema_version" not in tables:
-                await db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-                await db.execute("INSERT INTO schema_version VALUES (0)")
-            for step in range(version, SCHEMA_VERSION):
-                await MIGRATIONS[step](db)
-                await db.execute("UPDATE schema_version SET version = ?", (step + 1,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        log.info(
-            "metadata store %s migrated from schema version %s to %s", self.path, version, SCHEMA_VERSION
-        )
+        return await open_database(self.path, "metadata store", MIGRATIONS)
 
     # -- MetadataStore ----------------------------------------------------------------------
 

@@ -47,14 +47,14 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from amqp_server.core.message import Message
-from amqp_server.metadata.sqlite import StoreError
 from amqp_server.protocol.frame_codec import _lenient_str
+from amqp_server.storage.sqlite_db import Migration, StoreError, open_database
 from queues.base import QueueEntry, Settlement
 
 if TYPE_CHECKING:
@@ -113,8 +113,6 @@ class StoredMessage:
 
 
 # -- migrations -----------------------------------------------------------------------------
-
-Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 
 async def _migrate_to_1(db: aiosqlite.Connection) -> None:
@@ -209,23 +207,10 @@ class MessageStore:
         if self._db is not None:
             return
         self._closing = False
+        db = await open_database(self.path, "message store", MIGRATIONS, iter_chunk_size=RECOVERY_CHUNK)
         try:
-            db = await aiosqlite.connect(self.path, isolation_level=None, iter_chunk_size=RECOVERY_CHUNK)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
-        try:
-            async with db.execute("PRAGMA journal_mode=WAL") as cursor:
-                mode = (await cursor.fetchone() or ("?",))[0]
-            if mode != "wal":
-                log.warning("message store %s: journal mode %s, not wal", self.path, mode)
-            await db.execute("PRAGMA synchronous=FULL")
             # A big batch grows the WAL; truncate it back after checkpoints.
             await db.execute("PRAGMA journal_size_limit=67108864")
-            async with db.execute("PRAGMA quick_check") as cursor:
-                problems = [row[0] for row in await cursor.fetchall()]
-            if problems != ["ok"]:
-                raise StoreError(f"{self.path} is corrupt: {'; '.join(problems[:5])}")
-            await self._migrate(db)
             await db.execute("DELETE FROM tentries")  # paged transient entries die with the node
             async with db.execute("SELECT qid, vhost, name, delivered FROM queues ORDER BY qid") as cursor:
                 for qid, vhost, name, delivered in await cursor.fetchall():
@@ -253,38 +238,6 @@ class MessageStore:
             raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
         self._wakeup = asyncio.Event()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="message-store-writer")
-
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cursor:
-            tables = {row[0] for row in await cursor.fetchall()}
-        if "schema_version" in tables:
-            async with db.execute("SELECT version FROM schema_version") as cursor:
-                rows = await cursor.fetchall()
-            if len(rows) != 1 or not isinstance(rows[0][0], int):
-                raise StoreError(f"{self.path} is corrupt: bad schema_version table {rows!r}")
-            version = rows[0][0]
-        elif tables:
-            raise StoreError(f"{self.path} is not a message store of this broker (tables {sorted(tables)})")
-        else:
-            version = 0
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this broker's {SCHEMA_VERSION}"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            if "schema_version" not in tables:
-                await db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-                await db.execute("INSERT INTO schema_version VALUES (0)")
-            for step in range(version, SCHEMA_VERSION):
-                await MIGRATIONS[step](db)
-                await db.execute("UPDATE schema_version SET version = ?", (step + 1,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
 
     # -- queues -----------------------------------------------------------------------------
 
