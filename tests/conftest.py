@@ -1,7 +1,9 @@
 """Shared fixtures: a real broker on a free port, run in-process on its own event-loop thread.
 
 Tests talk to it over TCP with real clients (pika, aio-pika, kombu) and may also look at its
-internal state through ``BrokerHandle.broker``.
+state through ``BrokerHandle.broker`` and ``BrokerHandle.admin``: public attributes and ``stats()``
+only, never private ones, so that the tests survive refactors. Helpers the tests share (publish,
+count, drain, wait, expect a channel error, ...) are in ``helpers.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ import pytest
 from amqp_server.admin.operations import Admin
 from amqp_server.core.broker import Broker, BrokerConfig
 from amqp_server.server import Server
+
+
+def connection_params(
+    port: int, user: str = "guest", password: str = "guest", vhost: str = "/", **kw: Any
+) -> pika.ConnectionParameters:
+    """pika's parameters for a broker on 127.0.0.1:``port``, as ``user`` on ``vhost``."""
+    return pika.ConnectionParameters("127.0.0.1", port, vhost, pika.PlainCredentials(user, password), **kw)
 
 
 class BrokerHandle:
@@ -57,10 +66,13 @@ class BrokerHandle:
 
         return self.run(wrapper())
 
+    @property
+    def running(self) -> bool:
+        """Not stopped yet."""
+        return self._thread.is_alive()
+
     def params(self, user: str = "guest", password: str = "guest", vhost: str = "/", **kw: Any) -> pika.ConnectionParameters:
-        return pika.ConnectionParameters(
-            "127.0.0.1", self.port, vhost, pika.PlainCredentials(user, password), **kw
-        )
+        return connection_params(self.port, user, password, vhost, **kw)
 
     def connect(self, **kw: Any) -> pika.BlockingConnection:
         return pika.BlockingConnection(self.params(**kw))
@@ -151,8 +163,7 @@ class Node:
         return self.exit_status()
 
     def connect(self, user: str = "guest", password: str = "guest", vhost: str = "/", **kw: Any) -> pika.BlockingConnection:
-        credentials = pika.PlainCredentials(user, password)
-        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port, vhost, credentials, **kw))
+        return pika.BlockingConnection(connection_params(self.port, user, password, vhost, **kw))
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -175,5 +186,5 @@ def handles() -> Iterator[list[BrokerHandle]]:
     started: list[BrokerHandle] = []
     yield started
     for handle in started:
-        if handle._thread.is_alive():
+        if handle.running:
             handle.stop()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pika
 import pytest
+from helpers import channel_error
 from pika.exceptions import (
     ChannelClosedByBroker,
     ConnectionClosedByBroker,
@@ -45,13 +46,6 @@ def grant(broker: Any, user: str, configure: str, write: str, read: str, vhost: 
 
 def refused(resource: str, name: str, user: str, vhost: str = "/") -> tuple[int, str]:
     return 403, f"ACCESS_REFUSED - access to {resource} '{name}' in vhost '{vhost}' refused for user '{user}'"
-
-
-def channel_error(connection: pika.BlockingConnection, action: Callable[[Any], Any]) -> tuple[int, str]:
-    channel = connection.channel()
-    with pytest.raises(ChannelClosedByBroker) as raised:
-        action(channel)
-    return raised.value.reply_code, raised.value.reply_text
 
 
 def wait_for_close(connection: pika.BlockingConnection) -> tuple[int, str]:

@@ -20,6 +20,7 @@ import pika
 import pika.spec
 import pytest
 from conftest import BrokerHandle, start_broker
+from helpers import connect_named, message_count, message_count_on, server_connection
 
 from amqp_server.cli import read_config_file
 from amqp_server.core.alarms import (
@@ -69,19 +70,9 @@ def pump(until: Callable[[], bool], *connections: pika.BlockingConnection, limit
             connection.process_data_events(time_limit=0.02)
 
 
-def server_connection(handle: BrokerHandle, name: str) -> Any:
-    def find() -> Any:
-        for connection in handle.broker.connections:
-            if connection.client_properties.get("connection_name") == name:
-                return connection
-        return None
-
-    return handle.call(find)
-
-
 def reading_stopped(handle: BrokerHandle, name: str) -> tuple[str, bool]:
     connection = server_connection(handle, name)
-    return handle.call(lambda: (connection.state, bool(connection._paused)))
+    return handle.call(lambda: (connection.state, not connection.transport.is_reading()))
 
 
 def release(handle: BrokerHandle, *connections: pika.BlockingConnection) -> None:
@@ -98,10 +89,6 @@ def release(handle: BrokerHandle, *connections: pika.BlockingConnection) -> None
             connection.close()
 
 
-def connect(handle: BrokerHandle, name: str) -> pika.BlockingConnection:
-    return handle.connect(client_properties={"connection_name": name})
-
-
 class Consumer:
     def __init__(self, connection: pika.BlockingConnection, queue: str) -> None:
         self.bodies: list[bytes] = []
@@ -114,22 +101,14 @@ class Consumer:
         channel.basic_ack(method.delivery_tag)
 
 
-def message_count(connection: pika.BlockingConnection, queue: str) -> int:
-    channel = connection.channel()
-    try:
-        return channel.queue_declare(queue, passive=True).method.message_count
-    finally:
-        channel.close()
-
-
 # -- blocking a publisher ------------------------------------------------------------------------
 
 
 def test_alarm_at_boot_blocks_a_new_publisher_until_cleared(alarmed_node, unique):
     handle = alarmed_node
     assert handle.call(lambda: set(handle.broker.alarms.alarms)) == {"memory"}
-    observer = connect(handle, unique + "-observer")
-    publisher = connect(handle, unique)
+    observer = connect_named(handle, unique + "-observer")
+    publisher = connect_named(handle, unique)
     events = Events(publisher)
     try:
         observer.channel().queue_declare(unique)
@@ -142,14 +121,14 @@ def test_alarm_at_boot_blocks_a_new_publisher_until_cleared(alarmed_node, unique
         assert events.seen[0].reason == "low on memory"
         assert reading_stopped(handle, unique) == ("blocked", True)
         # Nothing past the first content header was read: not even the first message is in.
-        assert message_count(observer, unique) == 0
+        assert message_count_on(observer, unique) == 0
 
         handle.call(handle.broker.alarms.set_memory_high_watermark, 0.4)
         pump(lambda: len(events.seen) == 2, publisher)
         assert events.kinds() == ["Blocked", "Unblocked"]
         assert handle.call(lambda: set(handle.broker.alarms.alarms)) == set()
-        pump(lambda: message_count(observer, unique) == 20, observer)
-        assert message_count(observer, unique) == 20
+        pump(lambda: message_count_on(observer, unique) == 20, observer)
+        assert message_count_on(observer, unique) == 20
         consumer = Consumer(observer, unique)
         pump(lambda: len(consumer.bodies) >= 20, observer)
         observer.process_data_events(time_limit=0.1)
@@ -178,8 +157,8 @@ def test_consumers_drain_while_the_publisher_is_blocked_and_nothing_is_lost(
     node, unique, raise_alarm, clear_alarm, reason
 ):
     handle = node
-    publisher = connect(handle, unique)
-    consuming = connect(handle, unique + "-consumer")
+    publisher = connect_named(handle, unique)
+    consuming = connect_named(handle, unique + "-consumer")
     publisher_events, consumer_events = Events(publisher), Events(consuming)
     try:
         channel = publisher.channel()
@@ -187,7 +166,7 @@ def test_consumers_drain_while_the_publisher_is_blocked_and_nothing_is_lost(
         expected = [b"before-%d" % n for n in range(100)]
         for body in expected:
             channel.basic_publish("", unique, body)
-        pump(lambda: message_count(consuming, unique) == 100, consuming)
+        pump(lambda: message_count_on(consuming, unique) == 100, consuming)
 
         handle.call(raise_alarm, handle.broker.alarms)
         consumer = Consumer(consuming, unique)
@@ -204,7 +183,7 @@ def test_consumers_drain_while_the_publisher_is_blocked_and_nothing_is_lost(
         consuming.process_data_events(time_limit=0.1)
         assert consumer.bodies == expected  # nothing of the blocked publisher's got in
         assert consumer_events.seen == []
-        assert message_count(consuming, unique) == 0
+        assert message_count_on(consuming, unique) == 0
 
         handle.call(clear_alarm, handle.broker.alarms)
         pump(lambda: len(publisher_events.seen) == 2, publisher)
@@ -225,9 +204,9 @@ def test_consumers_drain_while_the_publisher_is_blocked_and_nothing_is_lost(
 def test_both_alarms_block_until_both_clear(node, unique):
     handle = node
     alarms = handle.broker.alarms
-    publisher = connect(handle, unique)
+    publisher = connect_named(handle, unique)
     events = Events(publisher)
-    observer = connect(handle, unique + "-observer")
+    observer = connect_named(handle, unique + "-observer")
     try:
         observer.channel().queue_declare(unique)
         channel = publisher.channel()
@@ -244,13 +223,13 @@ def test_both_alarms_block_until_both_clear(node, unique):
         publisher.process_data_events(time_limit=0.2)
         assert events.kinds() == ["Blocked"]  # no second blocked, no unblocked
         assert reading_stopped(handle, unique) == ("blocked", True)
-        assert message_count(observer, unique) == 0
+        assert message_count_on(observer, unique) == 0
 
         handle.call(alarms.set_disk_free_limit, "50MB")
         pump(lambda: len(events.seen) == 2, publisher)
         assert events.kinds() == ["Blocked", "Unblocked"]
-        pump(lambda: message_count(observer, unique) == 2, observer)
-        assert message_count(observer, unique) == 2
+        pump(lambda: message_count_on(observer, unique) == 2, observer)
+        assert message_count_on(observer, unique) == 2
     finally:
         release(handle, publisher, observer)
 
@@ -258,7 +237,7 @@ def test_both_alarms_block_until_both_clear(node, unique):
 def test_an_alarm_that_clears_before_any_publish_blocks_nothing(node, unique):
     handle = node
     alarms = handle.broker.alarms
-    publisher = connect(handle, unique)
+    publisher = connect_named(handle, unique)
     events = Events(publisher)
     try:
         channel = publisher.channel()
@@ -266,7 +245,7 @@ def test_an_alarm_that_clears_before_any_publish_blocks_nothing(node, unique):
         handle.call(alarms.set_disk_free_limit, HUGE)
         handle.call(alarms.set_disk_free_limit, 50_000_000)
         channel.basic_publish("", unique, b"m")
-        assert channel.queue_declare(unique, passive=True).method.message_count == 1
+        assert message_count(channel, unique) == 1
         publisher.process_data_events(time_limit=0.1)
         assert events.seen == []
     finally:

@@ -16,10 +16,10 @@ from typing import Any
 
 import pika
 import pytest
+from helpers import closes, message_count, new_queue, publish
 from pamqp import commands
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
-from pika.exceptions import ChannelClosedByBroker
 from rawamqp import RawClient
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -28,32 +28,7 @@ from rawamqp import RawClient
 def closed_channel(connection: pika.BlockingConnection, action: Callable[[Any], Any]) -> tuple[int, str]:
     """Run ``action`` on a fresh channel, which the broker must close: (code, text)."""
     channel = connection.channel()
-    with pytest.raises(ChannelClosedByBroker) as raised:
-        action(channel)
-        channel.queue_declare("", exclusive=True)  # a round trip, for actions that await no reply
-    return raised.value.reply_code, raised.value.reply_text
-
-
-def closes(channel: Any, action: Callable[[], Any]) -> tuple[int, str]:
-    """Run ``action``; the broker must close ``channel`` for it: (code, text)."""
-    with pytest.raises(ChannelClosedByBroker) as raised:
-        action()
-        channel.queue_declare("", exclusive=True)  # a round trip, for actions that await no reply
-    return raised.value.reply_code, raised.value.reply_text
-
-
-def new_queue(channel: Any, **arguments: Any) -> str:
-    return channel.queue_declare("", exclusive=True, arguments=arguments or None).method.queue
-
-
-def publish(channel: Any, queue: str, *bodies: bytes, **properties: Any) -> None:
-    for body in bodies:
-        channel.basic_publish("", queue, body, pika.BasicProperties(**properties) if properties else None)
-
-
-def message_count(channel: Any, queue: str) -> int:
-    """queue.declare passive: also a round trip, after which all earlier deliveries are in."""
-    return channel.queue_declare(queue, passive=True).method.message_count
+    return closes(channel, lambda: action(channel))
 
 
 class Collector:

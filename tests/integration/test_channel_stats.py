@@ -6,32 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers import read_message, server_connection
 from pamqp import commands
 from pamqp import frame as pframe
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
 from rawamqp import RawClient
-
-
-def server_connection(broker: Any, client: RawClient) -> Any:
-    port = client.sock.getsockname()[1]
-
-    def find() -> Any:
-        return next(c for c in broker.broker.connections if c.peer[1] == port)
-
-    return broker.call(find)
 
 
 def channel_stats(broker: Any, client: RawClient, number: int) -> dict[str, Any]:
     connection = server_connection(broker, client)
     return broker.call(lambda: connection.channels[number].stats())
-
-
-def read_message(raw: RawClient, kind: type) -> Any:
-    method = raw.expect(1, kind)
-    raw.expect(1, ContentHeader)
-    raw.expect(1, ContentBody)
-    return method
 
 
 def test_channel_counters(broker, unique):
@@ -45,15 +28,15 @@ def test_channel_counters(broker, unique):
     raw.publish(1, "", unique + "-nowhere", b"lost")  # unroutable: dropped
     raw.expect(1, commands.Basic.Ack)
     raw.publish(1, "", unique + "-nowhere", b"back", mandatory=True)  # unroutable: returned
-    read_message(raw, commands.Basic.Return)
+    read_message(raw, 1, commands.Basic.Return)
     raw.expect(1, commands.Basic.Ack)
     raw.send(1, commands.Basic.Get(queue=unique, no_ack=True))
-    read_message(raw, commands.Basic.GetOk)  # m0, no ack
+    read_message(raw, 1, commands.Basic.GetOk)  # m0, no ack
     raw.send(1, commands.Basic.Get(queue=unique, no_ack=False))
-    got = read_message(raw, commands.Basic.GetOk)  # m1, to be nacked back
+    got = read_message(raw, 1, commands.Basic.GetOk)  # m1, to be nacked back
     raw.send(1, commands.Basic.Nack(delivery_tag=got.delivery_tag, requeue=True))
     raw.rpc(1, commands.Basic.Consume(queue=unique, consumer_tag="c"), commands.Basic.ConsumeOk)
-    tags = [read_message(raw, commands.Basic.Deliver) for _ in range(3)]  # m1 (redelivered), m2, m3
+    tags = [read_message(raw, 1, commands.Basic.Deliver) for _ in range(3)]  # m1 (redelivered), m2, m3
     assert [d.redelivered for d in tags] == [True, False, False]
     raw.send(1, commands.Basic.Ack(delivery_tag=tags[1].delivery_tag, multiple=True))  # acks 2
     raw.rpc(1, commands.Basic.Cancel(consumer_tag="c"), commands.Basic.CancelOk)
@@ -102,8 +85,8 @@ def test_consumers_no_ack_deliveries_and_transactions(broker, unique):
     assert (stats["consumer_count"], stats["messages_uncommitted"], stats["transactional"]) == (1, 2, True)
     assert stats["message_stats"]["publish"] == 2 and stats["message_stats"]["deliver_no_ack"] == 0
     raw.send(1, commands.Tx.Commit())
-    read_message(raw, commands.Basic.Deliver)
-    read_message(raw, commands.Basic.Deliver)
+    read_message(raw, 1, commands.Basic.Deliver)
+    read_message(raw, 1, commands.Basic.Deliver)
     raw.expect(1, commands.Tx.CommitOk)
     stats = channel_stats(broker, raw, 1)
     assert stats["messages_uncommitted"] == 0
@@ -140,7 +123,7 @@ def test_connection_totals_include_closed_channels(broker, unique):
         raw.publish(channel, "", unique, b"m")
     raw.rpc(2, commands.Channel.Close(200, "bye", 0, 0), commands.Channel.CloseOk)
     raw.send(1, commands.Basic.Get(queue=unique, no_ack=False))
-    read_message(raw, commands.Basic.GetOk)
+    read_message(raw, 1, commands.Basic.GetOk)
     stats = broker.call(server_connection(broker, raw).stats)
     assert stats["channels"] == 1 and stats["messages_unacknowledged"] == 1
     assert (stats["message_stats"]["publish"], stats["message_stats"]["get"]) == (2, 1)

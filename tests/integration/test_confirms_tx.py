@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import closes, get_messages, message_count, new_queue
 from pamqp import commands
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
-from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
+from pika.exceptions import NackError, UnroutableError
 from rawamqp import RawClient
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -65,30 +66,9 @@ class Confirms:
             self.order.append((seq, outcome))
 
 
-def new_queue(channel: Any, **arguments: Any) -> str:
-    return channel.queue_declare("", exclusive=True, arguments=arguments or None).method.queue
-
-
 def drain(channel: Any, queue: str) -> list[tuple[bytes, bool]]:
     """(body, redelivered) of every ready message of ``queue``, taken with auto-ack."""
-    out = []
-    while True:
-        method, _props, body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            return out
-        out.append((body, method.redelivered))
-
-
-def message_count(channel: Any, queue: str) -> int:
-    return channel.queue_declare(queue, passive=True).method.message_count
-
-
-def closes(channel: Any, action: Any) -> tuple[int, str]:
-    """Run ``action``; the broker must close ``channel`` for it: (code, text)."""
-    with pytest.raises(ChannelClosedByBroker) as raised:
-        action()
-        channel.queue_declare("", exclusive=True)
-    return raised.value.reply_code, raised.value.reply_text
+    return [(body, method.redelivered) for method, _props, body in get_messages(channel, queue)]
 
 
 # -- publisher confirms ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pika.exceptions
 import pika.spec
 import pytest
 from conftest import BrokerHandle, start_broker
+from helpers import connect_named, message_count, server_connection
 from pamqp import commands
 from rawamqp import RawClient, amqplain, plain
 
@@ -41,22 +42,6 @@ def raw(broker: BrokerHandle) -> Iterator[RawClient]:
     client = RawClient(broker.port)
     yield client
     client.close()
-
-
-def _server_connection(broker: BrokerHandle, client: int | str):
-    """The broker's Connection for a client socket port or a pika ``connection_name``."""
-
-    def find():
-        for connection in broker.broker.connections:
-            if connection.peer[1] == client or connection.client_properties.get("connection_name") == client:
-                return connection
-        return None
-
-    return broker.call(find)
-
-
-def _named(broker: BrokerHandle, name: str, **kw) -> pika.BlockingConnection:
-    return broker.connect(client_properties={"connection_name": name}, **kw)
 
 
 def _wait_gone(broker: BrokerHandle, connection, timeout: float = 3.0) -> bool:
@@ -134,9 +119,9 @@ def test_tune_proposes_rabbitmq_defaults(raw):
 
 
 def test_client_values_are_negotiated(broker, unique):
-    connection = _named(broker, unique, frame_max=4096, heartbeat=0, channel_max=10)
+    connection = connect_named(broker, unique, frame_max=4096, heartbeat=0, channel_max=10)
     try:
-        server = _server_connection(broker, unique)
+        server = server_connection(broker, unique)
         assert (server.frame_max, server.channel_max, server.heartbeat) == (4096, 10, 0)
         channel = connection.channel()
         channel.queue_declare(unique, auto_delete=True)
@@ -431,7 +416,7 @@ def test_heartbeat_frames_are_accepted_on_channel_zero(raw):
 
 def test_client_close_gets_close_ok(broker, raw):
     raw.handshake()
-    server = _server_connection(broker, raw.sock.getsockname()[1])
+    server = server_connection(broker, raw)
     raw.send(0, commands.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0))
     raw.expect(0, commands.Connection.CloseOk)
     raw.close()
@@ -486,17 +471,17 @@ def test_update_secret_raw(raw):
 
 
 def test_blocked_and_unblocked(broker, unique):
-    connection = _named(broker, unique)
+    connection = connect_named(broker, unique)
     events: list[object] = []
     connection.add_on_connection_blocked_callback(lambda _conn, frame: events.append(frame.method))
     connection.add_on_connection_unblocked_callback(lambda _conn, frame: events.append(frame.method))
     try:
         channel = connection.channel()
         channel.queue_declare(unique, auto_delete=True)
-        server = _server_connection(broker, unique)
+        server = server_connection(broker, unique)
         broker.call(server.block, "low on memory")
         # An alarm alone blocks nothing: RabbitMQ waits for the connection to publish.
-        assert channel.queue_declare(unique, passive=True).method.message_count == 0
+        assert message_count(channel, unique) == 0
         assert events == []
         channel.basic_publish("", unique, b"one")
         channel.basic_publish("", unique, b"two")
@@ -511,9 +496,9 @@ def test_blocked_and_unblocked(broker, unique):
         while len(events) < 2 and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.05)
         assert isinstance(events[1], pika.spec.Connection.Unblocked)
-        assert channel.queue_declare(unique, passive=True).method.message_count == 2
+        assert message_count(channel, unique) == 2
         channel.basic_publish("", unique, b"three")
-        assert channel.queue_declare(unique, passive=True).method.message_count == 3
+        assert message_count(channel, unique) == 3
     finally:
         broker.call(server.unblock)  # a blocked connection reads nothing, not even close
         connection.close()
@@ -523,11 +508,11 @@ def test_alarm_does_not_block_a_consuming_connection(broker, unique):
     with broker.connect() as publisher:
         publisher.channel().queue_declare(unique, auto_delete=True)
         publisher.channel().basic_publish("", unique, b"m")
-        consumer = _named(broker, unique)
+        consumer = connect_named(broker, unique)
         events: list[object] = []
         consumer.add_on_connection_blocked_callback(lambda *_: events.append("blocked"))
         try:
-            server = _server_connection(broker, unique)
+            server = server_connection(broker, unique)
             broker.call(server.block, "low on disk")
             channel = consumer.channel()
             method, _props, body = channel.basic_get(unique, auto_ack=True)

@@ -8,9 +8,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from helpers import read_message
 from pamqp import commands
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
 from rawamqp import RawClient
 
 from tests.conftest import BrokerHandle, start_broker
@@ -34,13 +33,6 @@ def timeout_broker() -> Iterator[BrokerHandle]:
 
 def test_default_is_thirty_minutes(broker):
     assert broker.broker.config.consumer_timeout_ms == 1_800_000
-
-
-def read_message(raw: RawClient, channel: int, kind: type) -> object:
-    method = raw.expect(channel, kind)
-    raw.expect(channel, ContentHeader)
-    raw.expect(channel, ContentBody)
-    return method
 
 
 def test_unacked_delivery_closes_the_channel(timeout_broker, unique):

@@ -14,6 +14,7 @@ from typing import Any
 
 import pika
 import pytest
+from helpers import message_count, wait_until
 from pamqp import commands
 
 from tests.integration.rawamqp import RawClient
@@ -164,10 +165,6 @@ def dlx_setup(channel: Any, unique: str, kind: str = "topic") -> tuple[str, str]
     return dlx, capture
 
 
-def count(channel: Any, queue: str) -> int:
-    return channel.queue_declare(queue, passive=True).method.message_count
-
-
 def reject_head(channel: Any, queue: str, requeue: bool = False) -> None:
     method, _, _ = channel.basic_get(queue)
     assert method is not None, f"nothing in {queue}"
@@ -212,7 +209,7 @@ def test_reject_dead_letters_to_the_dlx(channel: Any, unique: str) -> None:
     assert headers["x-first-death-exchange"] == ""
     assert headers["x-first-death-queue"] == source
     assert headers["x-first-death-reason"] == "rejected"
-    assert count(channel, source) == 0
+    assert message_count(channel, source) == 0
 
 
 def test_nack_multiple_dead_letters_each_message(channel: Any, unique: str) -> None:
@@ -230,7 +227,7 @@ def test_nack_multiple_dead_letters_each_message(channel: Any, unique: str) -> N
         (entry,) = props.headers["x-death"]
         assert (entry["count"], entry["reason"], entry["queue"]) == (1, "rejected", source)
     assert bodies == [b"nack0", b"nack1", b"nack2"]
-    assert count(channel, capture) == 0
+    assert message_count(channel, capture) == 0
 
 
 def test_single_nack_and_requeue_true(channel: Any, unique: str) -> None:
@@ -241,13 +238,13 @@ def test_single_nack_and_requeue_true(channel: Any, unique: str) -> None:
     channel.basic_publish("", source, b"b")
     first = channel.basic_get(source)[0]
     channel.basic_reject(first.delivery_tag, requeue=True)  # requeued: not dead-lettered
-    assert count(channel, capture) == 0
+    assert message_count(channel, capture) == 0
     first = channel.basic_get(source)[0]
     channel.basic_nack(first.delivery_tag, multiple=False, requeue=False)
     _, props, body = channel.basic_get(capture, auto_ack=True)
     assert body == b"a"
     assert props.headers["x-death"][0]["reason"] == "rejected"
-    assert count(channel, source) == 1
+    assert message_count(channel, source) == 1
 
 
 def test_consumer_reject_dead_letters(connection: Any, unique: str) -> None:
@@ -275,7 +272,7 @@ def test_without_dlx_rejected_messages_are_dropped(channel: Any, unique: str) ->
     declare(channel, source)
     channel.basic_publish("", source, b"x")
     reject_head(channel, source)
-    assert count(channel, source) == 0
+    assert message_count(channel, source) == 0
 
 
 def test_missing_dlx_drops_silently(connection: Any, unique: str) -> None:
@@ -284,7 +281,7 @@ def test_missing_dlx_drops_silently(connection: Any, unique: str) -> None:
     declare(channel, source, **{"x-dead-letter-exchange": f"{unique}-nowhere"})
     channel.basic_publish("", source, b"x")
     reject_head(channel, source)
-    assert count(channel, source) == 0
+    assert message_count(channel, source) == 0
     assert channel.is_open and connection.is_open
 
 
@@ -296,7 +293,7 @@ def test_amq_default_is_not_the_default_exchange(channel: Any, unique: str) -> N
     declare(channel, source, **{"x-dead-letter-exchange": "amq.default", "x-dead-letter-routing-key": target})
     channel.basic_publish("", source, b"x")
     reject_head(channel, source)
-    assert count(channel, target) == 0
+    assert message_count(channel, target) == 0
 
 
 def test_dlx_deleted_after_declare_drops(channel: Any, unique: str) -> None:
@@ -306,8 +303,8 @@ def test_dlx_deleted_after_declare_drops(channel: Any, unique: str) -> None:
     channel.basic_publish("", source, b"x")
     channel.exchange_delete(dlx)
     reject_head(channel, source)
-    assert count(channel, capture) == 0
-    assert count(channel, source) == 0
+    assert message_count(channel, capture) == 0
+    assert message_count(channel, source) == 0
 
 
 def test_default_exchange_as_dlx_with_routing_key(channel: Any, unique: str) -> None:
@@ -615,9 +612,9 @@ def test_expired_self_loop_is_dropped(broker: Any, channel: Any, unique: str) ->
     source = f"{unique}-self"
     declare(channel, source, **{"x-dead-letter-exchange": ""})
     channel.basic_publish("", source, b"x")
-    count(channel, source)  # the publish is in
+    message_count(channel, source)  # the publish is in
     hook_dead_letter(broker, source, "expired")
-    assert count(channel, source) == 0
+    assert message_count(channel, source) == 0
 
 
 def test_expired_cycle_back_to_a_queue_is_dropped(broker: Any, channel: Any, unique: str) -> None:
@@ -625,11 +622,11 @@ def test_expired_cycle_back_to_a_queue_is_dropped(broker: Any, channel: Any, uni
     declare(channel, qa, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": qb})
     declare(channel, qb, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": qa})
     channel.basic_publish("", qa, b"x")
-    count(channel, qa)
+    message_count(channel, qa)
     hook_dead_letter(broker, qa, "expired")
-    assert count(channel, qb) == 1
+    assert message_count(channel, qb) == 1
     hook_dead_letter(broker, qb, "maxlen")
-    assert count(channel, qa) == 0 and count(channel, qb) == 0
+    assert message_count(channel, qa) == 0 and message_count(channel, qb) == 0
 
 
 def test_fanout_dlx_skips_only_the_cycling_queue(broker: Any, channel: Any, unique: str) -> None:
@@ -641,9 +638,9 @@ def test_fanout_dlx_skips_only_the_cycling_queue(broker: Any, channel: Any, uniq
     channel.queue_bind(source, dlx)
     channel.queue_bind(other, dlx)
     channel.basic_publish("", source, b"x")
-    count(channel, source)
+    message_count(channel, source)
     hook_dead_letter(broker, source, "expired")
-    assert count(channel, source) == 0
+    assert message_count(channel, source) == 0
     _, props, _ = channel.basic_get(other, auto_ack=True)
     assert props.headers["x-death"][0]["reason"] == "expired"
 
@@ -654,10 +651,10 @@ def test_cycle_with_a_rejection_in_it_continues(broker: Any, channel: Any, uniqu
     declare(channel, qa, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": qb})
     declare(channel, qb, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": qa})
     channel.basic_publish("", qa, b"mixed")
-    count(channel, qa)
+    message_count(channel, qa)
     hook_dead_letter(broker, qa, "expired")
     reject_head(channel, qb)
-    assert count(channel, qa) == 1
+    assert message_count(channel, qa) == 1
     hook_dead_letter(broker, qa, "expired")
     _, props, _ = channel.basic_get(qb, auto_ack=True)
     deaths = [(d["queue"], d["reason"], d["count"]) for d in props.headers["x-death"]]
@@ -669,18 +666,12 @@ def test_cycle_with_a_rejection_in_it_continues(broker: Any, channel: Any, uniqu
 # Expiry and overflow, driven by the queue (TTL and length limits)
 
 
-def wait_for(predicate: Any, timeout: float = 1.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        time.sleep(0.02)
-
-
 def test_queue_ttl_expiry_dead_letters(channel: Any, unique: str) -> None:
     dlx, capture = dlx_setup(channel, unique)
     source = f"{unique}-src"
     declare(channel, source, **{"x-dead-letter-exchange": dlx, "x-message-ttl": 100})
     channel.basic_publish("", source, b"qttl")
-    wait_for(lambda: count(channel, capture) == 1)
+    wait_until(None, lambda: message_count(channel, capture) == 1)
     method, props, body = channel.basic_get(capture, auto_ack=True)
     assert body == b"qttl" and method.routing_key == source
     (entry,) = props.headers["x-death"]
@@ -694,7 +685,7 @@ def test_per_message_ttl_expiry_keeps_original_expiration(channel: Any, raw: Raw
     source = f"{unique}-src"
     declare(channel, source, **{"x-dead-letter-exchange": dlx})
     raw.publish("", source, b"pmttl", 0x2000 | 0x0100, ls(ss(b"keep") + b"S" + ls(b"me")) + ss(b"100"))
-    wait_for(lambda: count(channel, capture) == 1)
+    wait_until(None, lambda: message_count(channel, capture) == 1)
     _, header, body = raw.get(capture)
     assert body == b"pmttl"
     assert not (header[12] << 8 | header[13]) & 0x0100
@@ -710,9 +701,9 @@ def test_queue_ttl_self_loop_drops_at_first_expiry(channel: Any, unique: str) ->
     source = f"{unique}-cyc"
     declare(channel, source, **{"x-dead-letter-exchange": "", "x-message-ttl": 100})
     channel.basic_publish("", source, b"loop")
-    wait_for(lambda: count(channel, source) == 0)
+    wait_until(None, lambda: message_count(channel, source) == 0)
     time.sleep(0.2)  # had it been re-enqueued it would be back by now
-    assert count(channel, source) == 0
+    assert message_count(channel, source) == 0
 
 
 def test_maxlen_drop_head_dead_letters(channel: Any, unique: str) -> None:
@@ -721,7 +712,7 @@ def test_maxlen_drop_head_dead_letters(channel: Any, unique: str) -> None:
     declare(channel, source, **{"x-dead-letter-exchange": dlx, "x-max-length": 1})
     channel.basic_publish("", source, b"first")
     channel.basic_publish("", source, b"second")
-    wait_for(lambda: count(channel, capture) == 1)
+    wait_until(None, lambda: message_count(channel, capture) == 1)
     _, props, body = channel.basic_get(capture, auto_ack=True)
     assert body == b"first"
     (entry,) = props.headers["x-death"]
@@ -739,11 +730,11 @@ def test_reject_publish_dlx_dead_letters_the_refused_message(channel: Any, uniqu
     )
     channel.basic_publish("", source, b"kept")
     channel.basic_publish("", source, b"refused")
-    wait_for(lambda: count(channel, capture) == 1)
+    wait_until(None, lambda: message_count(channel, capture) == 1)
     _, props, body = channel.basic_get(capture, auto_ack=True)
     assert body == b"refused"
     assert props.headers["x-death"][0]["reason"] == "maxlen"
-    assert count(channel, source) == 1
+    assert message_count(channel, source) == 1
 
 
 def test_queue_ttl_expiry_of_a_message_with_expiration_keeps_original_expiration(
@@ -753,7 +744,7 @@ def test_queue_ttl_expiry_of_a_message_with_expiration_keeps_original_expiration
     source = f"{unique}-src"
     declare(channel, source, **{"x-dead-letter-exchange": dlx, "x-message-ttl": 50})
     channel.basic_publish("", source, b"pm+q", pika.BasicProperties(expiration="60000"))
-    wait_for(lambda: count(channel, capture) == 1)
+    wait_until(None, lambda: message_count(channel, capture) == 1)
     _, props, _ = channel.basic_get(capture, auto_ack=True)
     assert props.expiration is None
     (entry,) = props.headers["x-death"]
@@ -769,9 +760,9 @@ def test_ttl_ring_is_dropped_when_it_comes_back(channel: Any, unique: str) -> No
         channel, qb, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": qa, "x-message-ttl": 50}
     )
     channel.basic_publish("", qa, b"ring")
-    wait_for(lambda: count(channel, qa) == 0 and count(channel, qb) == 0)
+    wait_until(None, lambda: message_count(channel, qa) == 0 and message_count(channel, qb) == 0)
     time.sleep(0.2)  # a message that went round again would be visible now
-    assert (count(channel, qa), count(channel, qb)) == (0, 0)
+    assert (message_count(channel, qa), message_count(channel, qb)) == (0, 0)
 
 
 def test_ttl_cycle_with_a_rejection_continues(channel: Any, unique: str) -> None:
@@ -782,9 +773,9 @@ def test_ttl_cycle_with_a_rejection_continues(channel: Any, unique: str) -> None
     )
     declare(channel, qb, **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": qa})
     channel.basic_publish("", qa, b"mixed")
-    wait_for(lambda: count(channel, qb) == 1)
+    wait_until(None, lambda: message_count(channel, qb) == 1)
     reject_head(channel, qb)
-    wait_for(lambda: count(channel, qb) == 1)
+    wait_until(None, lambda: message_count(channel, qb) == 1)
     _, props, body = channel.basic_get(qb, auto_ack=True)
     assert body == b"mixed"
     deaths = [(d["queue"], d["reason"], d["count"]) for d in props.headers["x-death"]]
@@ -832,6 +823,6 @@ def test_argument_dead_letter_exchange_wins_over_policy(broker: Any, channel: An
     try:
         channel.basic_publish("", source, b"a")
         reject_head(channel, source)
-        assert (count(channel, by_arg), count(channel, by_policy)) == (1, 0)
+        assert (message_count(channel, by_arg), message_count(channel, by_policy)) == (1, 0)
     finally:
         broker.run(broker.admin.clear_policy("/", f"{unique}-p"))

@@ -5,26 +5,17 @@ RabbitMQ both delivers and returns 312) and the reply's delivery tag."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aio_pika
 import pika
-import pytest
+from helpers import closes, wait_until
 from pamqp import commands
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
-from pika.exceptions import ChannelClosedByBroker
 from rawamqp import RawClient
 
 REPLY_TO = "amq.rabbitmq.reply-to"
-
-
-def wait_for(condition: Any, connection: pika.BlockingConnection, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        connection.process_data_events(time_limit=0.05)
 
 
 def serve_one(broker: Any, queue: str, seen: list[Any], **reply_kw: Any) -> None:
@@ -60,7 +51,7 @@ def test_pika_rpc_round_trip(broker, unique):
     )
     seen: list[str] = []
     serve_one(broker, unique, seen)
-    wait_for(lambda: replies, connection)
+    wait_until(connection, lambda: replies, limit=3.0)
     method, properties, body = replies[0]
     reply_to = seen[0]
     assert reply_to.startswith(REPLY_TO + ".") and len(reply_to) > len(REPLY_TO) + 10
@@ -121,13 +112,6 @@ async def test_aio_pika_rpc_round_trip(broker, unique):
         got = [await asyncio.wait_for(replies.get(), 5) for _ in range(3)]
         assert sorted((m.correlation_id, m.body) for m in got) == [(f"c{n}", b"re:q%d" % n) for n in range(3)]
         assert all(m.routing_key.startswith(REPLY_TO + ".") for m in got)
-
-
-def closes(channel: Any, action: Any) -> tuple[int, str]:
-    with pytest.raises(ChannelClosedByBroker) as raised:
-        action()
-        channel.queue_declare("", exclusive=True)  # a round trip for actions without a reply
-    return raised.value.reply_code, raised.value.reply_text
 
 
 def test_reply_consumer_must_be_no_ack(broker):

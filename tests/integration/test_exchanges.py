@@ -3,32 +3,14 @@ alternate exchanges and the routing of each type, with RabbitMQ 3.10's reply cod
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pika
 import pytest
+from helpers import channel_error, drain
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, UnroutableError
 
 DEFAULT_EXCHANGE_REFUSED = "ACCESS_REFUSED - operation not permitted on the default exchange"
-
-
-def channel_error(connection: pika.BlockingConnection, action: Callable[[Any], Any]) -> tuple[int, str]:
-    """Run ``action`` on a fresh channel; it must be closed by the broker. Returns (code, text)."""
-    channel = connection.channel()
-    with pytest.raises(ChannelClosedByBroker) as raised:
-        action(channel)
-    return raised.value.reply_code, raised.value.reply_text
-
-
-def drain(channel: Any, queue: str) -> list[bytes]:
-    """Every message ready in ``queue``, in order (basic.get until empty)."""
-    bodies = []
-    while True:
-        method, _props, body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            return bodies
-        bodies.append(body)
 
 
 def publish(channel: Any, exchange: str, routing_key: str, body: bytes = b"m", **kw: Any) -> None:

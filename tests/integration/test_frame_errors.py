@@ -35,9 +35,7 @@ def quick() -> Iterator[BrokerHandle]:
 @pytest.fixture
 def client(broker: BrokerHandle) -> Iterator[RawClient]:
     """A raw client, logged in, with channel 1 open."""
-    raw = RawClient(broker.port)
-    assert isinstance(raw.handshake(), commands.Connection.OpenOk)
-    assert isinstance(raw.open_channel(1), commands.Channel.OpenOk)
+    raw = RawClient.connected(broker.port)
     yield raw
     raw.close()
 

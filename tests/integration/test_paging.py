@@ -7,7 +7,6 @@ limits, TTL, dead-lettering, purge and fanout."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pika
 import pytest
 from conftest import BrokerHandle, start_broker
+from helpers import message_count, queue_stats, wait_until
 
 WINDOW = 50
 COUNT = 3000
@@ -54,10 +54,6 @@ def _publish(channel: Any, queue: str, numbers: range, persistent: Any, exchange
         channel.basic_publish(exchange, queue, _body(i), _props(i, persistent(i) if callable(persistent) else persistent))
 
 
-def _count(channel: Any, queue: str) -> int:
-    return channel.queue_declare(queue, passive=True).method.message_count
-
-
 def _drain(channel: Any, queue: str, expected: int) -> list[int]:
     """Consume ``expected`` messages (auto-ack), checking each body and its properties."""
     got: list[int] = []
@@ -94,13 +90,6 @@ def _rows(data_dir: Path, sql: str) -> int:
         db.close()
 
 
-def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 def test_transient_backlog_drains_in_order(paged: BrokerHandle) -> None:
     connection = paged.connect()
     channel = connection.channel()
@@ -108,16 +97,16 @@ def test_transient_backlog_drains_in_order(paged: BrokerHandle) -> None:
     channel.queue_declare("plain-q")
     _publish(channel, "durable-q", range(COUNT), False)
     _publish(channel, "plain-q", range(1500), lambda i: i % 3 == 0)  # persistent in a non-durable queue
-    assert _count(channel, "durable-q") == COUNT
-    assert _count(channel, "plain-q") == 1500
+    assert message_count(channel, "durable-q") == COUNT
+    assert message_count(channel, "plain-q") == 1500
     held, tail = _in_memory(paged, "durable-q")
     assert held <= WINDOW and held + tail == COUNT
-    stats = paged.call(lambda: _queue(paged, "durable-q").stats())
+    stats = queue_stats(paged, "durable-q")
     assert stats["messages_ready"] == COUNT
     assert stats["message_bytes_ready"] == sum(len(_body(i)) for i in range(COUNT))
     assert _drain(channel, "durable-q", COUNT) == list(range(COUNT))
     assert _drain(channel, "plain-q", 1500) == list(range(1500))
-    assert _count(channel, "durable-q") == 0
+    assert message_count(channel, "durable-q") == 0
     assert _in_memory(paged, "plain-q") == (0, 0)
     # Publishing again after the tail is gone: memory first, then paged again, in order.
     _publish(channel, "plain-q", range(1500, 1700), False)
@@ -155,12 +144,12 @@ def test_persistent_backlog_survives_restart(tmp_path: Path) -> None:
         # Even numbers persistent, odd transient, interleaved in one durable queue.
         _publish(channel, "dq", range(COUNT), lambda i: i % 2 == 0)
         _publish(channel, "nq", range(500), True)
-        assert _count(channel, "dq") == COUNT
+        assert message_count(channel, "dq") == COUNT
         # A few taken and acked from the head first: they must not come back.
         for _ in range(10):
             method, _props, _body = channel.basic_get("dq")
             channel.basic_ack(method.delivery_tag)
-        assert _count(channel, "dq") == COUNT - 10
+        assert message_count(channel, "dq") == COUNT - 10
         connection.close()
     with _paged_broker(tmp_path) as handle:
         expected = [i for i in range(10, COUNT) if i % 2 == 0]
@@ -168,10 +157,10 @@ def test_persistent_backlog_survives_restart(tmp_path: Path) -> None:
         assert held == WINDOW and held + tail == len(expected)  # only the head was loaded
         connection = handle.connect()
         channel = connection.channel()
-        assert _count(channel, "dq") == len(expected)
+        assert message_count(channel, "dq") == len(expected)
         assert "nq" not in handle.broker.vhosts["/"].queues
         assert _drain(channel, "dq", len(expected)) == expected
-        assert _count(channel, "dq") == 0
+        assert message_count(channel, "dq") == 0
         connection.close()
     # Everything consumed: no message rows are left behind (refcounts exact).
     assert _rows(tmp_path, "SELECT COUNT(*) FROM entries") == 0
@@ -185,13 +174,13 @@ def test_restart_drops_transient_tail(tmp_path: Path) -> None:
         channel = connection.channel()
         channel.queue_declare("tq", durable=True)
         _publish(channel, "tq", range(1000), False)
-        assert _count(channel, "tq") == 1000
+        assert message_count(channel, "tq") == 1000
         connection.close()
     assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 1000 - WINDOW
     with _paged_broker(tmp_path) as handle:
         connection = handle.connect()
         channel = connection.channel()
-        assert _count(channel, "tq") == 0
+        assert message_count(channel, "tq") == 0
         connection.close()
     assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 0
     assert _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 0
@@ -205,8 +194,8 @@ def test_length_limit_with_paged_tail(paged: BrokerHandle) -> None:
         "limited", arguments={"x-max-length": 1000, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlx-target"}
     )
     _publish(channel, "limited", range(COUNT), False)
-    assert _count(channel, "limited") == 1000
-    _wait_for(lambda: _count(channel, "dlx-target") == COUNT - 1000)
+    assert message_count(channel, "limited") == 1000
+    wait_until(None, lambda: message_count(channel, "dlx-target") == COUNT - 1000, limit=5.0)
     assert _drain(channel, "limited", 1000) == list(range(COUNT - 1000, COUNT))
     assert _drain(channel, "dlx-target", COUNT - 1000) == list(range(COUNT - 1000))
     # reject-publish counts the paged tail too.
@@ -220,7 +209,7 @@ def test_length_limit_with_paged_tail(paged: BrokerHandle) -> None:
         except pika.exceptions.NackError:
             pass
     assert accepted == 300
-    assert _count(channel, "rejecting") == 300
+    assert message_count(channel, "rejecting") == 300
     assert _drain(channel, "rejecting", 300) == list(range(300))
     connection.close()
 
@@ -235,8 +224,8 @@ def test_ttl_with_paged_tail(paged: BrokerHandle) -> None:
     )
     _publish(channel, "ttl-q", range(2000), False)
     # Everything expires, the paged tail included, dead-lettered in order.
-    _wait_for(lambda: _count(channel, "ttl-q") == 0)
-    _wait_for(lambda: _count(channel, "expired") == 2000)
+    wait_until(None, lambda: message_count(channel, "ttl-q") == 0, limit=5.0)
+    wait_until(None, lambda: message_count(channel, "expired") == 2000, limit=5.0)
     assert _drain(channel, "expired", 2000) == list(range(2000))
     connection.close()
 
@@ -249,8 +238,8 @@ def test_fanout_to_two_paged_queues(paged: BrokerHandle, tmp_path: Path) -> None
         channel.queue_declare(name, durable=True)
         channel.queue_bind(name, "fan")
     _publish(channel, "", range(COUNT), lambda i: i % 4 != 0, exchange="fan")
-    assert _count(channel, "fan-a") == COUNT
-    assert _count(channel, "fan-b") == COUNT
+    assert message_count(channel, "fan-a") == COUNT
+    assert message_count(channel, "fan-b") == COUNT
     assert _drain(channel, "fan-a", COUNT) == list(range(COUNT))
     # Half of b consumed with acks, the rest purged: no rows may be left.
     got = []
@@ -262,11 +251,11 @@ def test_fanout_to_two_paged_queues(paged: BrokerHandle, tmp_path: Path) -> None
     channel.cancel()
     assert got == list(range(COUNT // 2))
     assert channel.queue_purge("fan-b").method.message_count == COUNT - COUNT // 2
-    assert _count(channel, "fan-b") == 0
+    assert message_count(channel, "fan-b") == 0
     channel.confirm_delivery()
     channel.queue_declare("fan-barrier", durable=True)
     channel.basic_publish("", "fan-barrier", b"x", pika.BasicProperties(delivery_mode=2))
-    _wait_for(lambda: _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 1)
+    wait_until(None, lambda: _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 1, limit=5.0)
     assert _rows(tmp_path, "SELECT COUNT(*) FROM entries") == 1
     assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 0
     connection.close()
@@ -281,7 +270,7 @@ def test_delete_queue_with_paged_tail(paged: BrokerHandle, tmp_path: Path) -> No
     assert channel.queue_delete("del-q").method.message_count == 1000
     channel.queue_declare("del-barrier", durable=True)
     channel.basic_publish("", "del-barrier", b"x", pika.BasicProperties(delivery_mode=2))
-    _wait_for(lambda: _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 1)
+    wait_until(None, lambda: _rows(tmp_path, "SELECT COUNT(*) FROM messages") == 1, limit=5.0)
     assert _rows(tmp_path, "SELECT COUNT(*) FROM tentries") == 0
     connection.close()
 
@@ -294,7 +283,7 @@ def test_priority_queue_does_not_page(paged: BrokerHandle) -> None:
         props = _props(i, False)
         props.priority = i % 3
         channel.basic_publish("", "prio-q", _body(i), props)
-    assert _count(channel, "prio-q") == 200
+    assert message_count(channel, "prio-q") == 200
     assert _in_memory(paged, "prio-q") == (200, 0)
     got = _drain(channel, "prio-q", 200)
     assert got == sorted(range(200), key=lambda i: (-(i % 3), i))
@@ -316,11 +305,11 @@ def test_unacked_paged_messages_come_back_redelivered(tmp_path: Path) -> None:
             if len(got) == 200:
                 break
         assert got == list(range(200))
-        _wait_for(lambda: _count(channel, "unacked-q") == 0)  # all 300 handed to the consumer
+        wait_until(None, lambda: message_count(channel, "unacked-q") == 0, limit=5.0)  # all 300 handed to the consumer
     with _paged_broker(tmp_path) as handle:
         connection = handle.connect()
         channel = connection.channel()
-        assert _count(channel, "unacked-q") == 300
+        assert message_count(channel, "unacked-q") == 300
         flags = []
         for method, _props, body in channel.consume("unacked-q", auto_ack=True, inactivity_timeout=5):
             flags.append((int.from_bytes(body[:4], "big"), method.redelivered))
@@ -338,9 +327,9 @@ def test_publishers_paused_while_the_writer_catches_up(paged: BrokerHandle) -> N
     channel = connection.channel()
     channel.queue_declare("flow-q")
     _publish(channel, "flow-q", range(COUNT), False)
-    assert _count(channel, "flow-q") == COUNT
+    assert message_count(channel, "flow-q") == COUNT
     assert paged.call(lambda: paged.broker.message_store.congestions) > 0
-    _wait_for(lambda: paged.call(lambda: paged.broker.message_store.congested) is False)
+    wait_until(None, lambda: paged.call(lambda: paged.broker.message_store.congested) is False, limit=5.0)
     assert _drain(channel, "flow-q", COUNT) == list(range(COUNT))
     connection.close()
 
@@ -393,5 +382,5 @@ def test_transient_paging_alone_needs_no_fsync(paged: BrokerHandle) -> None:
     assert transactions > before[0] and synced == before[1]
     channel.queue_declare("durable-paging", durable=True)
     _publish(channel, "durable-paging", range(3), True)
-    _wait_for(lambda: paged.call(lambda: store.synced) > synced)
+    wait_until(None, lambda: paged.call(lambda: store.synced) > synced, limit=5.0)
     connection.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pika
 import pytest
 from conftest import BrokerHandle, Node, start_broker
+from helpers import drain_acked, message_count, restart_node
 from pamqp import commands
 from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
@@ -38,31 +39,11 @@ def _count(data_dir: Path, table: str) -> int:
     return _rows(data_dir, f"SELECT COUNT(*) FROM {table}")[0][0]
 
 
-def _drain(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> list[tuple[str, bool]]:
-    """Every ready message of ``queue`` as (body, redelivered), acked."""
-    got = []
-    while True:
-        method, _props, body = channel.basic_get(queue)
-        if method is None:
-            return got
-        got.append((body.decode(), method.redelivered))
-        channel.basic_ack(method.delivery_tag)
-
-
 def _barrier(channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
     """Publish a confirmed persistent message to a durable queue: its confirm means the store
     committed everything the channel did before it (acks and deliveries included)."""
     channel.queue_declare("barrier", durable=True)
     channel.basic_publish("", "barrier", b"barrier", PERSISTENT)
-
-
-def _restart(node: Node, sig: signal.Signals, data_dir: Path, cwd: Path, nodes: list[Node]) -> Node:
-    node.process.send_signal(sig)
-    code, err = node.exit_status()
-    assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL), err
-    again = Node(data_dir, cwd)
-    nodes.append(again)
-    return again.wait_listening()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -83,11 +64,11 @@ def test_persistent_messages_survive_and_transient_do_not(tmp_path, nodes, sig):
     assert _count(data_dir, "entries") == 20
     assert _count(data_dir, "messages") == 20
 
-    node = _restart(node, sig, data_dir, tmp_path, nodes)
+    node = restart_node(node, sig, data_dir, tmp_path, nodes)
     channel = node.connect().channel()
-    assert _drain(channel, "durable-q") == [(f"p{i}", False) for i in range(20)]
+    assert drain_acked(channel, "durable-q") == [(f"p{i}", False) for i in range(20)]
     channel.queue_declare("transient-q", passive=False, durable=False)
-    assert channel.queue_declare("transient-q", passive=True).method.message_count == 0
+    assert message_count(channel, "transient-q") == 0
 
 
 def test_fanout_stores_a_message_once_and_the_last_ack_removes_it(tmp_path, nodes):
@@ -108,25 +89,25 @@ def test_fanout_stores_a_message_once_and_the_last_ack_removes_it(tmp_path, node
     assert _count(data_dir, "entries") == 15
     assert _rows(data_dir, "SELECT DISTINCT refs FROM messages") == [(3,)]
 
-    assert len(_drain(channel, "f1")) == 5
-    assert len(_drain(channel, "f2")) == 5
+    assert len(drain_acked(channel, "f1")) == 5
+    assert len(drain_acked(channel, "f2")) == 5
     _barrier(channel)
     assert _count(data_dir, "messages") == 6  # five still in f3, and the barrier
     assert _count(data_dir, "entries") == 6
-    assert len(_drain(channel, "f3")) == 5
-    _drain(channel, "barrier")
+    assert len(drain_acked(channel, "f3")) == 5
+    drain_acked(channel, "barrier")
     _barrier(channel)
     assert _count(data_dir, "messages") == 1
     assert _rows(data_dir, "SELECT body FROM messages") == [(b"barrier",)]
 
     # After a crash the shared message comes back once into each queue.
     channel.basic_publish("fan", "", b"shared", PERSISTENT)
-    node = _restart(node, signal.SIGKILL, data_dir, tmp_path, nodes)
+    node = restart_node(node, signal.SIGKILL, data_dir, tmp_path, nodes)
     channel = node.connect().channel()
     for name in ("f1", "f2", "f3"):
-        assert _drain(channel, name) == [("shared", False)]
+        assert drain_acked(channel, name) == [("shared", False)]
     channel.confirm_delivery()
-    _drain(channel, "barrier")
+    drain_acked(channel, "barrier")
     _barrier(channel)
     assert _count(data_dir, "messages") == 1  # only the new barrier
 
@@ -156,9 +137,9 @@ def test_acked_gone_unacked_redelivered_order_kept(tmp_path, nodes, sig):
     assert held == [b"m3", b"m4"]
     _barrier(channel)
 
-    node = _restart(node, sig, data_dir, tmp_path, nodes)
+    node = restart_node(node, sig, data_dir, tmp_path, nodes)
     channel = node.connect().channel()
-    assert _drain(channel, "work") == [
+    assert drain_acked(channel, "work") == [
         ("m3", True),
         ("m4", True),
         *[(f"m{i}", False) for i in range(5, 10)],
@@ -196,10 +177,10 @@ def test_purge_and_delete_remove_rows_and_requeued_keep_their_place(tmp_path, no
     _barrier(channel)
     assert _count(data_dir, "messages") == 6  # m0-m3, two barriers
 
-    node = _restart(node, signal.SIGKILL, data_dir, tmp_path, nodes)
+    node = restart_node(node, signal.SIGKILL, data_dir, tmp_path, nodes)
     channel = node.connect().channel()
-    assert _drain(channel, "keep") == [("m0", True), ("m1", False), ("m2", False), ("m3", False)]
-    assert _drain(channel, "purged") == []
+    assert drain_acked(channel, "keep") == [("m0", True), ("m1", False), ("m2", False), ("m3", False)]
+    assert drain_acked(channel, "purged") == []
 
 
 def _publish_frames(routing_key: str, body: bytes, persistent: bool) -> bytes:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pika
 from conftest import Node, start_broker
+from helpers import drain_acked, message_count, restart_node
 from pamqp import commands
 from rawamqp import RawClient
 from test_confirms_tx import names
@@ -32,26 +33,6 @@ def _stored_bodies(data_dir: Path) -> list[str]:
     return [row[0].decode() for row in rows]
 
 
-def _drain(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> list[tuple[str, bool]]:
-    """Every ready message of ``queue`` as (body, redelivered), acked."""
-    got = []
-    while True:
-        method, _props, body = channel.basic_get(queue)
-        if method is None:
-            return got
-        got.append((body.decode(), method.redelivered))
-        channel.basic_ack(method.delivery_tag)
-
-
-def _kill_and_restart(node: Node, data_dir: Path, cwd: Path, nodes: list[Node]) -> Node:
-    node.process.send_signal(signal.SIGKILL)
-    code, err = node.exit_status()
-    assert code == -signal.SIGKILL, err
-    again = Node(data_dir, cwd)
-    nodes.append(again)
-    return again.wait_listening()
-
-
 def test_committed_publishes_survive_a_kill_right_after_commit_ok(tmp_path, nodes):
     data_dir = tmp_path / "data"
     node = Node(data_dir, tmp_path).wait_listening()
@@ -70,10 +51,10 @@ def test_committed_publishes_survive_a_kill_right_after_commit_ok(tmp_path, node
     for i in range(3):
         channel.basic_publish("", "txq", f"u{i}".encode(), PERSISTENT)  # never committed
     channel.basic_qos(prefetch_count=0)  # the broker has read the publishes before it
-    node = _kill_and_restart(node, data_dir, tmp_path, nodes)
+    node = restart_node(node, signal.SIGKILL, data_dir, tmp_path, nodes)
 
     channel = node.connect().channel()
-    assert _drain(channel, "txq") == [(f"c{i}", False) for i in range(20)]
+    assert drain_acked(channel, "txq") == [(f"c{i}", False) for i in range(20)]
 
 
 def test_committed_acks_stay_acked_after_a_kill_and_uncommitted_ones_do_not(tmp_path, nodes):
@@ -102,11 +83,11 @@ def test_committed_acks_stay_acked_after_a_kill_and_uncommitted_ones_do_not(tmp_
     channel.basic_ack(tags[4])  # never committed
     channel.basic_qos(prefetch_count=0)
     assert _stored_bodies(data_dir) == ["m4", "m5"]
-    node = _kill_and_restart(node, data_dir, tmp_path, nodes)
+    node = restart_node(node, signal.SIGKILL, data_dir, tmp_path, nodes)
 
     channel = node.connect().channel()
     # Both were handed out before the crash, so they come back flagged redelivered.
-    assert _drain(channel, "txq") == [("m4", True), ("m5", True)]
+    assert drain_acked(channel, "txq") == [("m4", True), ("m5", True)]
 
 
 def test_commit_ok_precedes_redeliveries_and_later_frames_wait(tmp_path, handles):
@@ -158,6 +139,6 @@ def test_a_transient_transaction_commits_without_the_store(tmp_path, handles):
     channel.tx_commit()
     assert handle.call(lambda: handle.broker.message_store.transactions) == transactions
     assert _stored_bodies(data_dir) == ["b"]
-    assert channel.queue_declare("durable-q", passive=True).method.message_count == 1
-    assert channel.queue_declare("transient-q", passive=True).method.message_count == 1
+    assert message_count(channel, "durable-q") == 1
+    assert message_count(channel, "transient-q") == 1
     connection.close()

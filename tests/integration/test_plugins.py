@@ -1,12 +1,12 @@
 """Exchange-type plugins through the wire: the bundled x-consistent-hash plugin (found through
 its entry point, as a third-party one is) and a type registered in-process."""
 
-import time
 from collections.abc import Iterable
 
 import pika
 import pytest
 from conftest import start_broker
+from helpers import message_count, wait_until
 
 from amqp_server.plugin_api import (
     Binding,
@@ -31,7 +31,7 @@ def _declare_ring(channel, exchange, weights, arguments=None):
 
 
 def _counts(channel, queues):
-    return [channel.queue_declare(q, passive=True).method.message_count for q in queues]
+    return [message_count(channel, q) for q in queues]
 
 
 def test_each_message_reaches_exactly_one_queue_in_proportion_to_weight(channel, unique):
@@ -157,13 +157,10 @@ def test_plugin_context_delivers_later(unique):
         channel.queue_declare(unique, auto_delete=True)
         channel.queue_bind(unique, unique)
         channel.basic_publish(unique, "", b"late", pika.BasicProperties(headers={"x-delay": 300}))
-        assert channel.queue_declare(unique, passive=True).method.message_count == 0
+        assert message_count(channel, unique) == 0
         router = broker.call(lambda: broker.broker.vhosts["/"].exchanges[unique].router)
         assert router.context.state["held"] == 1
-        deadline = time.monotonic() + 5
-        while channel.queue_declare(unique, passive=True).method.message_count == 0:
-            assert time.monotonic() < deadline, "the held message never arrived"
-            time.sleep(0.05)
+        wait_until(None, lambda: message_count(channel, unique) != 0, 5, "the held message never arrived")
         _, _, body = channel.basic_get(unique, auto_ack=True)
         assert body == b"late" and router.context.state["held"] == 0
     finally:

@@ -10,26 +10,9 @@ from typing import Any
 
 import pika
 import pytest
+from helpers import drain, message_count, publish_numbered
 
 from amqp_server.admin.operations import AdminError
-
-
-def count(channel: Any, name: str) -> int:
-    return channel.queue_declare(name, passive=True).method.message_count
-
-
-def publish(channel: Any, name: str, n: int, exchange: str = "") -> None:
-    for i in range(n):
-        channel.basic_publish(exchange, name, f"m{i}".encode())
-
-
-def bodies(channel: Any, name: str) -> list[bytes]:
-    out = []
-    while True:
-        method, _props, body = channel.basic_get(name, auto_ack=True)
-        if method is None:
-            return out
-        out.append(body)
 
 
 @pytest.fixture
@@ -55,14 +38,14 @@ def policies(broker: Any) -> Any:
 
 def test_policy_trims_existing_queue_at_once_and_applies_to_new_ones(broker, channel, unique, policies) -> None:
     channel.queue_declare(f"{unique}-old")
-    publish(channel, f"{unique}-old", 5)
-    assert count(channel, f"{unique}-old") == 5
+    publish_numbered(channel, f"{unique}-old", 5)
+    assert message_count(channel, f"{unique}-old") == 5
     policies.set(f"{unique}-p", f"^{unique}-", {"max-length": 2}, apply_to="queues")
-    assert count(channel, f"{unique}-old") == 2  # drop-head: the oldest went
-    assert bodies(channel, f"{unique}-old") == [b"m3", b"m4"]
+    assert message_count(channel, f"{unique}-old") == 2  # drop-head: the oldest went
+    assert drain(channel, f"{unique}-old") == [b"m3", b"m4"]
     channel.queue_declare(f"{unique}-new")
-    publish(channel, f"{unique}-new", 4)
-    assert count(channel, f"{unique}-new") == 2
+    publish_numbered(channel, f"{unique}-new", 4)
+    assert message_count(channel, f"{unique}-new") == 2
     queue = broker.broker.vhosts["/"].queues[f"{unique}-new"]
     assert (queue.policy, queue.operator_policy) == (f"{unique}-p", None)
     assert queue.effective_policy == {"max-length": 2}
@@ -71,20 +54,20 @@ def test_policy_trims_existing_queue_at_once_and_applies_to_new_ones(broker, cha
 def test_clearing_a_policy_lifts_its_limit(broker, channel, unique, policies) -> None:
     policies.set(f"{unique}-p", f"^{unique}$", {"max-length": 1})
     channel.queue_declare(unique)
-    publish(channel, unique, 3)
-    assert count(channel, unique) == 1
+    publish_numbered(channel, unique, 3)
+    assert message_count(channel, unique) == 1
     broker.run(broker.admin.clear_policy("/", f"{unique}-p"))
-    publish(channel, unique, 3)
-    assert count(channel, unique) == 4
+    publish_numbered(channel, unique, 3)
+    assert message_count(channel, unique) == 4
     assert broker.broker.vhosts["/"].queues[unique].policy is None
 
 
 def test_message_ttl_policy_expires_messages(broker, channel, unique, policies) -> None:
     policies.set(f"{unique}-p", f"^{unique}$", {"message-ttl": 100})
     channel.queue_declare(unique, arguments={"x-message-ttl": 60000})  # the lower (policy) wins
-    publish(channel, unique, 2)
+    publish_numbered(channel, unique, 2)
     time.sleep(0.3)
-    assert count(channel, unique) == 0
+    assert message_count(channel, unique) == 0
     assert channel.basic_get(unique)[0] is None
 
 
@@ -92,8 +75,8 @@ def test_only_highest_priority_policy_applies(broker, channel, unique, policies)
     policies.set(f"{unique}-low", f"^{unique}", {"max-length": 7, "message-ttl": 99999}, priority=1)
     policies.set(f"{unique}-high", f"^{unique}", {"max-length": 9}, priority=2)
     channel.queue_declare(unique)
-    publish(channel, unique, 15)
-    assert count(channel, unique) == 9
+    publish_numbered(channel, unique, 15)
+    assert message_count(channel, unique) == 9
     queue = broker.broker.vhosts["/"].queues[unique]
     assert queue.policy == f"{unique}-high"
     assert queue.settings.message_ttl is None  # no merging with the lower-priority policy
@@ -103,16 +86,16 @@ def test_equal_priority_name_that_sorts_first_wins(broker, channel, unique, poli
     policies.set(f"{unique}-zeta", f"^{unique}", {"max-length": 11}, priority=3)
     policies.set(f"{unique}-alpha", f"^{unique}", {"max-length": 12}, priority=3)
     channel.queue_declare(unique)
-    publish(channel, unique, 15)
-    assert count(channel, unique) == 12
+    publish_numbered(channel, unique, 15)
+    assert message_count(channel, unique) == 12
     assert broker.broker.vhosts["/"].queues[unique].policy == f"{unique}-alpha"
 
 
 def test_apply_to_exchanges_does_not_touch_queues(broker, channel, unique, policies) -> None:
     policies.set(f"{unique}-x", f"^{unique}", {"max-length": 1}, apply_to="exchanges")
     channel.queue_declare(unique)
-    publish(channel, unique, 5)
-    assert count(channel, unique) == 5
+    publish_numbered(channel, unique, 5)
+    assert message_count(channel, unique) == 5
     assert broker.broker.vhosts["/"].queues[unique].policy is None
 
 
@@ -133,7 +116,7 @@ def test_argument_wins_for_overflow_and_lower_wins_for_length(broker, unique, po
                 results.append("ack")
             except pika.exceptions.NackError:
                 results.append("nack")
-        outcomes[suffix] = (results, count(channel, f"{unique}-{suffix}"))
+        outcomes[suffix] = (results, message_count(channel, f"{unique}-{suffix}"))
     assert outcomes["a"] == (["ack"] * 3 + ["nack"] * 2, 3)  # policy overflow, min(20, 3)
     assert outcomes["b"] == (["ack"] * 5, 3)  # argument overflow drop-head wins
     assert outcomes["c"] == (["ack"] * 2 + ["nack"] * 3, 2)  # min(2, 3)
@@ -147,8 +130,8 @@ def test_operator_policy_caps_policy_and_arguments(broker, channel, unique, poli
     channel.queue_declare(f"{unique}-len4", arguments={"x-max-length": 4})
     channel.queue_declare(f"{unique}-len10", arguments={"x-max-length": 10})
     for suffix, expected in (("none", 5), ("len4", 4), ("len10", 5)):
-        publish(channel, f"{unique}-{suffix}", 8)
-        assert count(channel, f"{unique}-{suffix}") == expected
+        publish_numbered(channel, f"{unique}-{suffix}", 8)
+        assert message_count(channel, f"{unique}-{suffix}") == expected
     queue = broker.broker.vhosts["/"].queues[f"{unique}-none"]
     assert (queue.policy, queue.operator_policy) == (f"{unique}-pol", f"{unique}-op")
     assert queue.effective_policy == {"max-length": 5, "message-ttl": 60000, "expires": 900000}
@@ -158,10 +141,10 @@ def test_operator_policy_alone_caps_argument(broker, channel, unique, policies) 
     channel.queue_declare(f"{unique}-len10", arguments={"x-max-length": 10})
     channel.queue_declare(f"{unique}-len3", arguments={"x-max-length": 3})
     policies.set_operator(f"{unique}-op", f"^{unique}-", {"max-length": 5})
-    publish(channel, f"{unique}-len10", 8)
-    publish(channel, f"{unique}-len3", 8)
-    assert count(channel, f"{unique}-len10") == 5
-    assert count(channel, f"{unique}-len3") == 3
+    publish_numbered(channel, f"{unique}-len10", 8)
+    publish_numbered(channel, f"{unique}-len3", 8)
+    assert message_count(channel, f"{unique}-len10") == 5
+    assert message_count(channel, f"{unique}-len3") == 3
 
 
 def test_alternate_exchange_policy_and_argument_wins(broker, channel, unique, policies) -> None:
@@ -176,14 +159,14 @@ def test_alternate_exchange_policy_and_argument_wins(broker, channel, unique, po
     policies.set(f"{unique}-p", f"^{unique}-x", {"alternate-exchange": f"{unique}-ae"}, apply_to="exchanges")
     channel.basic_publish(f"{unique}-x", "nowhere", b"to-policy-ae")
     channel.basic_publish(f"{unique}-xarg", "nowhere", b"to-arg-ae")
-    assert bodies(channel, f"{unique}-aeq") == [b"to-policy-ae"]
-    assert bodies(channel, f"{unique}-ae2q") == [b"to-arg-ae"]
+    assert drain(channel, f"{unique}-aeq") == [b"to-policy-ae"]
+    assert drain(channel, f"{unique}-ae2q") == [b"to-arg-ae"]
     channel.exchange_declare(f"{unique}-xnew", "topic")  # declared after: gets it too
     channel.basic_publish(f"{unique}-xnew", "nowhere", b"new")
-    assert bodies(channel, f"{unique}-aeq") == [b"new"]
+    assert drain(channel, f"{unique}-aeq") == [b"new"]
     broker.run(broker.admin.clear_policy("/", f"{unique}-p"))
     channel.basic_publish(f"{unique}-x", "nowhere", b"dropped")
-    assert bodies(channel, f"{unique}-aeq") == []
+    assert drain(channel, f"{unique}-aeq") == []
     assert broker.broker.vhosts["/"].exchanges[f"{unique}-x"].alternate is None
 
 

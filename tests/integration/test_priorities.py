@@ -5,12 +5,12 @@ messages return to their place (recorded against RabbitMQ 3.10.8)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aio_pika
 import pika
 import pytest
+from helpers import get_messages, message_count, wait_until
 from pika.exceptions import ChannelClosedByBroker
 
 
@@ -20,12 +20,7 @@ def publish(channel: Any, name: str, priorities: list[int | None]) -> None:
 
 
 def get_all(channel: Any, name: str) -> list[tuple[bytes, int | None]]:
-    got = []
-    while True:
-        method, properties, body = channel.basic_get(name, auto_ack=True)
-        if method is None:
-            return got
-        got.append((body, properties.priority))
+    return [(body, properties.priority) for _method, properties, body in get_messages(channel, name)]
 
 
 def test_higher_priority_first_fifo_within_and_capped_at_the_maximum(channel, unique):
@@ -78,10 +73,7 @@ def test_consumer_receives_by_priority(connection, unique):
     publish(channel, unique, [None, 1, 2, 3])
     got: list[bytes] = []
     channel.basic_consume(unique, lambda ch, m, p, b: got.append(b), auto_ack=True)
-    deadline = time.monotonic() + 2
-    while len(got) < 4:
-        assert time.monotonic() < deadline
-        connection.process_data_events(0.05)
+    wait_until(connection, lambda: len(got) >= 4, 2)
     assert got == [b"3:3", b"2:2", b"1:1", b"0:None"]
 
 
@@ -102,7 +94,7 @@ def test_priority_queue_expires_at_the_head_only(connection, unique):
     channel.basic_publish("", unique, b"low-short", pika.BasicProperties(priority=1, expiration="50"))
     channel.basic_publish("", unique, b"low-plain", pika.BasicProperties(priority=1))
     connection.sleep(0.3)
-    assert channel.queue_declare(unique, passive=True).method.message_count == 3
+    assert message_count(channel, unique) == 3
     method, _props, body = channel.basic_get(unique, auto_ack=True)
     assert (body, method.message_count) == (b"high-long", 1)
     assert [body for body, _ in get_all(channel, unique)] == [b"low-plain"]

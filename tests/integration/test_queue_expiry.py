@@ -7,112 +7,92 @@ import time
 
 import pika
 import pytest
+from helpers import queue_exists, wait_until
 from pika.exceptions import ChannelClosedByBroker
 
 
-def exists(connection: pika.BlockingConnection, name: str) -> bool:
-    try:
-        connection.channel().queue_declare(name, passive=True)
-    except ChannelClosedByBroker as error:
-        assert (error.reply_code, error.reply_text) == (404, f"NOT_FOUND - no queue '{name}' in vhost '/'")
-        return False
-    return True
+def exists_quietly(broker, name: str) -> bool:
+    """Like ``queue_exists`` but by looking at the broker's table: a passive declare would be a use."""
+    return broker.call(lambda: name in broker.broker.vhosts["/"].queues)
 
 
-def exists_quietly(connection: pika.BlockingConnection, name: str) -> bool:
-    """Like ``exists`` but by looking at the broker's table: a passive declare would be a use."""
-    return name in connection._broker.call(lambda: set(connection._broker.broker.vhosts["/"].queues))
+def wait_gone(broker, connection: pika.BlockingConnection, name: str, limit: float = 2.0) -> None:
+    wait_until(connection, lambda: not exists_quietly(broker, name), limit, f"queue {name} was not deleted")
 
 
-def wait_gone(connection: pika.BlockingConnection, name: str, limit: float = 2.0) -> None:
-    deadline = time.monotonic() + limit
-    while exists_quietly(connection, name):
-        assert time.monotonic() < deadline, f"queue {name} was not deleted"
-        connection.sleep(0.02)
-
-
-@pytest.fixture
-def conn(broker):
-    connection = broker.connect()
-    connection._broker = broker  # for exists_quietly
-    yield connection
-    if connection.is_open:
-        connection.close()
-
-
-def test_unused_queue_is_deleted_with_its_messages(conn, unique):
-    channel = conn.channel()
+def test_unused_queue_is_deleted_with_its_messages(broker, connection, unique):
+    channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-expires": 200})
     channel.basic_publish("", unique, b"m")
-    wait_gone(conn, unique)
-    assert not exists(conn, unique)
+    wait_gone(broker, connection, unique)
+    assert not queue_exists(connection, unique)
     with pytest.raises(ChannelClosedByBroker) as raised:
-        conn.channel().basic_get(unique)
+        connection.channel().basic_get(unique)
     assert (raised.value.reply_code, raised.value.reply_text) == (404, f"NOT_FOUND - no queue '{unique}' in vhost '/'")
 
 
-def test_a_consumer_keeps_it_and_cancel_restarts_the_countdown(conn, unique):
-    channel = conn.channel()
+def test_a_consumer_keeps_it_and_cancel_restarts_the_countdown(broker, connection, unique):
+    channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-expires": 150})
     tag = channel.basic_consume(unique, lambda *a: None)
-    conn.sleep(0.4)
-    assert exists_quietly(conn, unique)
+    connection.sleep(0.4)
+    assert exists_quietly(broker, unique)
     channel.basic_cancel(tag)
-    wait_gone(conn, unique)
+    wait_gone(broker, connection, unique)
 
 
-def test_closing_the_consumers_channel_restarts_the_countdown(conn, unique):
-    channel = conn.channel()
+def test_closing_the_consumers_channel_restarts_the_countdown(broker, connection, unique):
+    channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-expires": 150})
-    consumer_channel = conn.channel()
+    consumer_channel = connection.channel()
     consumer_channel.basic_consume(unique, lambda *a: None)
-    conn.sleep(0.3)
-    assert exists_quietly(conn, unique)
+    connection.sleep(0.3)
+    assert exists_quietly(broker, unique)
     consumer_channel.close()
-    wait_gone(conn, unique)
+    wait_gone(broker, connection, unique)
 
 
 @pytest.mark.parametrize("use", ["passive", "redeclare", "get", "get-empty"])
-def test_declare_and_get_restart_the_countdown(conn, unique, use):
-    channel = conn.channel()
+def test_declare_and_get_restart_the_countdown(broker, connection, unique, use):
+    channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-expires": 500})
     if use == "get":
         channel.basic_publish("", unique, b"m")
-    conn.sleep(0.3)
+    connection.sleep(0.3)
     if use == "passive":
         channel.queue_declare(unique, passive=True)
     elif use == "redeclare":
         channel.queue_declare(unique, arguments={"x-expires": 500})
     else:
         channel.basic_get(unique, auto_ack=True)
-    conn.sleep(0.35)  # 0.65 s after the declare: gone by now without the use
-    assert exists_quietly(conn, unique)
-    wait_gone(conn, unique)
+    connection.sleep(0.35)  # 0.65 s after the declare: gone by now without the use
+    assert exists_quietly(broker, unique)
+    wait_gone(broker, connection, unique)
 
 
 @pytest.mark.parametrize("action", ["publish", "purge", "bind"])
-def test_publish_purge_and_bind_do_not_count_as_use(conn, unique, action):
-    channel = conn.channel()
+def test_publish_purge_and_bind_do_not_count_as_use(broker, connection, unique, action):
+    channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-expires": 400})
     started = time.monotonic()
-    conn.sleep(0.35)
+    connection.sleep(0.35)
     if action == "publish":
         channel.basic_publish("", unique, b"m")
     elif action == "purge":
         channel.queue_purge(unique)
     else:
         channel.queue_bind(unique, "amq.fanout")
-    wait_gone(conn, unique)
+    wait_gone(broker, connection, unique)
     # Deleted by the first countdown (0.4 s), not a restarted one (0.35 + 0.4 s).
     assert time.monotonic() - started < 0.65
 
 
-def test_policy_expires_applies_to_an_existing_queue(broker, conn, unique):
-    channel = conn.channel()
+def test_policy_expires_applies_to_an_existing_queue(broker, connection, unique):
+    channel = connection.channel()
     channel.queue_declare(unique)
     broker.run(broker.admin.set_policy("/", unique, f"^{unique}$", {"expires": 150}, apply_to="queues"))
     try:
-        wait_gone(conn, unique)
+        wait_gone(broker, connection, unique)
     finally:
         broker.run(broker.admin.clear_policy("/", unique))
 
@@ -127,8 +107,8 @@ def test_policy_expires_applies_to_an_existing_queue(broker, conn, unique):
         (315360000001, "{value_too_large,315360000001}"),
     ],
 )
-def test_invalid_expires_is_refused(conn, unique, value, reason):
-    channel = conn.channel()
+def test_invalid_expires_is_refused(connection, unique, value, reason):
+    channel = connection.channel()
     with pytest.raises(ChannelClosedByBroker) as raised:
         channel.queue_declare(unique, arguments={"x-expires": value})
     assert (raised.value.reply_code, raised.value.reply_text) == (

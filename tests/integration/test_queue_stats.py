@@ -4,27 +4,11 @@ once, reject-publish refuses without dead-lettering (recorded against RabbitMQ 3
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pika
 import pytest
-
-
-def stats(broker: Any, name: str) -> dict[str, Any]:
-    return broker.call(lambda: broker.broker.vhosts["/"].queues[name].stats())
-
-
-def wait_until(connection: pika.BlockingConnection, condition: Callable[[], bool], limit: float = 1.5) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        connection.process_data_events(0.02)
-
-
-def count(connection: pika.BlockingConnection, name: str) -> int:
-    return connection.channel().queue_declare(name, passive=True).method.message_count
+from helpers import message_count_on, queue_stats, wait_until
 
 
 def test_lengths_bytes_and_totals(broker, connection, unique):
@@ -39,7 +23,7 @@ def test_lengths_bytes_and_totals(broker, connection, unique):
     consumer.basic_consume(unique, lambda ch, m, p, b: got.append(m))
     wait_until(connection, lambda: len(got) == 2)
     channel.basic_get(unique, auto_ack=True)
-    current = stats(broker, unique)
+    current = queue_stats(broker, unique)
     assert {key: current[key] for key in (
         "messages", "messages_ready", "messages_unacknowledged", "message_bytes", "message_bytes_ready",
         "message_bytes_unacknowledged", "consumers", "publish", "deliver", "deliver_no_ack", "get",
@@ -53,7 +37,7 @@ def test_lengths_bytes_and_totals(broker, connection, unique):
     consumer.basic_ack(got[0].delivery_tag)
     consumer.basic_nack(got[1].delivery_tag, requeue=True)  # back, then redelivered to the consumer
     wait_until(connection, lambda: len(got) == 4)
-    current = stats(broker, unique)
+    current = queue_stats(broker, unique)
     assert current["ack"] == acked_before + 1
     assert current["redeliver"] == 1
     assert (current["messages_ready"], current["messages_unacknowledged"]) == (1, 2)
@@ -67,11 +51,11 @@ def test_no_ack_deliveries_and_refused_publishes(broker, connection, unique):
     channel.basic_publish("", unique, b"a")
     with pytest.raises(pika.exceptions.NackError):
         channel.basic_publish("", unique, b"b")
-    assert stats(broker, unique)["publish"] == 1  # a refused publish is not counted
+    assert queue_stats(broker, unique)["publish"] == 1  # a refused publish is not counted
     got: list[bytes] = []
     channel.basic_consume(unique, lambda ch, m, p, b: got.append(b), auto_ack=True)
     wait_until(connection, lambda: got == [b"a"])
-    current = stats(broker, unique)
+    current = queue_stats(broker, unique)
     assert (current["deliver_no_ack"], current["deliver"], current["messages"]) == (1, 0, 0)
 
 
@@ -81,9 +65,9 @@ def test_closing_a_channel_moves_unacked_back_to_ready(broker, connection, uniqu
     channel.basic_publish("", unique, b"abc")
     consumer = connection.channel()
     consumer.basic_get(unique)
-    assert stats(broker, unique)["message_bytes_unacknowledged"] == 3
+    assert queue_stats(broker, unique)["message_bytes_unacknowledged"] == 3
     consumer.close()
-    current = stats(broker, unique)
+    current = queue_stats(broker, unique)
     assert (current["messages_ready"], current["messages_unacknowledged"]) == (1, 0)
     assert (current["message_bytes_ready"], current["message_bytes_unacknowledged"]) == (3, 0)
 
@@ -98,7 +82,7 @@ def test_unacked_messages_do_not_count_towards_max_length(connection, unique):
     channel.basic_get(unique)  # unacked
     channel.basic_publish("", unique, b"k2")
     channel.basic_publish("", unique, b"k3")
-    assert count(connection, unique) == 2
+    assert message_count_on(connection, unique) == 2
 
 
 def test_requeue_over_the_limit_drops_the_head(connection, unique):
@@ -117,10 +101,10 @@ def test_max_length_bytes_counts_bodies_and_drops_a_too_big_message(connection, 
     channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-max-length-bytes": 10})
     channel.basic_publish("", unique, b"x" * 11, pika.BasicProperties(headers={"big": "h" * 100}))
-    assert count(connection, unique) == 0
+    assert message_count_on(connection, unique) == 0
     channel.basic_publish("", unique, b"a" * 5, pika.BasicProperties(headers={"big": "h" * 100}))
     channel.basic_publish("", unique, b"b" * 5)
-    assert count(connection, unique) == 2
+    assert message_count_on(connection, unique) == 2
     channel.basic_publish("", unique, b"c")
     _method, _props, body = channel.basic_get(unique, auto_ack=True)
     assert body == b"b" * 5
@@ -133,7 +117,7 @@ def test_policy_lowering_max_length_drops_at_once(broker, connection, unique):
         channel.basic_publish("", unique, body)
     broker.run(broker.admin.set_policy("/", unique, f"^{unique}$", {"max-length": 2}, apply_to="queues"))
     try:
-        assert count(connection, unique) == 2
+        assert message_count_on(connection, unique) == 2
         assert channel.basic_get(unique, auto_ack=True)[2] == b"3"
     finally:
         broker.run(broker.admin.clear_policy("/", unique))
@@ -156,14 +140,14 @@ def test_reject_publish_with_a_dead_letter_exchange_does_not_dead_letter(connect
     channel.basic_publish("", unique, b"a")
     with pytest.raises(pika.exceptions.NackError):
         channel.basic_publish("", unique, b"b")
-    assert (count(connection, unique), count(connection, target)) == (1, 0)
+    assert (message_count_on(connection, unique), message_count_on(connection, target)) == (1, 0)
 
 
 def test_max_length_zero_delivers_only_to_a_waiting_consumer(connection, unique):
     channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-max-length": 0})
     channel.basic_publish("", unique, b"dropped")
-    assert count(connection, unique) == 0
+    assert message_count_on(connection, unique) == 0
     got: list[bytes] = []
     channel.basic_consume(unique, lambda ch, m, p, b: got.append(b), auto_ack=True)
     channel.basic_publish("", unique, b"delivered")

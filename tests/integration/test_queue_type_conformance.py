@@ -9,6 +9,7 @@ from __future__ import annotations
 import pika
 import pytest
 from conftest import BrokerHandle
+from helpers import message_count
 
 from queues.registry import load_queue_types
 
@@ -43,7 +44,7 @@ def test_declare_is_idempotent_and_counts(declare, channel) -> None:  # noqa: AN
 def test_messages_come_out_in_order_and_ack_settles(declare, channel, connection) -> None:  # noqa: ANN001
     queue = declare()
     _publish(channel, queue, [b"%d" % i for i in range(20)])
-    assert channel.queue_declare(queue, passive=True).method.message_count == 20
+    assert message_count(channel, queue) == 20
     consumer = connection.channel()
     consumer.basic_qos(prefetch_count=5)
     got = []
@@ -55,7 +56,7 @@ def test_messages_come_out_in_order_and_ack_settles(declare, channel, connection
             break
     consumer.cancel()
     assert got == [b"%d" % i for i in range(20)]
-    assert channel.queue_declare(queue, passive=True).method.message_count == 0
+    assert message_count(channel, queue) == 0
 
 
 def test_requeued_messages_return_to_their_place_redelivered(declare, channel) -> None:  # noqa: ANN001

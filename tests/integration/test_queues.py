@@ -5,11 +5,11 @@ and texts."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pika
 import pytest
+from helpers import channel_error, message_count, queue_exists
 from pika.exceptions import ChannelClosedByBroker
 
 LOCKED = (
@@ -19,25 +19,8 @@ LOCKED = (
 )
 
 
-def channel_error(connection: pika.BlockingConnection, action: Callable[[Any], Any]) -> tuple[int, str]:
-    """Run ``action`` on a fresh channel; it must be closed by the broker. Returns (code, text)."""
-    channel = connection.channel()
-    with pytest.raises(ChannelClosedByBroker) as raised:
-        action(channel)
-    return raised.value.reply_code, raised.value.reply_text
-
-
 def not_found(name: str) -> tuple[int, str]:
     return 404, f"NOT_FOUND - no queue '{name}' in vhost '/'"
-
-
-def exists(connection: pika.BlockingConnection, name: str) -> bool:
-    try:
-        connection.channel().queue_declare(name, passive=True)
-    except ChannelClosedByBroker as error:
-        assert (error.reply_code, error.reply_text) == not_found(name)
-        return False
-    return True
 
 
 def assert_goes(connection: pika.BlockingConnection, name: str) -> None:
@@ -252,9 +235,9 @@ def test_auto_delete_queue_needs_a_first_consumer(connection, unique):
     channel.queue_declare(unique, auto_delete=True)
     channel.basic_publish("", unique, b"x")
     channel.basic_get(unique, auto_ack=True)  # basic.get is not a consumer
-    assert exists(connection, unique)
+    assert queue_exists(connection, unique)
     tag = channel.basic_consume(unique, lambda *args: None)
-    assert exists(connection, unique)
+    assert queue_exists(connection, unique)
     channel.basic_cancel(tag)
     assert_goes(connection, unique)
 
@@ -305,7 +288,7 @@ def test_bind_is_idempotent_and_unbind_of_nothing_is_ok(connection, unique):
     channel.queue_bind(unique, unique, "k")
     channel.queue_bind(unique, unique, "k")
     channel.basic_publish(unique, "", b"one")
-    assert channel.queue_declare(unique, passive=True).method.message_count == 1
+    assert message_count(channel, unique) == 1
     channel.queue_unbind(unique, "amq.direct", "never-bound")
     channel.queue_unbind(f"{unique}-missing", "amq.direct", "k")
     channel.queue_unbind(unique, f"{unique}-missing", "k")
@@ -328,7 +311,7 @@ def test_purge_returns_the_ready_count(connection, unique):
     assert channel.queue_purge(unique).method.message_count == 3
     assert channel.queue_purge(unique).method.message_count == 0
     channel.basic_reject(method.delivery_tag, requeue=True)
-    assert channel.queue_declare(unique, passive=True).method.message_count == 1
+    assert message_count(channel, unique) == 1
     assert channel_error(connection, lambda c: c.queue_purge(f"{unique}-missing")) == not_found(f"{unique}-missing")
 
 
@@ -377,7 +360,7 @@ def test_delete_removes_bindings(connection, unique):
     channel.queue_delete(unique)
     channel.queue_declare(unique, exclusive=True)
     channel.basic_publish("amq.direct", unique, b"x")
-    assert channel.queue_declare(unique, passive=True).method.message_count == 0
+    assert message_count(channel, unique) == 0
 
 
 def test_consumers_are_cancelled_when_their_queue_is_deleted(connection, unique):

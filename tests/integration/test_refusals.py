@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import BrokerHandle, start_broker
+from helpers import server_connection, wait_until
 from pamqp import commands
 from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
@@ -58,12 +59,6 @@ def replies(raw: RawClient, quiet: float = 0.5) -> list[tuple[Any, ...]]:
         elif got.type == 1:
             out.append((got.channel, type(value).__name__))
     return out
-
-
-def connection_of(broker: BrokerHandle, raw: RawClient) -> Any:
-    """The broker's Connection for a raw client."""
-    port = raw.sock.getsockname()[1]
-    return broker.call(lambda: next(c for c in broker.broker.connections if c.peer[1] == port))
 
 
 @pytest.fixture
@@ -321,7 +316,7 @@ def _count_returns(raw: RawClient, expected: int) -> int:
 
 
 def test_a_client_that_does_not_read_costs_bounded_memory(broker, raw):
-    connection = connection_of(broker, raw)
+    connection = server_connection(broker, raw)
     broker.call(lambda: connection.transport.set_write_buffer_limits(HIGH, LOW))
     # Small socket buffers both ways, so that the publisher soon blocks once reading stops.
     server_socket = broker.call(lambda: connection.transport.get_extra_info("socket"))
@@ -432,10 +427,12 @@ def test_close_ok_on_an_open_channel_is_refused_and_frees_its_messages(broker: B
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
         503, "COMMAND_INVALID - unimplemented method", 20, 41)  # fmt: skip
     client.close()
-    deadline = time.monotonic() + 5
-    while broker.call(lambda: broker.broker.vhosts["/"].queues[unique].message_count) != 2:
-        assert time.monotonic() < deadline, "the unacked message was not requeued"
-        time.sleep(0.02)
+    wait_until(
+        None,
+        lambda: broker.call(lambda: broker.broker.vhosts["/"].queues[unique].message_count) == 2,
+        5,
+        "the unacked message was not requeued",
+    )
     with broker.connect() as connection:
         connection.channel().queue_delete(unique)
 

@@ -4,22 +4,13 @@ messages requeued to it first; exclusive consumers are refused (recorded against
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
-import pika
 import pytest
+from helpers import publish, queue_stats, wait_until
 from pika.exceptions import ChannelClosedByBroker
 
 SAC = {"x-single-active-consumer": True}
-
-
-def wait_until(connection: pika.BlockingConnection, condition: Callable[[], bool], limit: float = 1.5) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        connection.process_data_events(0.02)
 
 
 class Recorder:
@@ -36,11 +27,6 @@ class Recorder:
 
     def bodies(self, tag: str | None = None) -> list[bytes]:
         return [body for t, body, _r, _d in self.got if tag is None or t == tag]
-
-
-def publish(channel: Any, name: str, *bodies: bytes) -> None:
-    for body in bodies:
-        channel.basic_publish("", name, body)
 
 
 def test_only_the_first_consumer_receives(connection, unique):
@@ -188,10 +174,10 @@ def test_active_consumer_tag_in_stats(broker, connection, unique):
     channel.queue_declare(unique, arguments=SAC)
     channel.basic_consume(unique, lambda *a: None, consumer_tag="first")
     channel.basic_consume(unique, lambda *a: None, consumer_tag="second")
-    stats = broker.call(lambda: broker.broker.vhosts["/"].queues[unique].stats())
+    stats = queue_stats(broker, unique)
     assert (stats["single_active_consumer_tag"], stats["consumers"]) == ("first", 2)
     channel.basic_cancel("first")
-    stats = broker.call(lambda: broker.broker.vhosts["/"].queues[unique].stats())
+    stats = queue_stats(broker, unique)
     assert (stats["single_active_consumer_tag"], stats["consumers"]) == ("second", 1)
 
 

@@ -4,12 +4,11 @@ dead-lettered, as RabbitMQ 3.10 does (recorded against RabbitMQ 3.10.8)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pika
 import pytest
+from helpers import drain, message_count_on, wait_until
 from pika.exceptions import ChannelClosedByBroker
 
 
@@ -17,34 +16,13 @@ def props(expiration: str | None = None, **kw: Any) -> pika.BasicProperties:
     return pika.BasicProperties(expiration=expiration, **kw)
 
 
-def count(connection: pika.BlockingConnection, name: str) -> int:
-    return connection.channel().queue_declare(name, passive=True).method.message_count
-
-
-def wait_until(connection: pika.BlockingConnection, condition: Callable[[], bool], limit: float = 1.5) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        connection.sleep(0.02)
-
-
-def bodies(channel: Any, name: str) -> list[bytes]:
-    """Everything basic.get returns, in order (acked)."""
-    got = []
-    while True:
-        method, _props, body = channel.basic_get(name, auto_ack=True)
-        if method is None:
-            return got
-        got.append(body)
-
-
 def test_queue_ttl_expires_without_consumers(connection, unique):
     channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-message-ttl": 100})
     channel.basic_publish("", unique, b"m")
-    assert count(connection, unique) == 1
+    assert message_count_on(connection, unique) == 1
     # The queue's head timer removes it: the count drops with nobody asking.
-    wait_until(connection, lambda: count(connection, unique) == 0)
+    wait_until(connection, lambda: message_count_on(connection, unique) == 0)
     assert channel.basic_get(unique)[0] is None
 
 
@@ -53,7 +31,7 @@ def test_per_message_expiration_expires_and_is_delivered_unchanged(connection, u
     channel.queue_declare(unique)
     channel.basic_publish("", unique, b"short", props("100"))
     channel.basic_publish("", unique, b"long", props("60000"))
-    wait_until(connection, lambda: count(connection, unique) == 1)
+    wait_until(connection, lambda: message_count_on(connection, unique) == 1)
     method, properties, body = channel.basic_get(unique, auto_ack=True)
     assert body == b"long"
     assert properties.expiration == "60000"  # queue-side expiry does not touch the message
@@ -72,7 +50,7 @@ def test_the_lower_of_queue_ttl_and_expiration_applies(connection, unique, queue
     channel = connection.channel()
     channel.queue_declare(unique, arguments={"x-message-ttl": queue_ttl})
     channel.basic_publish("", unique, b"m", props(expiration))
-    wait_until(connection, lambda: count(connection, unique) == 0)
+    wait_until(connection, lambda: message_count_on(connection, unique) == 0)
 
 
 def test_policy_ttl_lower_than_argument_wins(broker, connection, unique):
@@ -81,7 +59,7 @@ def test_policy_ttl_lower_than_argument_wins(broker, connection, unique):
         channel = connection.channel()
         channel.queue_declare(unique, arguments={"x-message-ttl": 60000})
         channel.basic_publish("", unique, b"m")
-        wait_until(connection, lambda: count(connection, unique) == 0)
+        wait_until(connection, lambda: message_count_on(connection, unique) == 0)
     finally:
         broker.run(broker.admin.clear_policy("/", unique))
 
@@ -93,11 +71,11 @@ def test_expired_message_behind_a_live_one_counts_until_it_reaches_the_head(conn
     channel.basic_publish("", unique, b"expired", props("50"))
     channel.basic_publish("", unique, b"plain")
     connection.sleep(0.3)
-    assert count(connection, unique) == 3  # only the head expires
+    assert message_count_on(connection, unique) == 3  # only the head expires
     method, _props, body = channel.basic_get(unique, auto_ack=True)
     assert body == b"head"
     assert method.message_count == 1  # the expired one left as soon as it became the head
-    assert bodies(channel, unique) == [b"plain"]
+    assert drain(channel, unique) == [b"plain"]
 
 
 def test_expired_message_behind_a_live_one_is_never_delivered_to_a_consumer(connection, unique):
@@ -122,7 +100,7 @@ def test_requeued_expired_message_is_dropped(connection, unique):
     method, _props, _body = channel.basic_get(unique)
     connection.sleep(0.25)
     channel.basic_reject(method.delivery_tag, requeue=True)
-    assert count(connection, unique) == 0
+    assert message_count_on(connection, unique) == 0
     assert channel.basic_get(unique)[0] is None
 
 
@@ -141,7 +119,7 @@ def test_ttl_zero_without_a_waiting_consumer_drops(connection, unique, ttl):
     channel = connection.channel()
     channel.queue_declare(unique, arguments=ttl.get("arguments"))
     channel.basic_publish("", unique, b"m", props(ttl.get("expiration")))
-    assert count(connection, unique) == 0
+    assert message_count_on(connection, unique) == 0
     assert channel.basic_get(unique)[0] is None
 
 
@@ -158,7 +136,7 @@ def test_ttl_zero_delivers_to_a_waiting_consumer_only(connection, unique, ttl):
     assert got[0][1].expiration == ttl.get("expiration")  # per-message "0" is kept on delivery
     # The consumer's window is full: the second has nobody waiting and goes at once.
     channel.basic_publish("", unique, b"second", props(ttl.get("expiration")))
-    assert count(connection, unique) == 0
+    assert message_count_on(connection, unique) == 0
     consumer_channel.basic_ack(got[0][0].delivery_tag)
     connection.sleep(0.1)
     assert [b for _m, _p, b in got] == [b"first"]
@@ -223,7 +201,7 @@ def test_invalid_expiration_is_refused_at_publish(connection, unique, expiration
     with pytest.raises(ChannelClosedByBroker) as raised:
         channel.basic_publish("", unique, b"m", props(expiration))
     assert (raised.value.reply_code, raised.value.reply_text) == (406, text)
-    assert count(connection, unique) == 0
+    assert message_count_on(connection, unique) == 0
 
 
 @pytest.mark.parametrize("expiration", ["0", "+10000", "010000", "315360000000"])
@@ -245,8 +223,8 @@ def test_expired_messages_are_dead_lettered_with_reason_expired(connection, uniq
     )
     channel.basic_publish("", unique, b"queue-ttl")
     channel.basic_publish("", unique, b"own-ttl", props("50"))
-    wait_until(connection, lambda: count(connection, target) == 2)
-    assert count(connection, unique) == 0
+    wait_until(connection, lambda: message_count_on(connection, target) == 2)
+    assert message_count_on(connection, unique) == 0
     _m, first, body1 = channel.basic_get(target, auto_ack=True)
     _m, second, body2 = channel.basic_get(target, auto_ack=True)
     assert (body1, body2) == (b"queue-ttl", b"own-ttl")
@@ -263,7 +241,7 @@ def test_expired_without_dead_letter_exchange_just_goes(connection, unique):
     channel.queue_declare(unique, arguments={"x-message-ttl": 50})
     for index in range(20):
         channel.basic_publish("", unique, str(index).encode())
-    wait_until(connection, lambda: count(connection, unique) == 0)
+    wait_until(connection, lambda: message_count_on(connection, unique) == 0)
 
 
 def test_ttl_applies_to_messages_reaching_an_existing_consumer_late(connection, unique):
@@ -277,7 +255,7 @@ def test_ttl_applies_to_messages_reaching_an_existing_consumer_late(connection, 
     for body in (b"a", b"b", b"c"):
         channel.basic_publish("", unique, body)
     wait_until(connection, lambda: len(got) == 1)
-    wait_until(connection, lambda: count(connection, unique) == 0)
+    wait_until(connection, lambda: message_count_on(connection, unique) == 0)
     consumer_channel.basic_ack(got[0][0].delivery_tag)
     connection.sleep(0.1)
     assert [b for _m, b in got] == [b"a"]
