@@ -762,6 +762,8 @@ class ClassicQueue(QueueType):
             "message_bytes": ready_bytes + self._unacked_bytes,
             "message_bytes_ready": ready_bytes,
             "message_bytes_unacknowledged": self._unacked_bytes,
+            "messages_ready_ram": len(self._ready),  # the rest of the ready ones are paged out
+            "messages_paged_out": self._tail_count,
             "consumers": self.consumer_count,
             "publish": self._next_seq - self._seq_base,
             "deliver": self._delivered,

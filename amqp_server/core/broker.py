@@ -99,7 +99,7 @@ class Broker:
         self.alarms = AlarmMonitor(self)
         self._flow_paused: set[Connection] = set()  # paused by message store congestion
         if message_store is not None:
-            message_store.on_congestion = self._store_congested
+            message_store.on_congestion = self.store_congested
         # What follows from a metadata change, beyond the change itself.
         self.events.subscribe(self._close_connections_of, "vhost.deleted", "user.deleted")
         self.events.subscribe(self._queue_created, "queue.created")
@@ -268,7 +268,7 @@ class Broker:
 
     # -- housekeeping --------------------------------------------------------------------
 
-    def _store_congested(self, on: bool) -> None:
+    def store_congested(self, on: bool) -> None:
         """Paged messages arrive faster than the message store writes them: stop reading the
         sockets of connections that publish until it caught up (as RabbitMQ's credit flow,
         silently: no connection.blocked)."""

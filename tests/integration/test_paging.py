@@ -79,7 +79,8 @@ def _queue(handle: BrokerHandle, name: str) -> Any:
 
 def _in_memory(handle: BrokerHandle, name: str) -> tuple[int, int]:
     """(ready entries held in memory, paged entries) of a queue, read on the broker's loop."""
-    return handle.call(lambda: (len(_queue(handle, name)._ready), _queue(handle, name)._tail_count))
+    stats = handle.call(lambda: _queue(handle, name).stats())
+    return stats["messages_ready_ram"], stats["messages_paged_out"]
 
 
 def _rows(data_dir: Path, sql: str) -> int:

@@ -337,8 +337,8 @@ def test_a_client_that_does_not_read_costs_bounded_memory(broker, raw):
     time.sleep(0.3)
     assert _unsent(broker, connection) == held and sender.is_alive()  # stopped, not just slow
     # Message store congestion coming and going does not lift this pause.
-    broker.call(lambda: broker.broker._store_congested(True))
-    broker.call(lambda: broker.broker._store_congested(False))
+    broker.call(lambda: broker.broker.store_congested(True))
+    broker.call(lambda: broker.broker.store_congested(False))
     assert broker.call(lambda: ("output" in connection._paused, connection.transport.is_reading())) == (True, False)
     assert _count_returns(raw, count) == count
     sender.join(10)
