@@ -1,1 +1,2 @@
-"""An AMQP channel: commands, publishing, confirms, consumers and deliveries, direct reply-to."""
+"""An AMQP channel: content assembly, commands, publishing, confirms, transactions, consumers and
+deliveries, exchange and queue methods, direct reply-to."""

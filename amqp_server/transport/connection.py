@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 
 from amqp_server import __version__
+from amqp_server.channel.assembler import ContentAssembler, method_expected
 from amqp_server.channel.channel import Channel
 from amqp_server.core.access import Permission, check_password
 from amqp_server.protocol.errors import (
@@ -113,7 +114,6 @@ LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For detail
 HANDSHAKE, STARTING, TUNING, OPENING = "handshake", "starting", "tuning", "opening"
 RUNNING, BLOCKED, CLOSING, CLOSED, DEAD = "running", "blocked", "closing", "closed", "dead"
 _HANDSHAKING = (HANDSHAKE, STARTING, TUNING, OPENING)
-_header = struct.Struct(">HHQ")
 _method_index = struct.Struct(">I").unpack_from
 
 
@@ -222,9 +222,9 @@ class Connection(asyncio.Protocol):
         self._alarm: str | None = None  # connection.blocked reason while a resource alarm is on
         self._blocked_sent = False
         self._held: list[tuple[int, int, bytes]] | None = None  # frames read past a blocking publish or a close
-        # Channels that got frames before channel.open: content being assembled, as RabbitMQ's
-        # command assembler would, before the channel refuses it: [method id, remaining body].
-        self._unopened: dict[int, list[int]] = {}
+        # Channels that got a content method before channel.open: its content being assembled,
+        # as RabbitMQ's command assembler would, before the channel refuses it.
+        self._unopened: dict[int, ContentAssembler] = {}
         self._exclusive_cleaned = False
         # Counters for stats(): socket reads/writes and their octets, counted per read and
         # per flush (not per frame); channel counters of closed channels are folded in here.
@@ -594,8 +594,8 @@ class Connection(asyncio.Protocol):
             raise unknown_frame(frame_type, payload) if payload else unexpected_frame(frame_type, payload)
         elif frame_type != FRAME_BODY:
             raise unknown_frame(frame_type, payload)
-        pending = self._unopened.get(number)
-        if pending is None:
+        content = self._unopened.get(number)
+        if content is None:
             count = len(self.channels) + len(self._unopened)
             if self.channel_max and count >= self.channel_max:
                 raise ConnectionError(
@@ -604,49 +604,30 @@ class Connection(asyncio.Protocol):
                 )
             self._check_channel_limit()
             if frame_type != FRAME_METHOD:
-                raise ConnectionError(UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
-            decode_method(payload)  # a method that does not decode is refused as such first
+                raise method_expected()
+            method = decode_method(payload)  # a method that does not decode is refused as such first
             index = _index(payload)
             if index == CHANNEL_OPEN:
                 self.channels[number] = Channel(self, number)
                 self.write_method(number, build(commands.Channel.OpenOk, channel_id=""))  # (empty, as RabbitMQ)
                 return
             if index in CONTENT_METHODS:
-                self._unopened[number] = [index, -1]  # -1: awaiting the content header
+                self._unopened[number] = ContentAssembler(method, index, keep=False)
                 return
             raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", _ids(index))
-        index, remaining = pending
-        if remaining < 0:
+        try:
             if frame_type == FRAME_HEADER:
-                class_id, weight, body_size = _header.unpack_from(payload)
-                if weight == 0 and class_id != index >> 16:
-                    del self._unopened[number]
-                    raise ConnectionError(
-                        UNEXPECTED_FRAME,
-                        f"expected content header for class {index >> 16}, got one for class {class_id} instead",
-                        _ids(index),
-                    )
-                if weight == 0:
-                    pending[1] = body_size
-                    if body_size == 0:
-                        del self._unopened[number]
-                        raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", _ids(index))
-                    return
+                complete = content.header(payload)
+            elif frame_type == FRAME_BODY:
+                complete = content.body(payload)
+            else:
+                raise content.expected()
+        except ConnectionError:
             del self._unopened[number]
-            raise ConnectionError(
-                UNEXPECTED_FRAME,
-                f"expected content header for class {index >> 16}, got non content header frame instead",
-                _ids(index),
-            )
-        if frame_type != FRAME_BODY:
+            raise
+        if complete is not None:
             del self._unopened[number]
-            raise ConnectionError(
-                UNEXPECTED_FRAME, "expected content body, got non content body frame instead", _ids(index)
-            )
-        pending[1] = remaining = remaining - len(payload)
-        if remaining == 0:
-            del self._unopened[number]
-            raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", _ids(index))
+            raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", _ids(content.index))
 
     def channel_closed(self, number: int) -> None:
         channel = self.channels.pop(number, None)
