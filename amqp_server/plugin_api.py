@@ -30,8 +30,8 @@ from amqp_server.protocol.errors import (
     ChannelError,
     ConnectionError,
 )
-from amqp_server.protocol.field_types import amqp_type_name, erlang_repr
-from amqp_server.protocol.frame_codec import short_str
+from amqp_server.protocol.field_types import amqp_type_name, short_str
+from amqp_server.protocol.rabbit_text import erlang_repr
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType, RoutableMessage
 from queues.base import Consumer, QueueEntry, QueueType
 from queues.settings import QueueSettings

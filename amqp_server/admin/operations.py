@@ -10,9 +10,10 @@ from typing import Any
 
 from amqp_server.core.access import SHA256, hash_password, validate_pattern
 from amqp_server.core.broker import Broker
-from amqp_server.core.policy import PolicyError, term
+from amqp_server.core.policy import PolicyError
 from amqp_server.core.policy import validate as validate_policy
 from amqp_server.metadata.store import Change
+from amqp_server.protocol.rabbit_text import erlang_json
 
 VHOST_LIMITS = ("max-connections", "max-queues")
 USER_LIMITS = ("max-connections", "max-channels")
@@ -265,16 +266,16 @@ class Admin:
 def _limit_errors(name: str, keys: tuple[str, ...], limits: Any) -> list[str]:
     """rabbit_parameter_validation:proplist: unknown terms first, then the values, last key first."""
     if not isinstance(limits, dict):
-        return [f"{name} should be a dictionary, actually was {term(limits)}"]
+        return [f"{name} should be a dictionary, actually was {erlang_json(limits)}"]
     errors = []
     unknown = [(key, value) for key, value in limits.items() if key not in keys]
     if unknown:
-        shown = ",".join(f"{{{term(key)},{term(value)}}}" for key, value in unknown)
+        shown = ",".join(f"{{{erlang_json(key)},{erlang_json(value)}}}" for key, value in unknown)
         errors.append(f"Unrecognised terms [{shown}] in {name}")
     for key in reversed(keys):
         value = limits.get(key)
         if key in limits and (isinstance(value, bool) or not isinstance(value, int)):
-            errors.append(f"{key} should be a number, actually was {term(value)}")
+            errors.append(f"{key} should be a number, actually was {erlang_json(value)}")
     return errors
 
 

@@ -21,7 +21,8 @@ import weakref
 from typing import TYPE_CHECKING
 
 from amqp_server.protocol.errors import PRECONDITION_FAILED, ChannelError
-from amqp_server.protocol.frame_codec import deliver_prefix, encode_deliver, short_str
+from amqp_server.protocol.field_types import short_str
+from amqp_server.protocol.frame_codec import deliver_prefix, encode_deliver
 
 if TYPE_CHECKING:
     from amqp_server.channel.channel import Channel

@@ -18,65 +18,39 @@ A missing dead-letter exchange drops the message silently. For reasons other tha
 in between (RabbitMQ's cycle detection), so a queue whose dead-letter exchange routes back
 to itself drops an expired message at its first expiry.
 
-Field tables are handled here in a typed form that keeps what decoding to Python values
-loses (the AMQP type of every value): a table is a list of ``(key, type, value)``, an array a
-list of ``(type, value)``, with the type as its octet (``ord("S")``). Integers and timestamps
-are Python ints, ``S``/``x`` bytes, ``t`` a bool, ``V`` None, and ``f``/``d``/``D`` their raw
-value octets (they are only ever copied). As in RabbitMQ, ``L`` decodes as a signed long and
-is written back as ``l``, and any non-zero ``t`` is written back as 1.
+Headers are read and written as kind-preserving entries (see protocol.tables), which keep the
+AMQP type of every value that decoding to Python values loses.
 """
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from amqp_server.core.message import Message
+from amqp_server.protocol.content import FLAG_EXPIRATION, FLAG_HEADERS, join_properties, split_properties
 from amqp_server.protocol.errors import ChannelError
+from amqp_server.protocol.tables import (
+    L_LONG,
+    A,
+    Array,
+    F,
+    S,
+    T,
+    Table,
+    decode_entries,
+    delete_key,
+    encode_entries,
+    set_table_value,
+    sort_table,
+    table_lookup,
+)
 
 if TYPE_CHECKING:
     from amqp_server.core.vhost import VirtualHost
     from queues.base import QueueType
 
-Table = list[tuple[bytes, int, Any]]
-Array = list[tuple[int, Any]]
-
-S, T, F, A, L_LONG, X_BINARY, V_VOID, T_BOOL = (ord(c) for c in "STFAlxVt")
-_INTS: dict[int, struct.Struct] = {
-    ord("b"): struct.Struct(">b"),
-    ord("B"): struct.Struct(">B"),
-    ord("s"): struct.Struct(">h"),
-    ord("u"): struct.Struct(">H"),
-    ord("I"): struct.Struct(">i"),
-    ord("i"): struct.Struct(">I"),
-    ord("l"): struct.Struct(">q"),
-    ord("T"): struct.Struct(">Q"),
-}
-_L_UNSIGNED_NAME = ord("L")  # RabbitMQ decodes 'L' as a signed 64-bit 'long'
-_RAW_WIDTH = {ord("f"): 4, ord("d"): 8, ord("D"): 5}
-_long = struct.Struct(">I")
-
-# Basic-class properties in flag order: (flag bit, kind). s shortstr, o octet, T timestamp, F table.
-_PROPERTIES = (
-    (0x8000, "s"),  # content-type
-    (0x4000, "s"),  # content-encoding
-    (0x2000, "F"),  # headers
-    (0x1000, "o"),  # delivery-mode
-    (0x0800, "o"),  # priority
-    (0x0400, "s"),  # correlation-id
-    (0x0200, "s"),  # reply-to
-    (0x0100, "s"),  # expiration
-    (0x0080, "s"),  # message-id
-    (0x0040, "T"),  # timestamp
-    (0x0020, "s"),  # type
-    (0x0010, "s"),  # user-id
-    (0x0008, "s"),  # app-id
-    (0x0004, "s"),  # cluster-id
-)
-FLAG_HEADERS = 0x2000
-FLAG_EXPIRATION = 0x0100
 REJECTED = b"rejected"
 ROUTING_HEADERS = (b"CC", b"BCC")
 
@@ -138,7 +112,7 @@ def make_message(
     header = message.header
     properties = split_properties(header)
     raw_headers = properties.get(FLAG_HEADERS)
-    headers: Table = decode_table(raw_headers, 4, len(raw_headers)) if raw_headers is not None else []
+    headers: Table = decode_entries(raw_headers, 4, len(raw_headers)) if raw_headers is not None else []
     old_exchange, first_key = split_exchange_and_key(message.exchange_and_key)
 
     # Without a dead-letter routing key: the publish key, CC and BCC keys (rabbit_basic:message).
@@ -155,18 +129,11 @@ def make_message(
         info.append((b"original-expiration", S, expiration[1:]))
     headers = update_x_death(info, headers)
     if routing_key is not None:
-        headers = _keydelete(headers, b"CC")
+        headers = delete_key(headers, b"CC")
 
-    properties[FLAG_HEADERS] = encode_table(headers)
+    properties[FLAG_HEADERS] = encode_entries(headers)
     properties.pop(FLAG_EXPIRATION, None)
-    flags = 0
-    for bit in properties:
-        flags |= bit
-    new_header = (
-        header[:12]
-        + struct.pack(">H", flags)
-        + b"".join(properties[bit] for bit, _ in _PROPERTIES if bit in properties)
-    )
+    new_header = join_properties(header, properties)
 
     exchange_raw = exchange_name.encode("utf-8", "surrogateescape")  # see field_types.text
     key_raw = death_keys[0].encode("utf-8", "surrogateescape")
@@ -191,33 +158,6 @@ def split_exchange_and_key(exchange_and_key: bytes) -> tuple[bytes, bytes]:
     exchange = exchange_and_key[1 : 1 + size]
     key_size = exchange_and_key[1 + size]
     return exchange, exchange_and_key[2 + size : 2 + size + key_size]
-
-
-def split_properties(header: bytes) -> dict[int, bytes]:
-    """The raw encoding of each property present in a content-header payload, by flag bit.
-
-    Shortstrs keep their length octet and the headers table its 4-octet length, so joining
-    them in flag order re-encodes the properties.
-    """
-    if len(header) < 14:
-        return {}
-    flags = header[12] << 8 | header[13]
-    out: dict[int, bytes] = {}
-    pos = 14
-    for bit, kind in _PROPERTIES:
-        if not flags & bit:
-            continue
-        if kind == "s":
-            end = pos + 1 + header[pos]
-        elif kind == "o":
-            end = pos + 1
-        elif kind == "T":
-            end = pos + 8
-        else:
-            end = pos + 4 + _long.unpack_from(header, pos)[0]
-        out[bit] = header[pos:end]
-        pos = end
-    return out
 
 
 def header_routes(headers: Table) -> list[bytes]:
@@ -328,110 +268,5 @@ def _x_death(message: Message) -> Array | None:
     raw = split_properties(message.header).get(FLAG_HEADERS)
     if raw is None:
         return None
-    found = table_lookup(decode_table(raw, 4, len(raw)), b"x-death")
+    found = table_lookup(decode_entries(raw, 4, len(raw)), b"x-death")
     return found[1] if found is not None and found[0] == A else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Typed field tables (rabbit_misc table helpers, rabbit_binary_parser/_generator)
-
-
-def table_lookup(table: Table, key: bytes) -> tuple[int, Any] | None:
-    """rabbit_misc:table_lookup: ``(type, value)`` of the first entry named ``key``."""
-    for name, kind, value in table:
-        if name == key:
-            return kind, value
-    return None
-
-
-def sort_table(table: Table) -> Table:
-    """rabbit_misc:sort_field_table: a stable sort by key octets."""
-    return sorted(table, key=lambda entry: entry[0])
-
-
-def set_table_value(table: Table, key: bytes, kind: int, value: Any) -> Table:
-    """rabbit_misc:set_table_value: replace the first ``key`` entry (or append one), then sort."""
-    out = list(table)
-    for index, (name, _kind, _value) in enumerate(out):
-        if name == key:
-            out[index] = (key, kind, value)
-            break
-    else:
-        out.append((key, kind, value))
-    return sort_table(out)
-
-
-def _keydelete(table: Table, key: bytes) -> Table:
-    for index, (name, _kind, _value) in enumerate(table):
-        if name == key:
-            return table[:index] + table[index + 1 :]
-    return table
-
-
-def decode_table(data: bytes, pos: int, end: int) -> Table:
-    """The entries of a well-formed field table (``data[pos:end]``, without its length)."""
-    table: Table = []
-    while pos < end:
-        key_end = pos + 1 + data[pos]
-        key = data[pos + 1 : key_end]
-        kind, value, pos = _decode_value(data, key_end)
-        table.append((key, kind, value))
-    return table
-
-
-def _decode_array(data: bytes, pos: int, end: int) -> Array:
-    items: Array = []
-    while pos < end:
-        kind, value, pos = _decode_value(data, pos)
-        items.append((kind, value))
-    return items
-
-
-def _decode_value(data: bytes, pos: int) -> tuple[int, Any, int]:
-    kind = data[pos]
-    pos += 1
-    if kind == _L_UNSIGNED_NAME:
-        kind = L_LONG
-    number = _INTS.get(kind)
-    if number is not None:
-        return kind, number.unpack_from(data, pos)[0], pos + number.size
-    width = _RAW_WIDTH.get(kind)
-    if width is not None:
-        return kind, bytes(data[pos : pos + width]), pos + width
-    if kind == T_BOOL:
-        return kind, data[pos] != 0, pos + 1
-    if kind == V_VOID:
-        return kind, None, pos
-    start = pos + 4
-    stop = start + _long.unpack_from(data, pos)[0]
-    if kind == F:
-        return kind, decode_table(data, start, stop), stop
-    if kind == A:
-        return kind, _decode_array(data, start, stop), stop
-    if kind in (S, X_BINARY):
-        return kind, bytes(data[start:stop]), stop
-    raise ValueError(f"unknown field type {kind}")
-
-
-def encode_table(table: Table) -> bytes:
-    """A typed table with its 4-octet length, entries in the order given."""
-    data = b"".join(bytes((len(key),)) + key + _encode_value(kind, value) for key, kind, value in table)
-    return _long.pack(len(data)) + data
-
-
-def _encode_value(kind: int, value: Any) -> bytes:
-    number = _INTS.get(kind)
-    if number is not None:
-        return bytes((kind,)) + number.pack(value)
-    if kind in _RAW_WIDTH:
-        return bytes((kind,)) + value
-    if kind == T_BOOL:
-        return b"t\x01" if value else b"t\x00"
-    if kind == V_VOID:
-        return b"V"
-    if kind == F:
-        return b"F" + encode_table(value)
-    if kind == A:
-        data = b"".join(_encode_value(item_kind, item) for item_kind, item in value)
-        return b"A" + _long.pack(len(data)) + data
-    return bytes((kind,)) + _long.pack(len(value)) + value

@@ -5,19 +5,19 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from amqp_server.protocol.content import (
+    FLAG_DELIVERY_MODE,
+    FLAG_HEADERS,
+    FLAG_USER_ID,
+    decode_properties,
+    property_span,
+)
 from amqp_server.protocol.errors import PRECONDITION_FAILED, ChannelError
-from amqp_server.protocol.frame_codec import FIELD_TYPE_NAMES, decode_properties, headers_span, table_entries
+from amqp_server.protocol.rabbit_text import erlang_char_list, erlang_term
+from amqp_server.protocol.tables import FIELD_TYPE_NAMES, entry_spans
 
-# Basic-class property flag bits in the content header (bytes 12-13 of its payload).
-FLAG_HEADERS = 0x2000
-FLAG_DELIVERY_MODE = 0x1000
-FLAG_USER_ID = 0x0010
-FLAG_PRIORITY = 0x0800
-FLAG_EXPIRATION = 0x0100
 # rabbit_misc:check_expiry's ceiling for a message TTL (ten years in ms).
 MAX_EXPIRATION = 315_360_000_000
-# Erlang's ~p breaks a term that would pass this column (measured on RabbitMQ 3.10).
-LINE_LENGTH = 78
 # RabbitMQ's sender-selected distribution headers; BCC is removed before delivery.
 ROUTING_HEADERS = ("CC", "BCC")
 BASIC_PUBLISH = (60, 40)
@@ -110,7 +110,7 @@ class Message:
             error = expiration_error(expiration)
             if error is not None:
                 prefix = f"invalid expiration '{expiration}': "
-                raise ChannelError(PRECONDITION_FAILED, prefix + _wrap(error, len(prefix)), BASIC_PUBLISH)
+                raise ChannelError(PRECONDITION_FAILED, prefix + erlang_term(error, len(prefix)), BASIC_PUBLISH)
         if self.flags & FLAG_DELIVERY_MODE:
             mode = props.get("delivery_mode")
             if mode not in (1, 2):
@@ -121,12 +121,12 @@ class Message:
 
     def strip_bcc(self) -> None:
         """Cut the (first) BCC entry out of the raw headers table, leaving all else byte-exact."""
-        span = headers_span(self.header)
+        span = property_span(self.header, FLAG_HEADERS)
         if span is None:
             return
-        start, end = span
+        start, end = span[0] + 4, span[1]  # the entries, after the table's length
         header = self.header
-        for key, _kind, entry_start, entry_end in table_entries(header, start, end):
+        for key, _kind, entry_start, entry_end in entry_spans(header, start, end):
             if key == b"BCC":
                 size = (end - start) - (entry_end - entry_start)
                 self.header = (
@@ -137,9 +137,9 @@ class Message:
 
     def _unacceptable_type(self, name: str) -> ChannelError:
         kind = "undefined"
-        span = headers_span(self.header)
+        span = property_span(self.header, FLAG_HEADERS)
         if span is not None:
-            for key, type_octet, _start, _end in table_entries(self.header, *span):
+            for key, type_octet, _start, _end in entry_spans(self.header, span[0] + 4, span[1]):
                 if key == name.encode():
                     kind = FIELD_TYPE_NAMES.get(type_octet, kind)
         return ChannelError(
@@ -149,7 +149,7 @@ class Message:
     @property
     def expiration(self) -> str | None:
         """The ``expiration`` property as published (what x-death's original-expiration keeps)."""
-        if not self.header[12] & 1:
+        if not self.header[12] & 1:  # FLAG_EXPIRATION, read from its octet
             return None
         return self.properties.get("expiration")
 
@@ -159,7 +159,7 @@ class Message:
 
         Only read when the header's expiration flag is set, so plain messages pay nothing.
         """
-        if not self.header[12] & 1:
+        if not self.header[12] & 1:  # FLAG_EXPIRATION, read from its octet
             return None
         parsed = parse_expiration(self.properties.get("expiration"))
         return parsed if isinstance(parsed, int) else None
@@ -167,7 +167,7 @@ class Message:
     @property
     def priority(self) -> int:
         """The ``priority`` property, 0 when absent (as RabbitMQ counts a message without one)."""
-        if not self.header[12] & 0x08:
+        if not self.header[12] & 0x08:  # FLAG_PRIORITY, read from its octet
             return 0
         return self.properties.get("priority") or 0
 
@@ -205,8 +205,9 @@ def parse_expiration(text: str | None) -> int | tuple[str, str]:
     return value
 
 
-def expiration_error(text: str | None) -> str | None:
-    """The error term for a bad ``expiration`` as RabbitMQ's ``~p`` prints it, None when valid."""
+def expiration_error(text: str | None) -> str | tuple[str, str] | None:
+    """The error term for a bad ``expiration``, for ``rabbit_text.erlang_term`` (an atom, or a
+    tagged tuple of printed terms); None when valid."""
     parsed = parse_expiration(text)
     if isinstance(parsed, int):
         return None
@@ -214,27 +215,5 @@ def expiration_error(text: str | None) -> str | None:
     if kind == "no_integer":
         return kind
     if kind == "leftover_string":
-        detail = _erlang_string(detail)
-    return f"{{{kind},{detail}}}"
-
-
-def _erlang_string(text: str) -> str:
-    """A string (a list of the octets published) as Erlang's ~p prints it: quoted when every
-    octet is printable Latin-1, else a list of the octets. Printable octets go out as they came
-    (RabbitMQ writes them back unchanged, so "é" stays UTF-8)."""
-    codes = text.encode("utf-8", "surrogateescape")
-    if all(32 <= c <= 126 or 160 <= c <= 255 or c in _ESCAPES for c in codes):
-        return '"' + "".join(_ESCAPES.get(ord(char), char) if ord(char) < 128 else char for char in text) + '"'
-    return "[" + ",".join(str(c) for c in codes) + "]"
-
-
-_ESCAPES = {34: '\\"', 92: "\\\\", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 27: "\\e"}
-
-
-def _wrap(term: str, column: int) -> str:
-    """Erlang's ~p of a two-element tuple starting at ``column``: when it would pass column 78,
-    the second element goes on a new line, indented to just after the brace."""
-    if column + len(term) <= LINE_LENGTH or not term.startswith("{"):
-        return term
-    first, _, rest = term[1:].partition(",")
-    return "{" + first + ",\n" + " " * (column + 1) + rest
+        detail = erlang_char_list(detail)
+    return (kind, detail)

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from amqp_server.protocol.field_types import erlang_repr, octets
+from amqp_server.protocol.field_types import octets
+from amqp_server.protocol.rabbit_text import erlang_json, erlang_term
 
 APPLY_TO = ("queues", "exchanges", "all")
 # Keys an operator policy may set; all are numeric and merge with the policy's by taking the minimum.
@@ -34,31 +35,20 @@ class PolicyError(ValueError):
     """A refused policy; the message is what rabbitmqctl prints after ``Error:``."""
 
 
-def term(value: Any) -> str:
-    """A decoded JSON value as Erlang's ``~p`` prints it in RabbitMQ's texts."""
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "[" + ",".join(term(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "#{" + ",".join(f"{term(k)} => {term(v)}" for k, v in sorted(value.items())) + "}"
-    return erlang_repr(value)
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int_at_least(minimum: int, what: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        return None if _is_int(value) and value >= minimum else f"{term(value)} is not a valid {what}"
+        return None if _is_int(value) and value >= minimum else f"{erlang_json(value)} is not a valid {what}"
 
     return check
 
 
 def _binary(what: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        return None if isinstance(value, str) else f"{term(value)} is not a valid {what}"
+        return None if isinstance(value, str) else f"{erlang_json(value)} is not a valid {what}"
 
     return check
 
@@ -66,7 +56,7 @@ def _binary(what: str) -> Callable[[Any], str | None]:
 def _one_of(values: tuple[Any, ...], what: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         ok = value in values and type(value) in {type(v) for v in values}
-        return None if ok else f"{term(value)} is not a valid {what}"
+        return None if ok else f"{erlang_json(value)} is not a valid {what}"
 
     return check
 
@@ -87,9 +77,9 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "queue-version": _one_of((1, 2), "queue-version value"),
     "overflow": _one_of(("drop-head", "reject-publish", "reject-publish-dlx"), "overflow value"),
     "delivery-limit": _int_at_least(0, "delivery limit"),
-    "max-age": lambda v: None if _valid_max_age(v) else f"{term(v)} is not a valid max age",
+    "max-age": lambda v: None if _valid_max_age(v) else f"{erlang_json(v)} is not a valid max age",
     "stream-max-segment-size-bytes": lambda v: (
-        None if _is_int(v) and 0 <= v <= 3_000_000_000 else f"{term(v)} is not a valid segment size"
+        None if _is_int(v) and 0 <= v <= 3_000_000_000 else f"{erlang_json(v)} is not a valid segment size"
     ),
     "queue-leader-locator": _one_of(("client-local", "random", "least-leaders"), "queue leader locator value"),
     "initial-cluster-size": _int_at_least(0, "cluster size"),
@@ -112,17 +102,17 @@ def _validate_ha(definition: Mapping[str, Any]) -> str | None:
     if mode is None:
         return "ha-mode must be specified to specify ha-params, ha-sync-mode or ha-promote-on-shutdown"
     if mode not in ("all", "exactly", "nodes"):
-        return f"{term(mode)} is not a valid ha-mode value"
+        return f"{erlang_json(mode)} is not a valid ha-mode value"
     params = definition.get("ha-params")
     if mode == "all" and params is not None:
-        return f"ha-mode=\"all\" does not take parameters, got {term(params)}"
+        return f"ha-mode=\"all\" does not take parameters, got {erlang_json(params)}"
     if mode == "exactly" and not (_is_int(params) and params > 0):
-        return f"ha-mode=\"exactly\" takes an integer, {term(params)} given"
+        return f"ha-mode=\"exactly\" takes an integer, {erlang_json(params)} given"
     if mode == "nodes" and not (isinstance(params, list) and params and all(isinstance(p, str) for p in params)):
-        return f"ha-mode=\"nodes\" takes a list of strings, {term(params)} given"
+        return f"ha-mode=\"nodes\" takes a list of strings, {erlang_json(params)} given"
     sync = definition.get("ha-sync-mode")
     if sync is not None and sync not in ("automatic", "manual"):
-        return f"ha-sync-mode must be \"manual\" or \"automatic\", got {term(sync)}"
+        return f"ha-sync-mode must be \"manual\" or \"automatic\", got {erlang_json(sync)}"
     return None
 
 
@@ -130,8 +120,8 @@ def _regex_error(pattern: str) -> str | None:
     try:
         re.compile(pattern)
     except re.error as exc:
-        # PCRE's words for the common mistake; Python's otherwise. ~p wraps the tuple past
-        # column 80, aligning the elements under its first one (column 54).
+        # PCRE's words for the common mistake; Python's otherwise. rabbitmqctl's ~p wraps the
+        # tuple only past column 80 (measured), the rest under its first element (column 54).
         message = exc.msg
         if message.startswith("unterminated character set"):
             message = "missing terminating ] for character class"
@@ -141,17 +131,14 @@ def _regex_error(pattern: str) -> str | None:
             message = "nothing to repeat"
         offset = len(octets(pattern))
         prefix = "pattern should be regular expression but is invalid: "
-        body = f'{{"{message}",{offset}}}'
-        if len(prefix) + len(body) > 80:
-            body = f'{{"{message}",\n' + " " * (len(prefix) + 1) + f"{offset}}}"
-        return prefix + body
+        return prefix + erlang_term((f'"{message}"', offset), len(prefix), last_column=80)
     return None
 
 
 def validate_definition(definition: Any, operator: bool = False) -> str | None:
     """rabbit_policy:validation/2: the first failing validator's text, else the unknown keys."""
     if not isinstance(definition, Mapping):
-        return f"definition must be a dictionary: {term(definition)}"
+        return f"definition must be a dictionary: {erlang_json(definition)}"
     if not definition:
         return "no policy provided"
     allowed = OPERATOR_KEYS if operator else VALIDATORS.keys()
@@ -167,7 +154,7 @@ def validate_definition(definition: Any, operator: bool = False) -> str | None:
     known = set(allowed) | (set() if operator else set(HA_KEYS))
     unknown = [(key, definition[key]) for key in sorted(definition) if key not in known]
     if unknown:
-        shown = ",".join(f"{{{term(key)},{term(value)}}}" for key, value in unknown)
+        shown = ",".join(f"{{{erlang_json(key)},{erlang_json(value)}}}" for key, value in unknown)
         return f"[{shown}] are not recognised policy settings"
     return None
 
@@ -181,13 +168,13 @@ def validate(pattern: Any, definition: Any, priority: Any, apply_to: Any, operat
     if apply_to not in APPLY_TO:
         errors.append(f"apply-to '{apply_to}' unrecognised; should be 'queues', 'exchanges' or 'all'")
     if not isinstance(pattern, str):
-        errors.append(f"pattern should be a string, actually was {term(pattern)}")
+        errors.append(f"pattern should be a string, actually was {erlang_json(pattern)}")
     else:
         error = _regex_error(pattern)
         if error is not None:
             errors.append(error)
     if isinstance(priority, bool) or not isinstance(priority, int | float):
-        errors.append(f"priority should be a number, actually was {term(priority)}")
+        errors.append(f"priority should be a number, actually was {erlang_json(priority)}")
     if errors:
         raise PolicyError("Validation failed\n\n" + "\n".join(errors))
 

@@ -28,6 +28,8 @@ from amqp_server.protocol.errors import (
     ConnectionError,
 )
 from amqp_server.protocol.field_types import amqp_type_name, octets, text
+from amqp_server.protocol.rabbit_text import misc_val as _shown
+from amqp_server.protocol.rabbit_text import misc_val_of_type
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
 from exchanges.missing import MissingExchangeType
 from queues.arguments import check_declare_arguments, queue_type_of
@@ -137,17 +139,8 @@ def _erlang_term(value: Any) -> Any:
     return (type(value).__name__, repr(value))
 
 
-def _shown(value: Any) -> str:
-    """A value as RabbitMQ prints it (~s for binaries, ~p otherwise)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, bytes | bytearray):
-        return text(bytes(value))
-    return str(value)
-
-
 def _value(value: Any) -> str:
-    return "none" if value is _MISSING else f"the value '{_shown(value)}' of type '{amqp_type_name(value)}'"
+    return "none" if value is _MISSING else misc_val_of_type(value)
 
 
 def _assert_fields_equivalent(where: str, fields: Iterable[tuple[str, bool, bool]]) -> None:

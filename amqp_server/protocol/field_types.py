@@ -1,8 +1,8 @@
-"""Decoded field-table values as RabbitMQ names and prints them in its error texts.
+"""Decoded field values as RabbitMQ sees them, and the strings that carry client octets.
 
-RabbitMQ's texts name a value's AMQP type (``signedint``, ``longstr``) and print it with
-Erlang's ``~tp``. Decoding loses the integer and float width the client used, so those are
-taken as pika sends them (signed 32-bit else 64-bit integers, doubles).
+RabbitMQ's texts name a value's AMQP type (``signedint``, ``longstr``; rabbit_text prints the
+value with Erlang's ``~tp``). Decoding loses the integer and float width the client used, so
+those are taken as pika sends them (signed 32-bit else 64-bit integers, doubles).
 """
 
 from __future__ import annotations
@@ -31,10 +31,24 @@ def octets(value: str) -> bytes:
         return value.encode("utf-8", "surrogatepass")
 
 
-def raw_octets(text: str) -> str:
-    """Characters 0-255 standing for octets, as an Erlang char list that RabbitMQ turns into
-    its reply text octet for octet (``list_to_binary``): octets past ASCII as surrogates."""
-    return "".join(chr(0xDC00 + ord(c)) if 0x80 <= ord(c) <= 0xFF else c for c in text)
+def lenient_str(raw: bytes) -> str:
+    """A name RabbitMQ takes as opaque octets (basic.publish, properties, table keys).
+
+    Invalid UTF-8 becomes U+FFFD rather than an error: RabbitMQ accepts such names, and
+    the text must stay encodable because it may be echoed in a reply text.
+    """
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+def short_str(value: str) -> bytes:
+    """A shortstr: the octets ``value`` stands for (see ``text``) after their length."""
+    raw = value.encode("utf-8", "surrogateescape")
+    if len(raw) > 255:
+        raise ValueError("short string longer than 255 bytes")
+    return bytes((len(raw),)) + raw
 
 
 def timestamp_seconds(value: datetime.datetime | time.struct_time) -> int:
@@ -79,86 +93,3 @@ def amqp_type_name(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "array"
     return type(value).__name__
-
-
-def _printable(char: str) -> bool:
-    # io_lib's printable range is latin1 by default.
-    code = ord(char)
-    return 32 <= code <= 126 or 160 <= code <= 255 or char in "\n\r\t\v\b\f\x1b"
-
-
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\x1b": "\\e",
-}
-
-
-def _erlang_string(text: str) -> str:
-    return '"' + "".join(_ESCAPES.get(char, char) for char in text) + '"'
-
-
-def _erlang_binary(data: bytes) -> str:
-    if not data:
-        return "<<>>"
-    # io_lib_pretty:printable_bin: valid UTF-8 is printed as text only if every character is
-    # printable; only invalid UTF-8 gets the latin1 reading.
-    try:
-        text = data.decode()
-    except UnicodeDecodeError:
-        latin1 = data.decode("latin-1")
-        if all(_printable(char) for char in latin1):
-            return f"<<{raw_octets(_erlang_string(latin1))}>>"
-    else:
-        if all(_printable(char) for char in text):
-            if text.isascii():
-                return f"<<{_erlang_string(text)}>>"
-            return f"<<{_erlang_string(text)}/utf8>>"
-    return "<<" + ",".join(str(byte) for byte in data) + ">>"
-
-
-def _erlang_float(value: float) -> str:
-    # Erlang prints the shortest round-tripping digits, always with a '.': 1.0, 0.1, 1.0e25.
-    text = repr(value)
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        if "." not in mantissa:
-            mantissa += ".0"
-        return f"{mantissa}e{int(exponent)}"
-    return text
-
-
-def erlang_repr(value: Any) -> str:
-    """``value`` as RabbitMQ would print the decoded AMQP field with ``~tp``."""
-    if value is None:
-        return "undefined"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _erlang_float(value)
-    if isinstance(value, str):
-        return _erlang_binary(octets(value))
-    if isinstance(value, bytes | bytearray | memoryview):
-        return _erlang_binary(bytes(value))
-    if isinstance(value, Decimal):
-        decimal = decimal_parts(value)
-        return f"{{{decimal[1]},{decimal[2]}}}" if len(decimal) == 3 else str(value)
-    if isinstance(value, datetime.datetime | time.struct_time):
-        return str(timestamp_seconds(value))
-    if isinstance(value, Mapping):
-        fields = (
-            f"{{{_erlang_binary(octets(str(key)))},{amqp_type_name(item)},{erlang_repr(item)}}}"
-            for key, item in value.items()
-        )
-        return "[" + ",".join(fields) + "]"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(f"{{{amqp_type_name(item)},{erlang_repr(item)}}}" for item in value) + "]"
-    return repr(value)

@@ -9,30 +9,33 @@ Frame layout: type (octet), channel (short), size (long), payload, frame-end 0xC
 
 Decoding is as strict as RabbitMQ's and fails only with ConnectionError, with RabbitMQ's
 reply code and text: a bad frame is ``501 FRAME_ERROR - type T, all octets = <<...>>: Error``
-(see frame_error_text), a method whose fields do not fill its payload exactly is
+(see rabbit_text.frame_error_text), a method whose fields do not fill its payload exactly is
 ``501 FRAME_ERROR - cannot decode <<...>>``, properties that do not decode are 541.
+
+Field tables are protocol.tables', content-header properties protocol.content's.
 """
 
 from __future__ import annotations
 
-import datetime
 import inspect
-import math
 import struct
 from typing import Any
 
-from pamqp import commands, decode, encode
+from pamqp import commands, encode
 from pamqp.base import Frame as PamqpMethod
 
+from amqp_server.protocol.content import bad_properties
 from amqp_server.protocol.errors import (
     COMMAND_INVALID,
     FRAME_ERROR,
-    INTERNAL_ERROR,
     UNEXPECTED_FRAME,
     ConnectionError,
     FatalFrameError,
     UnknownMethodError,
 )
+from amqp_server.protocol.field_types import lenient_str, short_str
+from amqp_server.protocol.rabbit_text import frame_error_text
+from amqp_server.protocol.tables import Malformed, decode_values, encode_table
 
 FRAME_METHOD = 1
 FRAME_HEADER = 2
@@ -54,6 +57,7 @@ _short = struct.Struct(">H")
 _deliver_tail = struct.Struct(">QB")
 ACK_FIELDS = struct.Struct(">QB")  # basic.ack/nack/reject: delivery tag, bits
 _end_and_header = struct.Struct(">BBHI")
+_long = struct.Struct(">I")
 
 # (class_id << 16 | method_id) of the hot-path methods.
 BASIC_PUBLISH = 0x003C0028
@@ -65,71 +69,6 @@ BASIC_GET_OK = 0x003C0047
 BASIC_RETURN = 0x003C0032
 
 BASIC_CLASS = 60
-
-
-# ---------------------------------------------------------------------------------------------
-# RabbitMQ's frame-error texts
-#
-# rabbit_reader reports a bad frame as ``io_lib:format("type ~p, ~s octets = ~p: ~p",
-# [Type, "all" | "first 16", Snippet, Error])``. ``~p`` pretty-prints with a line length of 80
-# starting at the current column, so a long binary or error tuple is wrapped onto an
-# indented second line; the functions below reproduce io_lib_pretty's layout for the
-# binaries and tuples that occur here. Printable binaries print as latin-1 strings; their
-# octets 0xA0-0xFF are sent by RabbitMQ as raw latin-1 bytes, which a str reply text can
-# only carry as the same characters in UTF-8.
-
-_ERL_LINE = 80
-_ERL_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v", 0x08: "\\b", 0x0C: "\\f", 0x1B: "\\e"}
-_ERL_PRINTABLE = frozenset(range(0x20, 0x7F)) | frozenset(range(0xA0, 0x100)) | frozenset(b"\n\r\t\x0b\x08\x0c\x1b")
-
-
-def erlang_binary(data: bytes, column: int) -> str:
-    """``io_lib:format("~p", [Binary])`` with ``column`` characters already on the line."""
-    if not data:
-        return "<<>>"
-    if all(octet in _ERL_PRINTABLE for octet in data):
-        return '<<"' + "".join(_ERL_ESCAPES.get(octet) or chr(octet) for octet in data) + '">>'
-    items = [str(octet) for octet in data]
-    flat = "<<" + ",".join(items) + ">>"
-    col = column + 1  # io_lib_pretty counts columns from 1
-    if len(flat) < _ERL_LINE - col:
-        return flat
-    # io_lib_pretty:pp_binary: fill lines of width n, continuation indented past the "<<".
-    width = max(8, min(_ERL_LINE - (col + 2), len(flat) - 4))
-    indent = "\n" + " " * (col + 1)
-    out = ["<<"]
-    room = width
-    for item in items[:-1]:
-        if room - (len(item) + 1) < 0:
-            out.append(indent)
-            room = width
-        out.append(item + ",")
-        room -= len(item) + 1
-    last = items[-1]
-    if len(last) > room:
-        out.append(indent)
-    out.append(last + ">>")
-    return "".join(out)
-
-
-def erlang_term(term: str | tuple[Any, ...], column: int) -> str:
-    """``~p`` of an atom or a tagged tuple of an atom and integers, at ``column``."""
-    if isinstance(term, str):
-        return term
-    flat = "{" + ",".join(map(str, term)) + "}"
-    if len(flat) < _ERL_LINE - (column + 1):
-        return flat
-    # Here the tag never fits its own indentation (io_lib_pretty's cind fails for -1 and 4),
-    # so the tag tuple gets TInd 1: the other elements go on the next line, one column in.
-    return "{" + str(term[0]) + ",\n" + " " * (column + 1) + ",".join(map(str, term[1:])) + "}"
-
-
-def frame_error_text(frame_type: int, payload: bytes, error: str | tuple[Any, ...]) -> str:
-    """RabbitMQ's FRAME_ERROR explanation for a bad frame (without ``FRAME_ERROR - ``)."""
-    prefix = f"type {frame_type}, {'all' if len(payload) <= 16 else 'first 16'} octets = "
-    text = prefix + erlang_binary(payload[:16], len(prefix)) + ": "
-    column = len(text) - (text.rfind("\n") + 1)
-    return text + erlang_term(error, column)
 
 
 class Publish:
@@ -266,10 +205,6 @@ def method_id(payload: bytes) -> int:
     return _method_id.unpack_from(payload)[0]
 
 
-class _Malformed(ValueError):
-    """Bytes that do not parse as the AMQP type expected (caught and turned into a reply)."""
-
-
 def _cannot_decode(mid: int, payload: bytes) -> ConnectionError:
     """RabbitMQ's reply when a method's fields do not match its layout (``~w`` of the fields)."""
     fields = payload[4:]
@@ -280,18 +215,6 @@ def _cannot_decode(mid: int, payload: bytes) -> ConnectionError:
 
 def _malformed_utf8() -> ConnectionError:
     return ConnectionError(FRAME_ERROR, "Malformed UTF-8 in shortstr")
-
-
-def _lenient_str(raw: bytes) -> str:
-    """A name RabbitMQ takes as opaque bytes (basic.publish, properties, table keys).
-
-    Invalid UTF-8 becomes U+FFFD rather than an error: RabbitMQ accepts such names, and
-    the text must stay encodable because it may be echoed in a reply text.
-    """
-    try:
-        return raw.decode()
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", "replace")
 
 
 def decode_method(payload: bytes) -> Publish | Ack | PamqpMethod:
@@ -345,8 +268,8 @@ def decode_publish(payload: bytes) -> Publish:
         raise _cannot_decode(BASIC_PUBLISH, payload)
     bits = payload[bits_at]
     publish = Publish(
-        _lenient_str(payload[7:offset]),
-        _lenient_str(payload[offset + 1 : bits_at]),
+        lenient_str(payload[7:offset]),
+        lenient_str(payload[offset + 1 : bits_at]),
         bool(bits & 1),
         bool(bits & 2),
         payload[6:bits_at],
@@ -422,133 +345,13 @@ def _decode_fields(method_class: type[PamqpMethod], mid: int, payload: bytes) ->
             raise _malformed_utf8() from None
     for name, start, end in tables:
         try:
-            values[name] = _table(payload, start, end, 0)
-        except (_Malformed, IndexError, struct.error, RecursionError) as exc:
+            values[name] = decode_values(payload, start, end)
+        except Malformed as exc:
             raise _cannot_decode(mid, payload) from exc
     method = method_class.__new__(method_class)
     for name, value in values.items():
         setattr(method, name, value)
     return method
-
-
-# ---------------------------------------------------------------------------------------------
-# Field tables (RabbitMQ's rabbit_binary_parser: the same types, the same strictness)
-
-_long = struct.Struct(">I")
-# Nesting deeper than this is refused rather than risking Python's recursion limit.
-MAX_TABLE_DEPTH = 100
-
-_fixed_values: dict[int, tuple[int, Any]] = {
-    ord("t"): (1, decode.boolean),
-    ord("b"): (1, decode.short_short_int),
-    ord("B"): (1, decode.short_short_uint),
-    ord("s"): (2, decode.short_int),
-    ord("u"): (2, decode.short_uint),
-    ord("I"): (4, decode.long_int),
-    ord("i"): (4, decode.long_uint),
-    ord("l"): (8, decode.long_long_int),
-    ord("L"): (8, decode.long_long_int),
-    ord("f"): (4, decode.floating_point),
-    ord("d"): (8, decode.double),
-    ord("D"): (5, decode.decimal),
-}
-_T, _S, _X, _F, _A, _V, _D_FLOAT, _F_FLOAT = (ord(c) for c in "TSxFAVdf")
-# RabbitMQ's names of the field types, as its error texts show them.
-FIELD_TYPE_NAMES = {
-    ord("S"): "longstr",
-    ord("T"): "timestamp",
-    ord("b"): "byte",
-    ord("B"): "unsignedbyte",
-    ord("s"): "short",
-    ord("u"): "unsignedshort",
-    ord("I"): "signedint",
-    ord("i"): "unsignedint",
-    ord("d"): "double",
-    ord("f"): "float",
-    ord("l"): "long",
-    ord("L"): "long",
-    ord("t"): "bool",
-    ord("D"): "decimal",
-    ord("F"): "table",
-    ord("A"): "array",
-    ord("x"): "binary",
-    ord("V"): "void",
-}
-
-
-def _timestamp(seconds: int) -> datetime.datetime | int:
-    """pamqp's reading of a timestamp (values past 2106 taken as milliseconds).
-
-    A value no datetime can hold is kept as the integer: RabbitMQ accepts any 64-bit value.
-    """
-    value: float = seconds / 1000.0 if seconds > 0xFFFFFFFF else seconds
-    try:
-        return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
-    except (OverflowError, ValueError, OSError):
-        return seconds
-
-
-def _value(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
-    kind = data[pos]
-    pos += 1
-    fixed = _fixed_values.get(kind)
-    if fixed is not None:
-        width, decoder = fixed
-        if pos + width > end:
-            raise _Malformed("field value truncated")
-        value = decoder(data[pos : pos + width])[1]
-        if kind in (_D_FLOAT, _F_FLOAT) and not math.isfinite(value):
-            # Erlang's float matching refuses NaN and infinities, and so does RabbitMQ.
-            raise _Malformed("not a finite float")
-        return value, pos + width
-    if kind == _T:
-        if pos + 8 > end:
-            raise _Malformed("timestamp truncated")
-        return _timestamp(struct.unpack_from(">Q", data, pos)[0]), pos + 8
-    if kind == _V:
-        return None, pos
-    if kind not in (_S, _X, _F, _A):
-        raise _Malformed(f"unknown field type {kind}")
-    if pos + 4 > end:
-        raise _Malformed("field length truncated")
-    start = pos + 4
-    stop = start + _long.unpack_from(data, pos)[0]
-    if stop > end:
-        raise _Malformed("field value truncated")
-    if kind == _S:
-        raw = data[start:stop]
-        try:
-            return raw.decode(), stop
-        except UnicodeDecodeError:
-            return raw, stop
-    if kind == _X:
-        return bytearray(data[start:stop]), stop
-    if kind == _F:
-        return _table(data, start, stop, depth + 1), stop
-    return _array(data, start, stop, depth + 1), stop
-
-
-def _table(data: bytes, pos: int, end: int, depth: int) -> dict[str, Any]:
-    if depth > MAX_TABLE_DEPTH:
-        raise _Malformed("field tables nested too deeply")
-    table: dict[str, Any] = {}
-    while pos < end:
-        key_end = pos + 1 + data[pos]
-        if key_end >= end:
-            raise _Malformed("field table entry truncated")
-        key = _lenient_str(data[pos + 1 : key_end])
-        table[key], pos = _value(data, key_end, end, depth)
-    return table
-
-
-def _array(data: bytes, pos: int, end: int, depth: int) -> list[Any]:
-    if depth > MAX_TABLE_DEPTH:
-        raise _Malformed("field arrays nested too deeply")
-    items = []
-    while pos < end:
-        item, pos = _value(data, pos, end, depth)
-        items.append(item)
-    return items
 
 
 _defaults: dict[type, dict[str, Any]] = {}
@@ -629,13 +432,6 @@ def encode_method(channel: int, method: PamqpMethod) -> bytes:
     return frame(FRAME_METHOD, channel, encode_method_payload(method))
 
 
-def short_str(value: str) -> bytes:
-    raw = value.encode("utf-8", "surrogateescape")  # see field_types.text
-    if len(raw) > 255:
-        raise ValueError("short string longer than 255 bytes")
-    return bytes((len(raw),)) + raw
-
-
 def encode_ack(channel: int, method_id_: int, delivery_tag: int, multiple: bool) -> bytes:
     """basic.ack / basic.nack from the server (publisher confirms)."""
     payload = _method_id.pack(method_id_) + ACK_FIELDS.pack(delivery_tag, 1 if multiple else 0)
@@ -662,7 +458,7 @@ def decode_content_header(payload: bytes) -> tuple[int, int]:
             (BASIC_CLASS, 40),
         )
     if len(payload) < 14:
-        raise _bad_properties()
+        raise bad_properties()
     return class_id, body_size
 
 
@@ -768,149 +564,3 @@ def encode_return(
         _method_id.pack(BASIC_RETURN) + _short.pack(reply_code) + short_str(reply_text) + exchange_and_key
     )
     return [_open_method_frame(channel, payload), *content_frames(channel, header, body, frame_max)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Properties and tables
-
-
-_PROPERTIES = (
-    ("content_type", 0x8000, "shortstr"),
-    ("content_encoding", 0x4000, "shortstr"),
-    ("headers", 0x2000, "table"),
-    ("delivery_mode", 0x1000, "octet"),
-    ("priority", 0x0800, "octet"),
-    ("correlation_id", 0x0400, "shortstr"),
-    ("reply_to", 0x0200, "shortstr"),
-    ("expiration", 0x0100, "shortstr"),
-    ("message_id", 0x0080, "shortstr"),
-    ("timestamp", 0x0040, "timestamp"),
-    ("message_type", 0x0020, "shortstr"),
-    ("user_id", 0x0010, "shortstr"),
-    ("app_id", 0x0008, "shortstr"),
-    ("cluster_id", 0x0004, "shortstr"),
-)
-
-
-def decode_properties(header: bytes) -> dict[str, Any]:
-    """All properties of a content header payload, as a dict of the ones present.
-
-    Names and value types are pamqp's (``message_type`` for AMQP's ``type``). Decoding is as
-    strict as RabbitMQ's, which refuses a published message whose properties do not parse
-    with ``541 INTERNAL_ERROR``: missing flags, the flag-continuation bit (RabbitMQ does not
-    support it), a truncated value, a bad field table or octets after the last property.
-    Shortstr properties are not checked for UTF-8 (RabbitMQ does not either).
-    """
-    size = len(header)
-    if size < 14:
-        raise _bad_properties()
-    flags = header[12] << 8 | header[13]
-    if not flags:
-        if size != 14:
-            raise _bad_properties()
-        return {}
-    if flags & 1:
-        raise _bad_properties()
-    props: dict[str, Any] = {}
-    pos = 14
-    try:
-        for name, bit, kind in _PROPERTIES:
-            if not flags & bit:
-                continue
-            if kind == "shortstr":
-                end = pos + 1 + header[pos]
-                if end > size:
-                    raise _Malformed("shortstr truncated")
-                props[name] = _lenient_str(header[pos + 1 : end])
-            elif kind == "octet":
-                props[name] = header[pos]
-                end = pos + 1
-            elif kind == "timestamp":
-                end = pos + 8
-                if end > size:
-                    raise _Malformed("timestamp truncated")
-                props[name] = _timestamp(struct.unpack_from(">Q", header, pos)[0])
-            else:
-                end = pos + 4 + _long.unpack_from(header, pos)[0]
-                if end > size:
-                    raise _Malformed("table truncated")
-                props[name] = _table(header, pos + 4, end, 0)
-            pos = end
-    except (_Malformed, IndexError, struct.error, RecursionError) as exc:
-        raise _bad_properties() from exc
-    if pos != size:
-        raise _bad_properties()
-    return props
-
-
-def _bad_properties() -> ConnectionError:
-    return ConnectionError(INTERNAL_ERROR, "could not decode the content header properties")
-
-
-def headers_span(header: bytes) -> tuple[int, int] | None:
-    """``(start, end)`` of the headers table's entries in a content header payload, if present.
-
-    The table's 4-octet length sits just before ``start``. Assumes properties that decode.
-    """
-    if len(header) < 14 or not header[12] & 0x20:
-        return None
-    pos = 14
-    if header[12] & 0x80:  # content-type
-        pos += 1 + header[pos]
-    if header[12] & 0x40:  # content-encoding
-        pos += 1 + header[pos]
-    return pos + 4, pos + 4 + _long.unpack_from(header, pos)[0]
-
-
-def table_entries(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int, int]]:
-    """``(key, type octet, entry start, entry end)`` of each entry of a well-formed table."""
-    entries = []
-    pos = start
-    while pos < end:
-        key_end = pos + 1 + data[pos]
-        kind = data[key_end]
-        _, value_end = _value(data, key_end, end, 0)
-        entries.append((data[pos + 1 : key_end], kind, pos, value_end))
-        pos = value_end
-    return entries
-
-
-def encode_table(table: dict[str, Any]) -> bytes:
-    """A field table with its length, for any value decode_table produces.
-
-    As pamqp (keys sorted, smallest integer type), except that a float is sent as a double
-    (pamqp narrows it to 32 bits) and bytes as a longstr (a longstr that was not UTF-8
-    decodes to bytes and must go back out the same).
-    """
-    out = []
-    for key, value in sorted(table.items()):
-        out.append(short_str(key))
-        out.append(_encode_value(value))
-    data = b"".join(out)
-    return _long.pack(len(data)) + data
-
-
-def _encode_value(value: Any) -> bytes:
-    if isinstance(value, float):
-        return b"d" + struct.pack(">d", value)
-    if isinstance(value, bytes):
-        return b"S" + _long.pack(len(value)) + value
-    if isinstance(value, dict):
-        return b"F" + encode_table(value)
-    if isinstance(value, list | tuple):
-        data = b"".join(_encode_value(item) for item in value)
-        return b"A" + _long.pack(len(data)) + data
-    return encode.encode_table_value(value)
-
-
-def decode_table(data: bytes) -> dict[str, Any]:
-    """A field table with its 4-octet length prefix; raises ValueError if malformed."""
-    if len(data) < 4:
-        raise _Malformed("field table length truncated")
-    end = 4 + _long.unpack_from(data)[0]
-    if end != len(data):
-        raise _Malformed("field table length does not match the data")
-    try:
-        return _table(data, 4, end, 0)
-    except (IndexError, struct.error, RecursionError) as exc:
-        raise _Malformed("malformed field table") from exc

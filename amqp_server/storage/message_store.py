@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from amqp_server.core.message import Message
-from amqp_server.protocol.frame_codec import _lenient_str
+from amqp_server.protocol.field_types import lenient_str
 from amqp_server.storage.sqlite_db import Migration, StoreError, open_database
 from queues.base import QueueEntry, Settlement
 
@@ -757,4 +757,4 @@ def _exchange_and_key(raw: bytes) -> tuple[str, str]:
     """The exchange and routing key from basic.publish's two raw shortstrs."""
     size = raw[0]
     key_size = raw[1 + size]
-    return _lenient_str(raw[1 : 1 + size]), _lenient_str(raw[2 + size : 2 + size + key_size])
+    return lenient_str(raw[1 : 1 + size]), lenient_str(raw[2 + size : 2 + size + key_size])

@@ -74,12 +74,11 @@ from amqp_server.protocol.frame_codec import (
     FrameReader,
     build,
     decode_method,
-    decode_table,
     encode_method,
-    erlang_binary,
     frame,
-    frame_error_text,
 )
+from amqp_server.protocol.rabbit_text import erlang_binary, frame_error_text
+from amqp_server.protocol.tables import decode_table
 
 if TYPE_CHECKING:
     from amqp_server.core.broker import Broker

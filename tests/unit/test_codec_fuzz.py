@@ -18,6 +18,7 @@ from pamqp import commands
 from pamqp.header import ContentHeader
 
 from amqp_server.core.message import Message
+from amqp_server.protocol.content import decode_properties
 from amqp_server.protocol.errors import AMQPError
 from amqp_server.protocol.frame_codec import (
     FRAME_BODY,
@@ -31,7 +32,6 @@ from amqp_server.protocol.frame_codec import (
     build,
     decode_content_header,
     decode_method,
-    decode_properties,
     deliver_prefix,
     encode_deliver,
     encode_method,

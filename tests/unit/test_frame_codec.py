@@ -21,6 +21,7 @@ from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
 from amqp_server.core.message import Message
+from amqp_server.protocol.content import decode_properties
 from amqp_server.protocol.errors import (
     COMMAND_INVALID,
     FRAME_ERROR,
@@ -46,8 +47,6 @@ from amqp_server.protocol.frame_codec import (
     content_frames,
     decode_content_header,
     decode_method,
-    decode_properties,
-    decode_table,
     deliver_prefix,
     encode_ack,
     encode_deliver,
@@ -55,10 +54,10 @@ from amqp_server.protocol.frame_codec import (
     encode_method,
     encode_method_payload,
     encode_return,
-    encode_table,
     frame,
     short_str,
 )
+from amqp_server.protocol.tables import decode_table, encode_table
 
 FRAME_MAX = 131072
 UTC = datetime.UTC
