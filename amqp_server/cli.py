@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import NoReturn
 
 from amqp_server.admin.definitions import DefinitionsError
-from amqp_server.admin.operations import AdminError
+from amqp_server.admin.errors import AdminError
 from amqp_server.core.alarms import parse_float, parse_information_unit
 from amqp_server.core.broker import BrokerConfig
 from amqp_server.metadata.sqlite import StoreError

@@ -9,6 +9,8 @@ import logging
 import signal
 import socket
 
+from amqp_server.admin.definitions import load_file
+from amqp_server.admin.operations import Admin
 from amqp_server.core.broker import Broker, BrokerConfig
 from amqp_server.metadata.sqlite import SqliteStore
 from amqp_server.storage.message_store import MessageStore
@@ -60,6 +62,8 @@ class Server:
         config = self.broker.config
         try:
             await self.broker.boot()
+            if config.load_definitions:  # imported at every boot, as RabbitMQ does
+                await load_file(Admin(self.broker), config.load_definitions)
             self.broker.alarms.start()  # the first memory/disk check runs before any client connects
             try:
                 self._server = await asyncio.get_running_loop().create_server(

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from amqp_server import __version__
+from amqp_server.admin.errors import AdminError
 from amqp_server.core.access import MD5, SHA256, hash_password, validate_pattern
 from amqp_server.metadata.store import Change
 from amqp_server.protocol.errors import ChannelError, ConnectionError
@@ -35,16 +36,14 @@ class DefinitionsError(Exception):
     """A definitions file that cannot be imported; the message says which item and why."""
 
 
-async def load_file(broker: Broker, path: str) -> None:
+async def load_file(admin: Admin, path: str) -> None:
     """Import a definitions file at boot; an unreadable or invalid file stops the start."""
-    from amqp_server.admin.operations import Admin
-
     try:
         with open(path, encoding="utf-8") as handle:
             definitions = json.load(handle)
     except (OSError, ValueError) as exc:
         raise DefinitionsError(f"cannot read definitions file {path}: {exc}") from exc
-    await import_definitions(Admin(broker), definitions)
+    await import_definitions(admin, definitions)
 
 
 def _hashing_algorithm(user: Mapping[str, Any], version: str) -> str:
@@ -62,8 +61,6 @@ def _tags(tags: Any) -> list[str]:
     if isinstance(tags, str):
         return [tag.strip() for tag in tags.split(",") if tag.strip()]
     if not isinstance(tags, list | None):
-        from amqp_server.admin.operations import AdminError
-
         raise AdminError(f"tags must be a list or a string, not {tags!r}")
     return [str(tag) for tag in tags or []]
 
@@ -100,8 +97,6 @@ _SHORTSTR_FIELDS = {"queues": ("name",), "exchanges": ("name",), "topic_permissi
 def _check_sections(definitions: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
     """Every section's items, checked against SCHEMAS before anything is imported: a document
     that fails here changes nothing."""
-    from amqp_server.admin.operations import AdminError
-
     sections: dict[str, list[Mapping[str, Any]]] = {}
     for section, schema in SCHEMAS.items():
         items = definitions.get(section) or []
@@ -143,8 +138,6 @@ def _is_unicode(value: Any) -> bool:
 
 
 def _check_text(where: str, field: str, value: str, shortstr: bool) -> None:
-    from amqp_server.admin.operations import AdminError
-
     if shortstr and len(value.encode()) > 255:
         raise AdminError(f"{where}: '{field}' is longer than 255 bytes")
 
@@ -152,8 +145,6 @@ def _check_text(where: str, field: str, value: str, shortstr: bool) -> None:
 async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> None:
     """Apply a definitions document; raise ``AdminError`` naming the first item that fails.
     Items are checked first (``_check_sections``), then imported one by one."""
-    from amqp_server.admin.operations import AdminError
-
     if not isinstance(definitions, Mapping):
         raise AdminError("definitions must be a JSON object")
     sections = _check_sections(definitions)
@@ -271,8 +262,6 @@ async def import_definitions(admin: Admin, definitions: Mapping[str, Any]) -> No
 
 async def import_parameter(admin: Admin, vhost: str, component: str, name: str, value: Any) -> None:
     """A vhost-scoped runtime parameter: policies and limits go where they act, others are kept."""
-    from amqp_server.admin.operations import AdminError
-
     if component in ("policy", "operator_policy", "vhost-limits") and not isinstance(value, Mapping):
         raise AdminError(f"{component} parameter '{name}': value must be an object")
     if component in ("policy", "operator_policy"):
@@ -292,8 +281,6 @@ async def import_parameter(admin: Admin, vhost: str, component: str, name: str, 
 
 
 async def _declare(what: str, operation: Any) -> None:
-    from amqp_server.admin.operations import AdminError
-
     try:
         await operation
     except (ChannelError, ConnectionError) as exc:

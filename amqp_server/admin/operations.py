@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from amqp_server.admin.definitions import export_definitions, import_definitions
+from amqp_server.admin.errors import AdminError
 from amqp_server.core.access import SHA256, hash_password, validate_pattern
 from amqp_server.core.broker import Broker
 from amqp_server.core.policy import PolicyError
@@ -17,10 +19,6 @@ from amqp_server.protocol.rabbit_text import erlang_json
 
 VHOST_LIMITS = ("max-connections", "max-queues")
 USER_LIMITS = ("max-connections", "max-channels")
-
-
-class AdminError(Exception):
-    """A refused administrative operation; the message is what rabbitmqctl would print."""
 
 
 class Admin:
@@ -250,16 +248,12 @@ class Admin:
 
     # -- definitions -------------------------------------------------------------------------
 
-    async def import_definitions(self, definitions: dict[str, Any]) -> None:
+    async def import_definitions(self, document: dict[str, Any]) -> None:
         """Import RabbitMQ's definitions JSON (as rabbitmqctl import_definitions)."""
-        from amqp_server.admin.definitions import import_definitions
-
-        await import_definitions(self, definitions)
+        await import_definitions(self, document)
 
     def export_definitions(self) -> dict[str, Any]:
         """RabbitMQ's definitions JSON for the whole broker (rabbitmqctl export_definitions)."""
-        from amqp_server.admin.definitions import export_definitions
-
         return export_definitions(self.broker)
 
 

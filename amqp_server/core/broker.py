@@ -106,8 +106,8 @@ class Broker:
         self.events.subscribe(self._queue_deleted, "queue.deleted")
 
     async def boot(self) -> None:
-        """Replay the store, create the default vhost and user on a first start (unless a
-        definitions file is configured), then import that file.
+        """Replay the store and create the default vhost and user on a first start (unless a
+        definitions file is configured: the server imports it after the boot).
 
         A stored change that can no longer be applied (its exchange type's plugin is gone,
         say) is logged and set aside in the store: the node starts with everything else."""
@@ -138,8 +138,6 @@ class Broker:
                 )
             )
             await self.change(Change("permission", "put", config.default_vhost, config.default_user, {}))
-        if self.config.load_definitions:
-            await self.load_definitions_file()
 
     async def change(self, change: Change) -> bool:
         """Commit a metadata change to the store, then apply it here. Whatever can fail in
@@ -171,14 +169,6 @@ class Broker:
         vhost = self.vhosts.get(change.vhost or "")
         table = getattr(vhost, "queues" if change.kind == "queue" else "exchanges", {})
         return change.name in table
-
-    async def load_definitions_file(self) -> None:
-        """Import the definitions file named by ``load_definitions`` (at every boot, as RabbitMQ)."""
-        from amqp_server.admin.definitions import (
-            load_file,  # definitions uses Admin, which imports us
-        )
-
-        await load_file(self, self.config.load_definitions)
 
     def prepare(self, change: Change) -> Any:
         """Check ``change`` can be applied and build what applying it needs; raises if not."""

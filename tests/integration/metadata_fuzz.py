@@ -27,7 +27,7 @@ from typing import Any
 from conftest import BrokerHandle, start_broker
 from rawamqp import RawClient
 
-from amqp_server.admin.operations import AdminError
+from amqp_server.admin.errors import AdminError
 from amqp_server.core.broker import Broker
 from amqp_server.protocol.frame_codec import frame
 

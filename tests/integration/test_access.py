@@ -19,7 +19,7 @@ from pika.exceptions import (
     ProbableAuthenticationError,
 )
 
-from amqp_server.admin.operations import AdminError
+from amqp_server.admin.errors import AdminError
 from amqp_server.core import access
 from amqp_server.metadata.store import Change
 

@@ -8,7 +8,7 @@ from typing import Any
 import pika
 import pytest
 
-from amqp_server.admin.operations import AdminError
+from amqp_server.admin.errors import AdminError
 
 
 @pytest.fixture

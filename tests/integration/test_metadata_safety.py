@@ -22,7 +22,7 @@ from metadata_fuzz import durable_state, run, set_aside_rows
 from pamqp import commands
 from rawamqp import RawClient
 
-from amqp_server.admin.operations import AdminError
+from amqp_server.admin.errors import AdminError
 from amqp_server.metadata.sqlite import SqliteStore
 from amqp_server.metadata.store import Change
 from amqp_server.protocol.frame_codec import build, encode_method

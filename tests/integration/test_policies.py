@@ -12,7 +12,7 @@ import pika
 import pytest
 from helpers import drain, message_count, publish_numbered
 
-from amqp_server.admin.operations import AdminError
+from amqp_server.admin.errors import AdminError
 
 
 @pytest.fixture
