@@ -424,7 +424,7 @@ class Connection(asyncio.Protocol):
         if user is None or not check_password(password, user.password_hash, user.hashing_algorithm):
             self._login_refused(username, "invalid credentials")
             return
-        if username in self.broker.config.loopback_users and not _is_loopback(peer_host):
+        if username in self.broker.config.loopback_users and not is_loopback(peer_host):
             self._login_refused(username, f"user '{username}' can only connect via localhost")
             return
         self.state = TUNING
@@ -756,6 +756,17 @@ class Connection(asyncio.Protocol):
             self.write_method(0, commands.Connection.Blocked(reason=self._alarm or ""))
         self.pause_reading("alarm")
 
+    @property
+    def paused_for(self) -> frozenset[str]:
+        """Why reading is paused (empty: reading)."""
+        return frozenset(self._paused)
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Output not yet taken by the socket: the transport's buffer and this tick's writes."""
+        buffered = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        return buffered + sum(map(len, self._out))
+
     def pause_reading(self, reason: str) -> None:
         """Stop reading the socket for ``reason`` ("alarm", "closing", "store", "output",
         "dead") until ``resume_reading(reason)``; reading resumes once no reason is left."""
@@ -957,7 +968,7 @@ def _amqplain(response: bytes) -> tuple[str, str] | None:
     return login, password
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """rabbit_access_control's loopback rule: 127.0.0.0/8, ::1 and IPv4-mapped 127.x."""
     return host == "::1" or host.startswith("127.") or host.startswith("::ffff:127.") or host == "localhost"
 

@@ -21,7 +21,7 @@ from helpers import connect_named, message_count, server_connection
 from pamqp import commands
 from rawamqp import RawClient, amqplain, plain
 
-from amqp_server.transport.connection import _is_loopback
+from amqp_server.transport.connection import is_loopback
 
 HEADER_0_9_1 = b"AMQP\x00\x00\x09\x01"
 LOGIN_REFUSED = (
@@ -303,9 +303,9 @@ def test_loopback_rule():
     127.0.0.1, so the refusal cannot be driven through the wire here without pointing a
     client at a non-loopback address; the rule itself is checked instead."""
     for host in ("127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"):
-        assert _is_loopback(host), host
+        assert is_loopback(host), host
     for host in ("10.0.0.1", "192.168.1.2", "::ffff:10.0.0.1", "2001:db8::1", "128.0.0.1"):
-        assert not _is_loopback(host), host
+        assert not is_loopback(host), host
 
 
 def test_loopback_user_logs_in_from_loopback(broker):

@@ -292,7 +292,7 @@ HIGH, LOW = 256 * 1024, 64 * 1024  # this test's write-buffer limits (4 MiB / 1 
 
 
 def _unsent(broker: BrokerHandle, connection: Any) -> int:
-    return broker.call(lambda: connection.transport.get_write_buffer_size() + sum(map(len, connection._out)))
+    return broker.call(lambda: connection.unsent_bytes)
 
 
 def _count_returns(raw: RawClient, expected: int) -> int:
@@ -327,7 +327,7 @@ def test_a_client_that_does_not_read_costs_bounded_memory(broker, raw):
     sender = threading.Thread(target=raw.sock.sendall, args=(publish(1, "", "nowhere", mandatory=True) * count,))
     sender.start()
     deadline = time.monotonic() + 30
-    while "output" not in broker.call(lambda: set(connection._paused)):
+    while "output" not in broker.call(lambda: connection.paused_for):
         assert time.monotonic() < deadline, "reading never stopped"
         time.sleep(0.05)
     time.sleep(0.3)
@@ -339,12 +339,12 @@ def test_a_client_that_does_not_read_costs_bounded_memory(broker, raw):
     # Message store congestion coming and going does not lift this pause.
     broker.call(lambda: broker.broker.store_congested(True))
     broker.call(lambda: broker.broker.store_congested(False))
-    assert broker.call(lambda: ("output" in connection._paused, connection.transport.is_reading())) == (True, False)
+    assert broker.call(lambda: ("output" in connection.paused_for, connection.transport.is_reading())) == (True, False)
     assert _count_returns(raw, count) == count
     sender.join(10)
     assert not sender.is_alive()
     raw.rpc(1, commands.Basic.Qos(prefetch_count=1), commands.Basic.QosOk)
-    assert broker.call(lambda: set(connection._paused)) == set()
+    assert broker.call(lambda: connection.paused_for) == set()
 
 
 # -- found by the wire fuzz, each checked against RabbitMQ 3.10 ----------------------------------
