@@ -335,13 +335,19 @@ class Channel:
     def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> bool | None:
         """Route, return or confirm one publish. None: no queue took it; else whether every
         queue that took it accepted it (what a transaction's commit needs)."""
-        if exchange.router is None and (
-            message.routing_key.startswith(REPLY_TO_PREFIX)
-            or (message.header[12] & 0x20 and len(message.routing_keys) > 1)  # CC keys
-        ):
-            # Direct replies go straight to the requesting channel and do not count as routed.
-            direct_reply_to.deliver_replies(self.connection.broker, message, message.routing_keys)
         queues = self.vhost.route(exchange, message)
+        # Direct replies go straight to the requesting channel and do not count as routed. A
+        # reply-to key names no queue (amq.* names are reserved), so a key that found a queue
+        # is not one, unless CC keys (a headers property) add others.
+        if (
+            exchange.router is None
+            and (not queues or message.header[12] & 0x20)
+            and (
+                message.routing_key.startswith(REPLY_TO_PREFIX)
+                or (message.header[12] & 0x20 and len(message.routing_keys) > 1)  # CC keys
+            )
+        ):
+            direct_reply_to.deliver_replies(self.connection.broker, message, message.routing_keys)
         accepted = True
         pending: Any = None  # what the queues owe: a Settlement, or a tuple of several
         for queue in queues:
@@ -354,21 +360,22 @@ class Channel:
                 elif result not in (pending if isinstance(pending, tuple) else (pending,)):
                     pending = (*pending, result) if isinstance(pending, tuple) else (pending, result)
         if not queues:
-            self.stat_drop_unroutable += not mandatory
-        if not queues and mandatory:
-            self.stat_return += 1
-            connection = self.connection
-            connection.write_chunks(
-                encode_return(
-                    self.number,
-                    NO_ROUTE,
-                    "NO_ROUTE",
-                    message.exchange_and_key,
-                    message.header,
-                    message.body,
-                    connection.frame_max,
+            if mandatory:
+                self.stat_return += 1
+                connection = self.connection
+                connection.write_chunks(
+                    encode_return(
+                        self.number,
+                        NO_ROUTE,
+                        "NO_ROUTE",
+                        message.exchange_and_key,
+                        message.header,
+                        message.body,
+                        connection.frame_max,
+                    )
                 )
-            )
+            else:
+                self.stat_drop_unroutable += 1
         if self.confirm_mode:
             self.stat_confirm += 1
             if not accepted:
