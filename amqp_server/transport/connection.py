@@ -1,21 +1,13 @@
-"""One client connection: an asyncio Protocol around the frame codec.
+"""One client connection: the asyncio Protocol between the socket and the channels.
 
-Responsibilities, in the order a connection meets them (as RabbitMQ's rabbit_reader lists its
-own): check the protocol header; run the handshake (start/start-ok, tune/tune-ok, open) with
-authentication and vhost access; send and check heartbeats; route frames to channels; open and
-close channels; close the connection on a connection-level error with RabbitMQ's code and text;
-batch every write of one event-loop tick into one socket write; stop delivering when the
-socket's buffer is full, and stop reading while it stays full (so a client that does not read
-costs bounded memory); connection.blocked/unblocked on resource alarms.
-
-States, named as rabbit_reader names them: ``handshake`` (waiting for the protocol header),
-``starting`` (start sent), ``tuning`` (tune sent), ``opening`` (tune-ok received), ``running``,
-``blocked`` (a resource alarm stopped reading after a publish), ``closing`` (the connection
-ends, by connection.close or an error, once its channels have finished the commands they
-already took; nothing more is taken meanwhile), ``closed`` (connection.close was sent or
-answered; the socket stays open until the client closes it, sends close-ok, or the closing
-timeout passes) and ``dead`` (we stopped reading; the socket closes after RabbitMQ's
-silent-close delay: a failed handshake, a fatal frame error).
+What it owns, in the order a connection meets it (as RabbitMQ's rabbit_reader lists its own):
+routing frames to channels (and to channel 0, and to channels not yet open); opening and
+closing channels; closing the connection on a connection-level error with RabbitMQ's code and
+text; batching every write of one event-loop tick into one socket write; stopping deliveries
+when the socket's buffer is full, and reading while it stays full (so a client that does not
+read costs bounded memory). The rest is in its own modules: ``handshake`` (protocol header,
+start/tune/open, authentication with the ``sasl`` mechanisms, vhost access, ``limits``),
+``heartbeat``, ``flow`` (the read gate, resource alarms, held frames) and ``states``.
 
 How an error ends the connection depends on the state, as in rabbit_reader's handle_exception:
 before tune-ok (starting, tuning) the client gets nothing and the socket closes after the silent
@@ -23,9 +15,6 @@ delay; a refused login is closed (connection.close 403 first when the client has
 ``authentication_failure_close`` capability) and waits that long for close-ok; from tune-ok on
 (opening, running, blocked) the client gets connection.close with RabbitMQ's code and text
 and we wait for close-ok. Nothing sent after the frame or command that failed is answered.
-
-Reading stops for named reasons (``pause_reading``), each lifted on its own: a resource alarm,
-a close waiting for the channels, message store congestion, unsent output over the bound.
 """
 
 from __future__ import annotations
@@ -34,7 +23,6 @@ import asyncio
 import base64
 import logging
 import os
-import platform
 import socket
 import struct
 from collections.abc import Callable
@@ -42,19 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from amqp_server import __version__
 from amqp_server.channel.assembler import ContentAssembler, method_expected
 from amqp_server.channel.channel import Channel
-from amqp_server.core.access import Permission, check_password
+from amqp_server.core.access import Permission
 from amqp_server.protocol.errors import (
-    ACCESS_REFUSED,
     CHANNEL_ERROR,
-    COMMAND_INVALID,
     CONNECTION_FORCED,
     FRAME_ERROR,
     INTERNAL_ERROR,
     NOT_ALLOWED,
-    SYNTAX_ERROR,
     UNEXPECTED_FRAME,
     AMQPError,
     ChannelError,
@@ -69,16 +53,28 @@ from amqp_server.protocol.frame_codec import (
     FRAME_HEARTBEAT,
     FRAME_METHOD,
     FRAME_MIN_SIZE,
-    HEARTBEAT_FRAME,
-    PROTOCOL_HEADER,
     FrameReader,
     build,
     decode_method,
     encode_method,
-    frame,
 )
 from amqp_server.protocol.rabbit_text import erlang_binary, frame_error_text
-from amqp_server.protocol.tables import decode_table
+from amqp_server.transport import flow, handshake
+from amqp_server.transport.flow import dispatch_throttled
+from amqp_server.transport.heartbeat import Heartbeats
+from amqp_server.transport.limits import check_channel_limit
+from amqp_server.transport.states import (
+    BLOCKED,
+    CLOSED,
+    CLOSING,
+    DEAD,
+    HANDSHAKE,
+    HANDSHAKING,
+    OPENING,
+    RUNNING,
+    STARTING,
+    TUNING,
+)
 
 if TYPE_CHECKING:
     from amqp_server.core.broker import Broker
@@ -86,20 +82,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# connection.start server-properties capabilities, in RabbitMQ's order.
-CAPABILITIES = {
-    "publisher_confirms": True,
-    "exchange_exchange_bindings": True,
-    "basic.nack": True,
-    "consumer_cancel_notify": True,
-    "connection.blocked": True,
-    "consumer_priorities": True,
-    "authentication_failure_close": True,
-    "per_consumer_qos": True,
-    "direct_reply_to": True,
-}
-# "AMQP" 1 1 0 9 is the 0-9 header; RabbitMQ treats it as 0-9-1.
-PROTOCOL_HEADER_0_9 = b"AMQP\x01\x01\x00\x09"
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 WRITE_BUFFER_LOW = 1024 * 1024
 CLOSING_TIMEOUT = 30.0  # rabbit_reader's ?CLOSING_TIMEOUT
@@ -108,63 +90,11 @@ CONNECTION_CLOSE = 0x000A0032
 CONNECTION_CLOSE_OK = 0x000A0033
 # Methods followed by content; an unopened channel still assembles it before refusing it.
 CONTENT_METHODS = frozenset((BASIC_PUBLISH, 0x003C0032, 0x003C003C, 0x003C0047))
-LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For details see the broker logfile."
-
-HANDSHAKE, STARTING, TUNING, OPENING = "handshake", "starting", "tuning", "opening"
-RUNNING, BLOCKED, CLOSING, CLOSED, DEAD = "running", "blocked", "closing", "closed", "dead"
-_HANDSHAKING = (HANDSHAKE, STARTING, TUNING, OPENING)
 _method_index = struct.Struct(">I").unpack_from
 
 
 def _index(payload: bytes) -> int:
     return _method_index(payload)[0]
-
-
-def server_properties(cluster_name: str) -> dict[str, Any]:
-    """connection.start server-properties, keys sorted as RabbitMQ sends them."""
-    return {
-        "capabilities": CAPABILITIES,
-        "cluster_name": cluster_name,
-        "copyright": "Copyright (c) the amqp-server authors",
-        "information": "Licensed under the MPL 2.0",
-        "platform": f"Python {platform.python_version()}",
-        "product": "amqp-server",
-        "version": __version__,
-    }
-
-
-def _table(table: dict[str, Any]) -> bytes:
-    """A field table of strings, booleans and tables, keys in the given order (pamqp
-    would sort them; RabbitMQ sends capabilities in its own order)."""
-    out = []
-    for key, value in table.items():
-        out.append(bytes((len(key),)) + key.encode())
-        if isinstance(value, bool):
-            out.append(b"t\x01" if value else b"t\x00")
-        elif isinstance(value, dict):
-            out.append(b"F" + _table(value))
-        else:
-            raw = str(value).encode()
-            out.append(b"S" + len(raw).to_bytes(4, "big") + raw)
-    body = b"".join(out)
-    return len(body).to_bytes(4, "big") + body
-
-
-_start_frames: dict[str, bytes] = {}
-
-
-def start_frame(cluster_name: str) -> bytes:
-    """connection.start as RabbitMQ 3.10 lays it out (0-9-1, AMQPLAIN and PLAIN, en_US)."""
-    cached = _start_frames.get(cluster_name)
-    if cached is None:
-        payload = (
-            b"\x00\x0a\x00\x0a\x00\x09"  # class 10 method 10, version 0-9
-            + _table(server_properties(cluster_name))
-            + b"\x00\x00\x00\x0eAMQPLAIN PLAIN"
-            + b"\x00\x00\x00\x05en_US"
-        )
-        cached = _start_frames[cluster_name] = frame(FRAME_METHOD, 0, payload)
-    return cached
 
 
 def unexpected_frame(frame_type: int, payload: bytes) -> ConnectionError:
@@ -207,16 +137,15 @@ class Connection(asyncio.Protocol):
         self.writable = True
         self.closed = False  # no more frames are processed (closed or dead)
         self.loop = asyncio.get_running_loop()
-        self._header_buffer = b""
+        self._header_buffer = b""  # a protocol header read in parts (handshake.py)
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._confirming: set[Channel] = set()
-        self._read = self._written = False
+        self._read = self._written = False  # since the last heartbeat tick (heartbeat.py)
         self._handshake_timer: asyncio.TimerHandle | None = None
-        self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._heartbeat_parity = 0
-        self._missed_heartbeats = 0
+        self._heartbeats: Heartbeats | None = None  # from tune-ok, if the client agreed to an interval
+        # The read gate and resource alarms (flow.py).
         self._paused: set[str] = set()  # why reading is paused (pause_reading); empty: reading
         self._alarm: str | None = None  # connection.blocked reason while a resource alarm is on
         self._blocked_sent = False
@@ -240,14 +169,18 @@ class Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
         self.broker.connections.add(self)
-        self._handshake_timer = self.loop.call_later(self.broker.config.handshake_timeout, self._handshake_timeout)
+        self._handshake_timer = self.loop.call_later(
+            self.broker.config.handshake_timeout, handshake.handshake_timeout, self
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.state = DEAD
-        for timer in (self._handshake_timer, self._heartbeat_timer, self._close_timer):
+        for timer in (self._handshake_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
+        if self._heartbeats is not None:
+            self._heartbeats.stop()
         self.broker.connections.discard(self)
         self._release_channels()
         self._delete_exclusive_queues()
@@ -269,7 +202,7 @@ class Connection(asyncio.Protocol):
         self.recv_oct += len(data)
         self.recv_cnt += 1
         if self.state == HANDSHAKE:
-            data = self._protocol_header(data)
+            data = handshake.protocol_header(self, data)
             if not data:
                 return
         reader = self.reader
@@ -286,7 +219,7 @@ class Connection(asyncio.Protocol):
         except ConnectionError as error:
             self._take(getattr(error, "frames", []))  # the good frames before the bad one
             frame = getattr(error, "frame", None)
-            if frame is not None and frame[1] and self.state in _HANDSHAKING:
+            if frame is not None and frame[1] and self.state in HANDSHAKING:
                 # Before open-ok RabbitMQ's reader looks at no frame's type: one on a channel is
                 # unexpected, whatever it is.
                 error = unexpected_frame(frame[0], frame[2])
@@ -300,7 +233,7 @@ class Connection(asyncio.Protocol):
         elif self._alarm is None:
             self._dispatch(frames)
         else:
-            self._dispatch_throttled(frames)
+            dispatch_throttled(self, frames)
 
     def _dispatch(self, frames: list[tuple[int, int, bytes]]) -> None:
         """Route frames to their channels. Once the connection closes the channel table is
@@ -349,32 +282,7 @@ class Connection(asyncio.Protocol):
             return  # rabbit_reader ignores bad input once it has closed
         self.close_with(error)
 
-    # -- handshake -----------------------------------------------------------------------
-
-    def _protocol_header(self, data: bytes) -> bytes:
-        data = self._header_buffer + data
-        if len(data) < 8:
-            self._header_buffer = data  # RabbitMQ waits for 8 octets (or the handshake timeout)
-            return b""
-        self._header_buffer = b""
-        if data[:8] != PROTOCOL_HEADER and data[:8] != PROTOCOL_HEADER_0_9:
-            # Any other protocol (0-8, 0-10, 1.0, HTTP...): answer with ours and hang up.
-            log.warning("closing %s: bad protocol header %r", self._describe(), data[:8])
-            assert self.transport is not None
-            self.transport.write(PROTOCOL_HEADER)
-            self.state = DEAD
-            self.closed = True
-            self.transport.close()
-            return b""
-        self.state = STARTING
-        self.write(start_frame(self.broker.cluster_name))
-        return data[8:]
-
-    def _handshake_timeout(self) -> None:
-        self._handshake_timer = None
-        if self.state in _HANDSHAKING:
-            log.warning("closing %s: handshake_timeout", self._describe())
-            self._abort()
+    # -- channel 0 (the handshake's methods are handshake.py's) ---------------------------
 
     def _channel0_frame(self, frame_type: int, payload: bytes) -> None:
         state = self.state
@@ -404,131 +312,10 @@ class Connection(asyncio.Protocol):
         else:
             raise unknown_frame(frame_type, payload)
 
-    def _on_start_ok(self, method: commands.Connection.StartOk) -> None:
-        mechanism = method.mechanism
-        if mechanism not in ("PLAIN", "AMQPLAIN"):
-            raise ConnectionError(COMMAND_INVALID, f"unknown authentication mechanism '{mechanism}'", (10, 11))
-        self.mechanism = mechanism
-        self.client_properties = method.client_properties or {}
-        capabilities = self.client_properties.get("capabilities")
-        self.capabilities = capabilities if isinstance(capabilities, dict) else {}
-        response = method.response
-        raw = response.encode() if isinstance(response, str) else bytes(response or b"")  # str iff UTF-8
-        credentials = _plain(raw) if mechanism == "PLAIN" else _amqplain(raw)
-        if credentials is None:
-            raise ConnectionError(SYNTAX_ERROR, f"{mechanism} response is malformed", (10, 11))
-        username, password = credentials
-        self.username = username
-        user = self.broker.users.get(username)
-        peer_host = self.peer[0] if self.peer else ""
-        if user is None or not check_password(password, user.password_hash, user.hashing_algorithm):
-            self._login_refused(username, "invalid credentials")
-            return
-        if username in self.broker.config.loopback_users and not is_loopback(peer_host):
-            self._login_refused(username, f"user '{username}' can only connect via localhost")
-            return
-        self.state = TUNING
-        config = self.broker.config
-        self.write_method(
-            0,
-            build(
-                commands.Connection.Tune,
-                channel_max=config.channel_max,
-                frame_max=config.frame_max,
-                heartbeat=config.heartbeat,
-            ),
-        )
+    def _on_update_secret(self, method: commands.Connection.UpdateSecret) -> None:
+        self.write_method(0, commands.Connection.UpdateSecretOk())
 
-    def _login_refused(self, username: str, reason: str) -> None:
-        """RabbitMQ's auth_fail: connection.close 403 only for clients that asked for it, then
-        the closed state until close-ok, for at most rabbit_reader's timeout before tune-ok
-        (3 s, as the silent-close delay)."""
-        log.warning("%s login of user '%s' from %s refused: %s", self.mechanism, username, self._describe(), reason)
-        if self.capabilities.get("authentication_failure_close") is True:
-            self.write_method(
-                0,
-                build(
-                    commands.Connection.Close,
-                    reply_code=ACCESS_REFUSED,
-                    reply_text=f"ACCESS_REFUSED - {LOGIN_REFUSED.format(self.mechanism)}",
-                    class_id=0,
-                    method_id=0,
-                ),
-            )
-        self._enter_closed(self.broker.config.silent_close_delay)
-
-    def _on_tune_ok(self, method: commands.Connection.TuneOk) -> None:
-        config = self.broker.config
-        _negotiate("frame_max", FRAME_MIN_SIZE, method.frame_max, config.frame_max)
-        _negotiate("channel_max", 1, method.channel_max, config.channel_max)
-        self.frame_max = method.frame_max or config.frame_max
-        self.channel_max = method.channel_max or config.channel_max
-        self.heartbeat = method.heartbeat
-        self.reader.frame_max = self.frame_max
-        self.state = OPENING
-        if self.heartbeat:  # rabbit_heartbeat starts at tune-ok
-            self._heartbeat_timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
-
-    def _on_open(self, method: commands.Connection.Open) -> None:
-        name = method.virtual_host
-        vhost = self.broker.vhosts.get(name)
-        if vhost is None:
-            raise ConnectionError(NOT_ALLOWED, f"vhost {name} not found", (10, 40))
-        self._check_connection_limits(name)
-        if self.broker.permissions.get((self.username, vhost.name)) is None:
-            raise ConnectionError(
-                NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user '{self.username}'", (10, 40)
-            )
-        self.vhost = vhost
-        self.state = RUNNING
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-        self.write_method(0, commands.Connection.OpenOk())
-        log.info(
-            "connection %s: user '%s' authenticated and granted access to vhost '%s'",
-            self._describe(),
-            self.username,
-            vhost.name,
-        )
-
-    def _check_connection_limits(self, vhost: str) -> None:
-        """rabbit_reader's is_over_vhost_connection_limit, then is_over_user_connection_limit
-        (after "vhost not found", before the permission check). A negative limit means none."""
-        broker = self.broker
-        limit = broker.vhost_limits.get(vhost, {}).get("max-connections")
-        if limit is not None and limit >= 0:
-            count = sum(1 for c in broker.connections if c.vhost is not None and c.vhost.name == vhost and c.open)
-            if count >= limit:
-                raise ConnectionError(
-                    NOT_ALLOWED,
-                    f"access to vhost '{vhost}' refused for user '{self.username}': connection limit ({limit}) is reached",
-                    (10, 40),
-                )
-        user = self.username
-        limit = broker.user_limits.get(user, {}).get("max-connections")
-        if limit is not None and limit >= 0:
-            count = sum(1 for c in broker.connections if c.username == user and c.vhost is not None and c.open)
-            if count >= limit:
-                raise ConnectionError(
-                    NOT_ALLOWED,
-                    f"connection refused for user '{user}': user connection limit ({limit}) is reached",
-                    (10, 40),
-                )
-
-    def _check_channel_limit(self) -> None:
-        """The user's max-channels limit, over all of the user's connections (create_channel)."""
-        broker = self.broker
-        user = self.username
-        limit = broker.user_limits.get(user, {}).get("max-channels")
-        if limit is None or limit < 0:
-            return
-        count = sum(len(c.channels) + len(c._unopened) for c in broker.connections if c.username == user and c.open)
-        if count >= limit:
-            raise ConnectionError(
-                NOT_ALLOWED,
-                f"number of channels opened for user '{user}' has reached the maximum allowed user limit of ({limit})",
-            )
+    # -- state others read ---------------------------------------------------------------
 
     @property
     def open(self) -> bool:
@@ -563,9 +350,6 @@ class Connection(asyncio.Protocol):
             "message_stats": totals,
         }
 
-    def _on_update_secret(self, method: commands.Connection.UpdateSecret) -> None:
-        self.write_method(0, commands.Connection.UpdateSecretOk())
-
     @property
     def permission(self) -> Permission | None:
         """Looked up on each use, so that permission changes apply to open connections."""
@@ -580,7 +364,7 @@ class Connection(asyncio.Protocol):
         frames, and any complete command but channel.open is refused."""
         state = self.state
         if state != RUNNING and state != BLOCKED:
-            if state in _HANDSHAKING:
+            if state in HANDSHAKING:
                 raise unexpected_frame(frame_type, payload)
             return  # closed or dead: dropped
         if frame_type == FRAME_METHOD:
@@ -601,7 +385,7 @@ class Connection(asyncio.Protocol):
                     NOT_ALLOWED,
                     f"number of channels opened ({count}) has reached the negotiated channel_max ({self.channel_max})",
                 )
-            self._check_channel_limit()
+            check_channel_limit(self)
             if frame_type != FRAME_METHOD:
                 raise method_expected()
             method = decode_method(payload)  # a method that does not decode is refused as such first
@@ -680,106 +464,19 @@ class Connection(asyncio.Protocol):
             self.transport.write(data)
         self._out = []
 
-    # -- heartbeats ----------------------------------------------------------------------
-
-    def _heartbeat_tick(self) -> None:
-        """Every heartbeat/2 s: send a heartbeat if nothing else went out (rabbit_heartbeat's
-        sender); every heartbeat s: count a miss if nothing came in, and drop the connection
-        at the second miss in a row (its receiver), i.e. 2-3 intervals after the last data."""
-        transport = self.transport
-        if transport is None or transport.is_closing() or self.state == DEAD:
-            self._heartbeat_timer = None
-            return
-        if not self._written and not self._out:
-            self.send_oct += len(HEARTBEAT_FRAME)
-            self.send_cnt += 1
-            transport.write(HEARTBEAT_FRAME)
-        self._written = False
-        self._heartbeat_parity ^= 1
-        if not self._heartbeat_parity:
-            if self._read or self._paused or self.state == CLOSED:
-                self._missed_heartbeats = 0
-            else:
-                self._missed_heartbeats += 1
-                if self._missed_heartbeats >= 2:
-                    log.warning(
-                        "closing %s: missed heartbeats from client, timeout: %ss", self._describe(), self.heartbeat
-                    )
-                    self._heartbeat_timer = None
-                    self._abort()
-                    return
-            self._read = False
-        self._heartbeat_timer = self.loop.call_later(self.heartbeat / 2, self._heartbeat_tick)
-
-    # -- flow ----------------------------------------------------------------------------
-
-    def block(self, reason: str = "low on memory") -> None:
-        """A resource alarm. As in RabbitMQ, the connection is blocked (connection.blocked
-        sent, reading stopped) only when it next publishes; consumers carry on."""
-        self._alarm = reason
-
-    def unblock(self) -> None:
-        """The alarm cleared: send connection.unblocked if blocked was sent, read again."""
-        self._alarm = None
-        if self.state != BLOCKED:
-            return
-        self.state = RUNNING
-        if self._blocked_sent:
-            self._blocked_sent = False
-            if self.capabilities.get("connection.blocked") is True:
-                self.write_method(0, commands.Connection.Unblocked())
-        held, self._held = self._held, None
-        if held:
-            self._dispatch(held)
-        self.resume_reading("alarm")
-
-    def _dispatch_throttled(self, frames: list[tuple[int, int, bytes]]) -> None:
-        """Dispatch while an alarm is on: stop right after the first content frame."""
-        start = 0
-        for index, (frame_type, number, _payload) in enumerate(frames):
-            if number and frame_type in (FRAME_HEADER, FRAME_BODY):
-                self._dispatch(frames[start : index + 1])
-                start = index + 1
-                if self.state == RUNNING and self._alarm is not None:
-                    self._enter_blocked()
-                    self._held = frames[start:]
-                    return
-                if self.state == CLOSING:  # _dispatch held the rest of its part
-                    self._held += frames[start:]
-                    return
-        self._dispatch(frames[start:])
-
-    def _enter_blocked(self) -> None:
-        self.state = BLOCKED
-        self._blocked_sent = True
-        if self.capabilities.get("connection.blocked") is True:
-            self.write_method(0, commands.Connection.Blocked(reason=self._alarm or ""))
-        self.pause_reading("alarm")
-
-    @property
-    def paused_for(self) -> frozenset[str]:
-        """Why reading is paused (empty: reading)."""
-        return frozenset(self._paused)
-
     @property
     def unsent_bytes(self) -> int:
         """Output not yet taken by the socket: the transport's buffer and this tick's writes."""
         buffered = self.transport.get_write_buffer_size() if self.transport is not None else 0
         return buffered + sum(map(len, self._out))
 
-    def pause_reading(self, reason: str) -> None:
-        """Stop reading the socket for ``reason`` ("alarm", "closing", "store", "output",
-        "dead") until ``resume_reading(reason)``; reading resumes once no reason is left."""
-        if not self._paused and self.transport is not None:
-            self.transport.pause_reading()
-        self._paused.add(reason)
+    # -- the read gate and resource alarms: flow.py's functions, as methods ------------------
 
-    def resume_reading(self, reason: str) -> None:
-        paused = self._paused
-        if reason in paused:
-            paused.discard(reason)
-            if not paused and self.transport is not None and self.state != DEAD:
-                self.transport.resume_reading()
+    pause_reading = flow.pause_reading
+    resume_reading = flow.resume_reading
+    paused_for = property(flow.paused_for)
+    block = flow.block
+    unblock = flow.unblock
 
     # -- closing -------------------------------------------------------------------------
 
@@ -898,10 +595,11 @@ class Connection(asyncio.Protocol):
         self._held = None
         self.state = DEAD
         self.closed = True
-        for timer in (self._handshake_timer, self._heartbeat_timer):
-            if timer is not None:
-                timer.cancel()
-        self._handshake_timer = self._heartbeat_timer = None
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        if self._heartbeats is not None:
+            self._heartbeats.stop()
         self.pause_reading("dead")
         if self._close_timer is not None:
             self._close_timer.cancel()
@@ -927,52 +625,6 @@ class Connection(asyncio.Protocol):
         return f"{host}:{port} ({self.id})"
 
 
-def _negotiate(field: str, minimum: int, client: int, server: int) -> None:
-    """rabbit_reader's validate_negotiated_integer_value (0 means "no limit")."""
-    if client != 0 and client < minimum:
-        raise ConnectionError(
-            NOT_ALLOWED, f"negotiated {field} = {client} is lower than the minimum allowed value ({minimum})", (10, 31)
-        )
-    if server != 0 and (client == 0 or client > server):
-        detail = " (no limit)" if field == "channel_max" and client == 0 else ""
-        raise ConnectionError(
-            NOT_ALLOWED,
-            f"negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})",
-            (10, 31),
-        )
-
-
-def _plain(response: bytes) -> tuple[str, str] | None:
-    """SASL PLAIN as rabbit_auth_mechanism_plain parses it: NUL user NUL password."""
-    if not response.startswith(b"\x00"):
-        return None
-    parts = response[1:].split(b"\x00")
-    if len(parts) != 2:
-        return None
-    return parts[0].decode(errors="replace"), parts[1].decode(errors="replace")
-
-
-def _amqplain(response: bytes) -> tuple[str, str] | None:
-    """AMQPLAIN: a field table without its length prefix, with longstr LOGIN and PASSWORD."""
-    try:
-        table = decode_table(len(response).to_bytes(4, "big") + response)
-    except Exception:  # noqa: BLE001 - any malformed table is refused the same way
-        return None
-    login, password = table.get("LOGIN"), table.get("PASSWORD")
-    if isinstance(login, bytes):
-        login = login.decode(errors="replace")
-    if isinstance(password, bytes):
-        password = password.decode(errors="replace")
-    if not isinstance(login, str) or not isinstance(password, str):
-        return None
-    return login, password
-
-
-def is_loopback(host: str) -> bool:
-    """rabbit_access_control's loopback rule: 127.0.0.0/8, ::1 and IPv4-mapped 127.x."""
-    return host == "::1" or host.startswith("127.") or host.startswith("::ffff:127.") or host == "localhost"
-
-
 def _channel0_decode_error(error: ConnectionError, payload: bytes) -> ConnectionError:
     """A channel-0 method that does not decode, as RabbitMQ's reader answers it: fields that do
     not fit the method crash it (a bare 541 INTERNAL_ERROR); a shortstr that is not UTF-8 is a
@@ -987,9 +639,9 @@ def _random_token() -> str:
 
 
 _CONNECTION_HANDLERS = {
-    (STARTING, commands.Connection.StartOk): Connection._on_start_ok,
-    (TUNING, commands.Connection.TuneOk): Connection._on_tune_ok,
-    (OPENING, commands.Connection.Open): Connection._on_open,
+    (STARTING, commands.Connection.StartOk): handshake.on_start_ok,
+    (TUNING, commands.Connection.TuneOk): handshake.on_tune_ok,
+    (OPENING, commands.Connection.Open): handshake.on_open,
     (RUNNING, commands.Connection.Close): Connection._on_close,
     (BLOCKED, commands.Connection.Close): Connection._on_close,
     (RUNNING, commands.Connection.UpdateSecret): Connection._on_update_secret,

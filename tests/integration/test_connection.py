@@ -21,7 +21,7 @@ from helpers import connect_named, message_count, server_connection
 from pamqp import commands
 from rawamqp import RawClient, amqplain, plain
 
-from amqp_server.transport.connection import is_loopback
+from amqp_server.transport.handshake import is_loopback
 
 HEADER_0_9_1 = b"AMQP\x00\x00\x09\x01"
 LOGIN_REFUSED = (
