@@ -272,7 +272,7 @@ def test_exclusive_queue_binding_to_durable_exchange_is_not_kept(tmp_path, handl
     handles.append(handle)
     assert handle.call(lambda: handle.broker.vhosts["/"].bindings_of_queue(queue)) == []
     assert (
-        handle.call(lambda: Destination(QUEUE, queue) in handle.broker.vhosts["/"]._by_destination) is False
+        handle.call(lambda: handle.broker.vhosts["/"].indexes_destination(Destination(QUEUE, queue))) is False
     )
     assert _user_exchanges(handle, "/") == {"keep"}
 
