@@ -76,7 +76,7 @@ from amqp_server.protocol.frame_codec import (
 from queues.base import QueueEntry
 
 if TYPE_CHECKING:
-    from amqp_server.core.vhost import Exchange
+    from amqp_server.core.changes import Exchange
     from amqp_server.transport.connection import Connection
 
 log = logging.getLogger(__name__)

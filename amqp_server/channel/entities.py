@@ -16,7 +16,7 @@ from exchanges.base import EXCHANGE, QUEUE, Destination
 
 if TYPE_CHECKING:
     from amqp_server.channel.channel import Channel
-    from amqp_server.core.vhost import Check
+    from amqp_server.core.topology import Check
 
 
 async def exchange_declare(channel: Channel, method: commands.Exchange.Declare) -> None:

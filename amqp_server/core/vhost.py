@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from amqp_server.core import changes, routing, topology
 from amqp_server.core.changes import Exchange
 from amqp_server.core.dead_letter import dead_letter_hook
-from amqp_server.core.topology import Check
 from amqp_server.protocol.errors import NOT_FOUND, ChannelError
 from exchanges.base import QUEUE, Binding, Destination
 
@@ -28,9 +27,6 @@ if TYPE_CHECKING:
     from amqp_server.core.broker import Broker
     from amqp_server.core.policy import Policy
     from queues.base import QueueType
-
-# Exchange and Check are imported from here by the channel.
-__all__ = ["Check", "Exchange", "VirtualHost"]
 
 
 class VirtualHost:

@@ -359,7 +359,7 @@ async def _write_puts(db: aiosqlite.Connection, changes: list[Change]) -> None:
 
 async def _write_deletes(db: aiosqlite.Connection, changes: list[Change]) -> None:
     """Deletes commute, so a run of them is done statement by statement. They take along what
-    the broker's deletes take in memory (Broker._apply_*_delete, VirtualHost._apply_*_delete)."""
+    the broker's deletes take in memory (Broker._apply_*_delete, core.changes._apply_*_delete)."""
     await db.executemany(_DELETE_ROW, [(c.kind, c.vhost, c.name) for c in changes])
     vhosts = [(c.name,) for c in changes if c.kind == "vhost"]
     if vhosts:
