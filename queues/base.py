@@ -76,11 +76,6 @@ async def all_settled(settlements: Iterable[Settlement]) -> bool:
     return ok
 
 
-#: ``QueueType.publish`` results besides a pending ``Settlement``.
-ACCEPTED = True  # the queue has the message; nothing more will be said about it
-REJECTED = False  # the queue refused it (overflow reject-publish): a confirm is a nack
-
-
 class Consumer(Protocol):
     """What a queue needs from a consumer (implemented by the channel layer)."""
 
@@ -146,8 +141,9 @@ class QueueType(ABC):
 
     @abstractmethod
     def publish(self, message: Any) -> bool | Settlement:
-        """Enqueue (or hand straight to a consumer): ACCEPTED, REJECTED, or a Settlement that
-        tells later whether the message is safe (a persistent message waiting for the disk)."""
+        """Enqueue (or hand straight to a consumer). True: accepted, nothing more will be said;
+        False: refused (overflow reject-publish; a confirm is a nack); or a Settlement that tells
+        later whether the message is safe (a persistent message waiting for the disk)."""
 
     @abstractmethod
     def get(self) -> QueueEntry | None:
