@@ -185,17 +185,7 @@ async def declare_exchange(
     if existing is None:
         if name.startswith("amq."):
             raise ChannelError(ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'")
-        alternate = arguments.get("alternate-exchange")
-        if alternate is not None:
-            if not isinstance(alternate, str | bytes):
-                raise ChannelError(
-                    PRECONDITION_FAILED,
-                    f"invalid type '{amqp_type_name(alternate)}' for arg 'alternate-exchange' in "
-                    f"{vhost._resource('exchange', name)}",
-                )
-            if check is not None:
-                check("read", "exchange", name)
-                check("write", "exchange", text(alternate))
+        _check_target_exchange(vhost, "exchange", name, "alternate-exchange", arguments, check)
         type_class.validate(arguments)
         await vhost.broker.change(  # (False: declared meanwhile; the checks below then apply)
             Change(
@@ -312,17 +302,7 @@ async def declare_queue(
     if existing is not None:
         return _existing_queue(vhost, existing, exclusive_owner, durable, auto_delete, arguments)
     _check_queue_limit(vhost, name)
-    dead_letter = arguments.get("x-dead-letter-exchange")
-    if dead_letter is not None:
-        if not isinstance(dead_letter, str | bytes):
-            raise ChannelError(
-                PRECONDITION_FAILED,
-                f"invalid type '{amqp_type_name(dead_letter)}' for arg 'x-dead-letter-exchange' in "
-                f"{vhost._resource('queue', name)}",
-            )
-        if check is not None:
-            check("read", "queue", name)
-            check("write", "exchange", text(dead_letter))
+    _check_target_exchange(vhost, "queue", name, "x-dead-letter-exchange", arguments, check)
     where = vhost._resource("queue", name)
     check_declare_arguments(arguments, where, vhost.broker.queue_types)
     queue_type = queue_type_of(arguments)
@@ -499,3 +479,21 @@ def queue_unused(vhost: VirtualHost, queue: QueueType) -> None:
 async def _delete_if_current(vhost: VirtualHost, queue: QueueType) -> None:
     if vhost.queues.get(queue.name) is queue:
         await delete_queue(vhost, queue.name)
+
+
+def _check_target_exchange(
+    vhost: VirtualHost, kind: str, name: str, argument: str, arguments: Mapping[str, Any], check: Check | None
+) -> None:
+    """An argument naming an exchange the new exchange or queue sends to (alternate-exchange,
+    x-dead-letter-exchange): a string, and read on the new one and write on the target."""
+    target = arguments.get(argument)
+    if target is None:
+        return
+    if not isinstance(target, str | bytes):
+        raise ChannelError(
+            PRECONDITION_FAILED,
+            f"invalid type '{amqp_type_name(target)}' for arg '{argument}' in {vhost._resource(kind, name)}",
+        )
+    if check is not None:
+        check("read", kind, name)
+        check("write", "exchange", text(target))
