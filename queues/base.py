@@ -77,15 +77,20 @@ async def all_settled(settlements: Iterable[Settlement]) -> bool:
 
 
 class Consumer(Protocol):
-    """What a queue needs from a consumer (implemented by the channel layer)."""
+    """What a queue needs from a consumer (implemented by the channel layer).
+
+    Flow is by credit, as RabbitMQ's queue types take it: ``credit`` is how many more
+    deliveries the consumer takes now. The queue spends one per delivery and never asks the
+    channel; the channel grants more (its prefetch window opens, its socket drains) and then
+    calls the queue's ``dispatch``, or sets it to 0 to stop deliveries. A queue on another node
+    keeps the same count there, so no delivery waits on a question to the channel.
+    """
 
     tag: str
     priority: int
     no_ack: bool
     exclusive: bool
-
-    def can_take(self) -> bool:
-        """True when prefetch windows and the socket allow one more delivery."""
+    credit: int
 
     def deliver(self, entry: QueueEntry) -> None:
         """Send ``entry`` to the client (the consumer records it as unacked unless no_ack)."""
@@ -157,7 +162,7 @@ class QueueType(ABC):
 
     @abstractmethod
     def dispatch(self) -> None:
-        """Deliver ready entries to consumers that can take them."""
+        """Deliver ready entries to consumers with credit (called when a consumer got some)."""
 
     @abstractmethod
     def settle(self, entry: QueueEntry) -> None:

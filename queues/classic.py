@@ -351,22 +351,22 @@ class ClassicQueue(QueueType):
     # -- consume path --------------------------------------------------------------------
 
     def _pick_consumer(self) -> Consumer | None:
-        """The next consumer, round-robin among the highest-priority ones that can take."""
+        """The next consumer, round-robin among the highest-priority ones with credit."""
         consumers = self._consumers
         if len(consumers) == 1:
             consumer = consumers[0]
-            return consumer if consumer.can_take() else None
+            return consumer if consumer.credit > 0 else None
         if not self._mixed_priorities:
             for _ in range(len(consumers)):
                 consumer = consumers[0]
                 consumers.rotate(-1)
-                if consumer.can_take():
+                if consumer.credit > 0:
                     return consumer
             return None
         best: Consumer | None = None
         best_index = 0
         for index, consumer in enumerate(consumers):
-            if consumer.can_take() and (best is None or consumer.priority > best.priority):
+            if consumer.credit > 0 and (best is None or consumer.priority > best.priority):
                 best, best_index = consumer, index
         if best is not None:
             # Move the chosen consumer to the back: round-robin within its priority.
@@ -375,6 +375,7 @@ class ClassicQueue(QueueType):
         return best
 
     def _hand_to(self, consumer: Consumer, entry: QueueEntry) -> None:
+        consumer.credit -= 1
         if entry.redelivered:
             self._redelivered += 1
         if consumer.no_ack:

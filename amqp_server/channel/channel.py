@@ -209,6 +209,7 @@ class Channel:
         tx.commit-ok, no confirm; the connection's close drops the channel)."""
         self._backlog = None
         self.closing = True
+        self.revoke_credit()
 
     def _execute(self, command: Command) -> None:
         """Run a complete command (rabbit_channel's handle_method)."""
@@ -402,6 +403,8 @@ class Channel:
             consumer.unacked += 1
             self.consumer_unacked += 1
             self.stat_deliver += 1
+            if self.global_prefetch:
+                self._spend_global_window(consumer)
         else:
             self.stat_deliver_no_ack += 1
         if entry.redelivered:
@@ -421,15 +424,32 @@ class Channel:
             )
         )
 
+    def _spend_global_window(self, consumer: ChannelConsumer) -> None:
+        """A delivery used one of the window the channel's consumers share: no other consumer
+        may hold more credit than what is left of it."""
+        left = max(self.global_prefetch - self.consumer_unacked, 0)
+        for other in self.consumers.values():
+            if other is not consumer and other.credit > left and not other.no_ack:
+                other.credit = left
+
     def deliver_reply(self, consumer: direct_reply_to.ReplyConsumer, message: Message) -> None:
         """A direct reply for this channel's reply consumer (no-ack, no queue)."""
         self.stat_deliver_no_ack += 1
         self.connection.write_chunks(direct_reply_to.encode_reply(self, consumer, message))
 
-    def _dispatch_all(self) -> None:
-        """Let every queue the channel consumes from deliver what its windows now allow."""
-        for queue in {c.queue for c in self.consumers.values()}:
+    def grant_credit(self) -> None:
+        """Windows opened (basic.qos, tx.commit-ok, the socket drained): every consumer gets
+        the credit they now allow, and the queues deliver what it covers."""
+        consumers = self.consumers.values()
+        for consumer in consumers:
+            consumer.refresh_credit()
+        for queue in {c.queue for c in consumers}:
             queue.dispatch()
+
+    def revoke_credit(self) -> None:
+        """Deliveries stop at once (the socket is full, tx.commit settles, closing)."""
+        for consumer in self.consumers.values():
+            consumer.credit = 0
 
     # -- stats ---------------------------------------------------------------------------
 

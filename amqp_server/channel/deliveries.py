@@ -9,6 +9,7 @@ how basic.ack/nack/reject settle them.
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -32,13 +33,16 @@ if TYPE_CHECKING:
 
 # What an ack, nack or reject does with its messages.
 ACKED, REQUEUED, REJECTED = 0, 1, 2
+# The credit of a consumer no window limits (no_ack, or prefetch 0): spent one by one, never out.
+UNLIMITED = sys.maxsize
 
 
 class ChannelConsumer:
     """A basic.consume subscription; the queue sees it through ``queues.base.Consumer``."""
 
     __slots__ = (
-        "tag", "channel", "queue", "no_ack", "exclusive", "priority", "prefetch", "unacked", "prefix", "deliver"
+        "tag", "channel", "queue", "no_ack", "exclusive", "priority", "prefetch", "unacked", "credit", "prefix",
+        "deliver",
     )
 
     def __init__(
@@ -52,19 +56,27 @@ class ChannelConsumer:
         self.priority = priority
         self.prefetch = channel.consumer_prefetch
         self.unacked = 0
+        self.credit = 0
         self.prefix = deliver_prefix(tag)
         # deliver(entry): the queue calls the channel directly (no method layer in between).
         self.deliver = partial(channel.deliver, self)
+        self.refresh_credit()
 
-    def can_take(self) -> bool:
+    def refresh_credit(self) -> None:
+        """Credit = what the prefetch windows (this consumer's and the channel's global one)
+        allow now, 0 while the channel cannot deliver (socket full, tx.commit settling,
+        closing). Called when one of those changes; the queue spends it per delivery."""
         channel = self.channel
         if not channel.flow_active or channel.closing or not channel.connection.writable:  # deliverable, inlined
-            return False
+            self.credit = 0
+            return
         if self.no_ack:
-            return True
-        if self.prefetch and self.unacked >= self.prefetch:
-            return False
-        return not channel.global_prefetch or channel.consumer_unacked < channel.global_prefetch
+            self.credit = UNLIMITED
+            return
+        credit = self.prefetch - self.unacked if self.prefetch else UNLIMITED
+        if channel.global_prefetch:
+            credit = min(credit, channel.global_prefetch - channel.consumer_unacked)
+        self.credit = credit if credit > 0 else 0
 
     def cancelled_by_server(self) -> None:
         """The queue went away: basic.cancel to clients that asked for it."""
@@ -90,7 +102,7 @@ def qos(channel: Channel, method: commands.Basic.Qos) -> None:
     channel.reply(commands.Basic.QosOk())
     if method.global_:
         channel.global_prefetch = method.prefetch_count
-        channel._dispatch_all()
+        channel.grant_credit()
     else:
         channel.consumer_prefetch = method.prefetch_count  # for consumers made from now on
 
@@ -257,21 +269,29 @@ def _take_unacked_tagged(unacked: dict[int, QueueEntry], ack: Ack) -> list[tuple
 
 
 def release_counts(channel: Channel, entries: list[QueueEntry]) -> None:
-    """Entries leave their consumers' prefetch windows (acked, rejected or requeued)."""
+    """Entries leave their consumers' prefetch windows (acked, rejected or requeued): the
+    consumers get the credit back before anything is requeued or dispatched."""
+    touched: dict[ChannelConsumer, None] = {}
     for entry in entries:
         consumer = entry.consumer
         if consumer is not None:
             consumer.unacked -= 1  # type: ignore[attr-defined]
             channel.consumer_unacked -= 1
+            touched[consumer] = None  # type: ignore[index]
+    for consumer in channel.consumers.values() if channel.global_prefetch else touched:
+        consumer.refresh_credit()
 
 
 def settle_entries(channel: Channel, entries: list[QueueEntry], outcome: int) -> None:
     """Entries taken from ``unacked`` are acked, requeued or rejected (ACKED ...)."""
-    for entry in entries:  # release_counts, inlined: this is the hot path of every ack
-        consumer = entry.consumer
+    if len(entries) == 1 and not channel.global_prefetch:  # release_counts, inlined: every ack's path
+        consumer = entries[0].consumer
         if consumer is not None:
             consumer.unacked -= 1  # type: ignore[attr-defined]
             channel.consumer_unacked -= 1
+            consumer.refresh_credit()  # type: ignore[attr-defined]
+    else:
+        release_counts(channel, entries)
     if outcome == REQUEUED:
         requeue(entries)
     elif outcome == REJECTED:
@@ -297,7 +317,7 @@ def settle_entries(channel: Channel, entries: list[QueueEntry], outcome: int) ->
         for queue in touched:
             queue.dispatch()
     if channel.global_prefetch:
-        channel._dispatch_all()
+        channel.grant_credit()  # the channel's window opened for every consumer
 
 
 def requeue(entries: list[QueueEntry]) -> None:

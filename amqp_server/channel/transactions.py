@@ -91,6 +91,7 @@ def commit(channel: Channel, method: commands.Tx.Commit) -> Coroutine[Any, Any, 
     if acks:
         # Deliveries stop until tx.commit-ok is out, so that it precedes the redeliveries.
         channel.flow_active = False
+        channel.revoke_credit()
         try:
             for taken, outcome in acks:
                 entries = [entry for _tag, entry in taken]
@@ -133,7 +134,7 @@ def _commit_ok(channel: Channel, acks: bool) -> None:
     channel.flow_active = True
     channel.reply(commands.Tx.CommitOk())
     if acks:
-        channel._dispatch_all()  # the redeliveries held back by flow_active
+        channel.grant_credit()  # the redeliveries held back by flow_active
 
 
 def rollback(channel: Channel, method: commands.Tx.Rollback) -> None:

@@ -190,12 +190,14 @@ class Connection(asyncio.Protocol):
         since what the client sends makes more output (returns, confirms, replies)."""
         self.writable = False
         self.pause_reading("output")
+        for channel in self.channels.values():
+            channel.revoke_credit()
 
     def resume_writing(self) -> None:
         self.writable = True
         self.resume_reading("output")
         for channel in list(self.channels.values()):
-            channel._dispatch_all()
+            channel.grant_credit()
 
     def data_received(self, data: bytes) -> None:
         self._read = True

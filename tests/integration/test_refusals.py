@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import BrokerHandle, start_broker
-from helpers import server_connection, wait_until
+from helpers import queue_stats, server_connection, wait_until
 from pamqp import commands
 from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
@@ -295,20 +295,24 @@ def _unsent(broker: BrokerHandle, connection: Any) -> int:
     return broker.call(lambda: connection.unsent_bytes)
 
 
-def _count_returns(raw: RawClient, expected: int) -> int:
-    """Read until ``expected`` basic.return methods came (frames walked by hand: fast)."""
+BASIC_RETURN, BASIC_DELIVER = b"\x00\x3c\x00\x32", b"\x00\x3c\x00\x3c"
+
+
+def _count_methods(raw: RawClient, method_id: bytes, expected: int) -> int:
+    """Read until ``expected`` methods ``method_id`` (class and method, 4 octets) came (frames
+    walked by hand: fast)."""
     buffer, returns = b"", 0
     raw.sock.settimeout(10)
     while returns < expected:
         data = raw.sock.recv(1 << 20)
-        assert data, "EOF before every basic.return came"
+        assert data, "EOF before every method came"
         buffer += data
         offset = 0
         while len(buffer) - offset >= 7:
             frame_type, _channel, size = struct.unpack_from(">BHI", buffer, offset)
             if len(buffer) - offset < size + 8:
                 break
-            if frame_type == 1 and buffer[offset + 7 : offset + 11] == b"\x00\x3c\x00\x32":
+            if frame_type == 1 and buffer[offset + 7 : offset + 11] == method_id:
                 returns += 1
             offset += size + 8
         buffer = buffer[offset:]
@@ -340,11 +344,34 @@ def test_a_client_that_does_not_read_costs_bounded_memory(broker, raw):
     broker.call(lambda: broker.broker.store_congested(True))
     broker.call(lambda: broker.broker.store_congested(False))
     assert broker.call(lambda: ("output" in connection.paused_for, connection.transport.is_reading())) == (True, False)
-    assert _count_returns(raw, count) == count
+    assert _count_methods(raw, BASIC_RETURN, count) == count
     sender.join(10)
     assert not sender.is_alive()
     raw.rpc(1, commands.Basic.Qos(prefetch_count=1), commands.Basic.QosOk)
     assert broker.call(lambda: connection.paused_for) == set()
+
+
+def test_a_consumer_that_does_not_read_stops_getting_credit(broker, raw, connection, unique):
+    """A no-ack consumer has unlimited credit until its socket's buffer is full: then the queue
+    keeps the rest ready instead of pushing it into an unbounded buffer, and delivers it once
+    the client reads again."""
+    raw_connection = server_connection(broker, raw)
+    broker.call(lambda: raw_connection.transport.set_write_buffer_limits(HIGH, LOW))
+    server_socket = broker.call(lambda: raw_connection.transport.get_extra_info("socket"))
+    server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    channel = connection.channel()
+    channel.queue_declare(unique)
+    raw.rpc(1, commands.Basic.Consume(queue=unique, consumer_tag="slow", no_ack=True), commands.Basic.ConsumeOk)
+    count, body = 2_000, b"x" * 4096  # about 8 MB, far over the buffer's high-water mark
+    channel.confirm_delivery()  # every publish is in the queue when basic_publish returns
+    for _ in range(count):
+        channel.basic_publish("", unique, body)
+    assert "output" in broker.call(lambda: raw_connection.paused_for)
+    assert queue_stats(broker, unique)["messages_ready"] > 0
+    assert _unsent(broker, raw_connection) < HIGH + 512 * 1024
+    assert _count_methods(raw, BASIC_DELIVER, count) == count
+    assert queue_stats(broker, unique)["messages_ready"] == 0
 
 
 # -- found by the wire fuzz, each checked against RabbitMQ 3.10 ----------------------------------
