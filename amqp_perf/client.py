@@ -109,6 +109,11 @@ class Connection(asyncio.BufferedProtocol):
         #: called once with the text of the first unexpected close or loss
         self.on_error: Callable[[str], None] | None = None
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes read but not handled yet: the start of a frame still incomplete (0 between frames)."""
+        return self._pending
+
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -148,6 +148,17 @@ class Producer(Peer):
         consumers = settings.consumers
         self._inflight_slice = slice(producer * consumers, (producer + 1) * consumers)
 
+    @property
+    def next_tag(self) -> int:
+        """The delivery tag (publish sequence number) the next publish gets in confirm mode."""
+        return self._next_tag
+
+    @property
+    def settled_below(self) -> int:
+        """Every delivery tag below this one is confirmed or nacked: a multiple confirm settles
+        from here up."""
+        return self._low_tag
+
     async def setup(self) -> None:
         await self.open_channel(CHANNEL)
         if self.settings.confirms:

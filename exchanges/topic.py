@@ -172,6 +172,26 @@ class TopicExchange(ExchangeType):
                     self._hash_edges -= 1
                 node = parent
 
+    @property
+    def node_count(self) -> int:
+        """Nodes in the binding-key trie, the root included (1 when there are no bindings).
+
+        Read-only and not used by routing: it exists so that tests (and anyone inspecting an
+        exchange) can check that removing bindings prunes the trie instead of leaking nodes,
+        without reaching into the trie itself. O(nodes).
+        """
+        count = 0
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            count += 1
+            stack.extend(node.children.values())
+            if node.star is not None:
+                stack.append(node.star)
+            if node.hash is not None:
+                stack.append(node.hash)
+        return count
+
     def route(self, message: RoutableMessage) -> Iterable[Destination]:
         root = self._root
         hits: list[_Node] = []

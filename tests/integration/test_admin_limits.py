@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pika
 import pytest
+from helpers import closes
 
 from amqp_server.admin.errors import AdminError
 
@@ -19,12 +19,6 @@ def vhost(broker: Any, unique: str) -> Any:
     broker.run(broker.admin.delete_vhost(unique))
 
 
-def closed_with(channel: Any, action: Any) -> tuple[int, str]:
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
-        action(channel)
-    return info.value.reply_code, info.value.reply_text
-
-
 def test_max_queues(broker: Any, vhost: str, unique: str) -> None:
     broker.run(broker.admin.set_vhost_limits(vhost, {"max-queues": 2}))
     assert broker.broker.vhost_limits[vhost] == {"max-queues": 2}
@@ -33,24 +27,24 @@ def test_max_queues(broker: Any, vhost: str, unique: str) -> None:
     channel.queue_declare("q1")
     channel.queue_declare("q2")
     channel.queue_declare("q1")  # redeclaring an existing queue is fine at the limit
-    assert closed_with(channel, lambda ch: ch.queue_declare("q3")) == (
+    assert closes(channel, lambda: channel.queue_declare("q3")) == (
         406,
         f"PRECONDITION_FAILED - cannot declare queue 'q3': queue limit in vhost '{vhost}' (2) is reached",
     )
     channel = connection.channel()
-    code, text = closed_with(channel, lambda ch: ch.queue_declare(""))
+    code, text = closes(channel, lambda: channel.queue_declare(""))
     assert code == 406
     assert text.startswith("PRECONDITION_FAILED - cannot declare queue 'amq.gen-")
     assert text.endswith(f"': queue limit in vhost '{vhost}' (2) is reached")
     channel = connection.channel()
-    assert closed_with(channel, lambda ch: ch.queue_declare("q9", passive=True)) == (
+    assert closes(channel, lambda: channel.queue_declare("q9", passive=True)) == (
         404,
         f"NOT_FOUND - no queue 'q9' in vhost '{vhost}'",
     )
     broker.run(broker.admin.set_vhost_limits(vhost, {"max-queues": 0}))
     channel = connection.channel()
     channel.queue_declare("q1")
-    assert closed_with(channel, lambda ch: ch.queue_declare("q4"))[1] == (
+    assert closes(channel, lambda: channel.queue_declare("q4"))[1] == (
         f"PRECONDITION_FAILED - cannot declare queue 'q4': queue limit in vhost '{vhost}' (0) is reached"
     )
     broker.run(broker.admin.set_vhost_limits(vhost, {"max-queues": -1}))  # negative: unlimited

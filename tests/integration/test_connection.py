@@ -17,7 +17,7 @@ import pika.exceptions
 import pika.spec
 import pytest
 from conftest import BrokerHandle, start_broker
-from helpers import connect_named, message_count, server_connection
+from helpers import connect_named, message_count, server_connection, wait_until
 from pamqp import commands
 from rawamqp import RawClient, amqplain, plain
 
@@ -42,15 +42,6 @@ def raw(broker: BrokerHandle) -> Iterator[RawClient]:
     client = RawClient(broker.port)
     yield client
     client.close()
-
-
-def _wait_gone(broker: BrokerHandle, connection, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not broker.call(lambda: connection in broker.broker.connections):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 # -- connection.start and connection.tune --------------------------------------------------------
@@ -420,7 +411,7 @@ def test_client_close_gets_close_ok(broker, raw):
     raw.send(0, commands.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0))
     raw.expect(0, commands.Connection.CloseOk)
     raw.close()
-    assert _wait_gone(broker, server)
+    wait_until(None, lambda: not broker.call(lambda: server in broker.broker.connections), 3.0, "connection not gone")
 
 
 def test_pika_close(broker):

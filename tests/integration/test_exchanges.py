@@ -7,7 +7,7 @@ from typing import Any
 
 import pika
 import pytest
-from helpers import channel_error, drain
+from helpers import channel_error, drain, new_queue
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, UnroutableError
 
 DEFAULT_EXCHANGE_REFUSED = "ACCESS_REFUSED - operation not permitted on the default exchange"
@@ -41,10 +41,6 @@ def delete_exchanges(broker: Any, unique: str) -> Any:
     connection.close()
 
 
-def queue(channel: Any) -> str:
-    return channel.queue_declare("", exclusive=True).method.queue
-
-
 # -- exchange.declare -----------------------------------------------------------------------
 
 
@@ -53,7 +49,7 @@ def test_declare_each_type_then_redeclare_and_route(ch, unique, type_name):
     ch.exchange_declare(unique, type_name)
     ch.exchange_declare(unique, type_name)  # identical: fine
     ch.exchange_declare(unique, "fanout" if type_name != "fanout" else "direct", passive=True)
-    q = queue(ch)
+    q = new_queue(ch)
     ch.queue_bind(q, unique, "k", arguments={"x-match": "any", "h": 1} if type_name == "headers" else None)
     publish(ch, unique, "k", b"hit", properties=pika.BasicProperties(headers={"h": 1}))
     publish(ch, unique, "other", b"miss", properties=pika.BasicProperties(headers={"h": 2}))
@@ -222,7 +218,7 @@ def test_amq_default_is_not_a_real_name(connection):
 
 def test_default_exchange_routes_by_queue_name(ch, unique):
     ch.queue_declare(unique, exclusive=True)
-    other = queue(ch)
+    other = new_queue(ch)
     publish(ch, "", unique, b"direct")
     publish(ch, "", unique, b"cc", properties=pika.BasicProperties(headers={"CC": [other]}))
     assert drain(ch, unique) == [b"direct", b"cc"]
@@ -285,7 +281,7 @@ def test_internal_exchange(ch, connection, unique):
     ch.exchange_declare(internal, "fanout", internal=True)
     ch.exchange_declare(public, "direct")
     ch.exchange_bind(internal, public, "k")  # an internal exchange is reached through bindings
-    q = queue(ch)
+    q = new_queue(ch)
     ch.queue_bind(q, internal)
     publish(ch, public, "k", b"via-binding")
     assert drain(ch, q) == [b"via-binding"]
@@ -385,7 +381,7 @@ def test_exchange_binding_chain_and_unbind(ch, unique):
     ch.exchange_declare(c, "fanout")
     ch.exchange_bind(b, a, "k")
     ch.exchange_bind(c, b, "k.#")
-    q = queue(ch)
+    q = new_queue(ch)
     ch.queue_bind(q, c)
     publish(ch, a, "k", b"through")
     publish(ch, a, "other", b"stopped-at-a")
@@ -405,7 +401,7 @@ def test_diamond_delivers_once(ch, unique):
     ch.exchange_bind(c, a)
     ch.exchange_bind(d, b)
     ch.exchange_bind(d, c)
-    q, q_b = queue(ch), queue(ch)
+    q, q_b = new_queue(ch), new_queue(ch)
     ch.queue_bind(q, d)
     ch.queue_bind(q, a)  # the same queue directly too
     ch.queue_bind(q_b, b)
@@ -421,7 +417,7 @@ def test_cycle_delivers_once(ch, unique):
     ch.exchange_bind(b, a)
     ch.exchange_bind(a, b)
     ch.exchange_bind(a, a)  # an exchange bound to itself is allowed too
-    q_a, q_b = queue(ch), queue(ch)
+    q_a, q_b = new_queue(ch), new_queue(ch)
     ch.queue_bind(q_a, a)
     ch.queue_bind(q_b, b)
     publish(ch, a, "", b"from-a")
@@ -461,7 +457,7 @@ def test_alternate_exchange_takes_unroutable_messages(ch, unique):
     main, alternate = f"{unique}-main", f"{unique}-ae"
     ch.exchange_declare(alternate, "fanout")
     ch.exchange_declare(main, "direct", arguments={"alternate-exchange": alternate})
-    routed, unrouted = queue(ch), queue(ch)
+    routed, unrouted = new_queue(ch), new_queue(ch)
     ch.queue_bind(routed, main, "k")
     ch.queue_bind(unrouted, alternate)
     publish(ch, main, "k", b"routed", mandatory=True)
@@ -475,7 +471,7 @@ def test_alternate_exchange_chain(ch, unique):
     ch.exchange_declare(third, "fanout")
     ch.exchange_declare(second, "direct", arguments={"alternate-exchange": third})
     ch.exchange_declare(first, "direct", arguments={"alternate-exchange": second})
-    q = queue(ch)
+    q = new_queue(ch)
     ch.queue_bind(q, third)
     publish(ch, first, "k", b"two-hops", mandatory=True)
     assert drain(ch, q) == [b"two-hops"]
@@ -487,7 +483,7 @@ def test_alternate_exchange_only_for_messages_the_exchange_did_not_route(ch, uni
     ch.exchange_declare(middle, "fanout")
     ch.exchange_declare(main, "direct", arguments={"alternate-exchange": alternate})
     ch.exchange_bind(middle, main, "k")  # routes to an exchange with nothing bound
-    q = queue(ch)
+    q = new_queue(ch)
     ch.queue_bind(q, alternate)
     with pytest.raises(UnroutableError):
         ch.basic_publish(main, "k", b"x", mandatory=True)
@@ -553,7 +549,7 @@ def test_topic_matching_corner_cases(ch, unique):
     ch.exchange_declare(unique, "topic")
     queues = {}
     for pattern in TOPIC_MATCHES:
-        queues[pattern] = queue(ch)
+        queues[pattern] = new_queue(ch)
         ch.queue_bind(queues[pattern], unique, pattern)
     for key in TOPIC_KEYS:
         publish(ch, unique, key, key.encode() or b"<empty>")
@@ -564,7 +560,7 @@ def test_topic_matching_corner_cases(ch, unique):
 
 def test_topic_overlapping_bindings_deliver_once(ch, unique):
     ch.exchange_declare(unique, "topic")
-    q = queue(ch)
+    q = new_queue(ch)
     for pattern in ("a.*", "a.#", "#", "*.b", "a.b"):
         ch.queue_bind(q, unique, pattern)
     publish(ch, unique, "a.b", b"once")
@@ -621,7 +617,7 @@ def test_headers_matching(ch, unique):
     ch.exchange_declare(unique, "headers")
     queues = {}
     for name, arguments in HEADER_BINDINGS.items():
-        queues[name] = queue(ch)
+        queues[name] = new_queue(ch)
         ch.queue_bind(queues[name], unique, "", arguments=arguments)
     for index, (headers, _) in enumerate(HEADER_CASES):
         publish(ch, unique, "", str(index).encode(), properties=pika.BasicProperties(headers=headers))

@@ -73,13 +73,9 @@ def _drain(channel: Any, queue: str, expected: int) -> list[int]:
     return got
 
 
-def _queue(handle: BrokerHandle, name: str) -> Any:
-    return handle.broker.vhosts["/"].queues[name]
-
-
 def _in_memory(handle: BrokerHandle, name: str) -> tuple[int, int]:
     """(ready entries held in memory, paged entries) of a queue, read on the broker's loop."""
-    stats = handle.call(lambda: _queue(handle, name).stats())
+    stats = queue_stats(handle, name)
     return stats["messages_ready_ram"], stats["messages_paged_out"]
 
 

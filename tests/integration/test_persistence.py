@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 import threading
+import time
 from itertools import accumulate
 from pathlib import Path
 
@@ -250,26 +251,39 @@ def test_no_data_dir_means_no_message_store(broker):
 
 
 def test_message_ttl_survives_a_restart(tmp_path, handles):
-    """The stored expiry is absolute: a recovered message keeps its deadline, not a fresh TTL."""
+    """The stored expiry is absolute: a recovered message keeps its deadline, not a fresh TTL.
+
+    Both kinds of TTL: the queue's x-message-ttl and a message's expiration (in a queue whose
+    own TTL is far longer). The broker is down for half the TTL; after the restart each message
+    is still there, and it is gone midway between its deadline and the deadline a fresh TTL from
+    the restart would give (seconds of margin either way)."""
+    ttl = 12.0  # seconds
+    down = ttl / 2  # how long after the publishes the broker comes back
     data_dir = tmp_path / "data"
     handle = start_broker(data_dir=str(data_dir))
     handles.append(handle)
     channel = handle.connect().channel()
     channel.confirm_delivery()
-    channel.queue_declare("ttl", durable=True, arguments={"x-message-ttl": 600_000})
+    channel.queue_declare("ttl", durable=True, arguments={"x-message-ttl": int(ttl * 1000)})
+    channel.queue_declare("expiration", durable=True, arguments={"x-message-ttl": 600_000})
+    published = time.monotonic()  # the deadlines are at most ttl after this ...
     channel.basic_publish("", "ttl", b"a", PERSISTENT)
-    channel.basic_publish("", "ttl", b"b", pika.BasicProperties(delivery_mode=2, expiration="300000"))
-    remaining = handle.call(
-        lambda: [e.expires - handle.loop.time() for e in handle.broker.vhosts["/"].queues["ttl"]._ready]
+    channel.basic_publish(
+        "", "expiration", b"b", pika.BasicProperties(delivery_mode=2, expiration=str(int(ttl * 1000)))
     )
+    confirmed = time.monotonic()  # ... and at least ttl after this
     handle.stop()
 
+    time.sleep(max(0.0, published + down - time.monotonic()))
+    restarted = time.monotonic()  # a fresh TTL would run out no earlier than ttl after this
     again = start_broker(data_dir=str(data_dir))
     handles.append(again)
-    after = again.call(
-        lambda: [e.expires - again.loop.time() for e in again.broker.vhosts["/"].queues["ttl"]._ready]
-    )
-    assert len(after) == 2
-    for before, now in zip(remaining, after, strict=True):
-        assert now <= before + 1.0  # not restarted from the full TTL
-        assert now > before - 60
+    channel = again.connect().channel()
+    assert (message_count(channel, "ttl"), message_count(channel, "expiration")) == (1, 1)
+    # still before the deadlines, or the check above proved nothing
+    assert time.monotonic() < published + ttl - 1, "the restart took too long to tell"
+
+    check = (confirmed + restarted) / 2 + ttl  # (restarted - confirmed) / 2 seconds either side
+    time.sleep(max(0.0, check - time.monotonic()))
+    assert (message_count(channel, "ttl"), message_count(channel, "expiration")) == (0, 0)
+    assert time.monotonic() < restarted + ttl - 1, "too slow to tell an absolute deadline from a fresh TTL"

@@ -3,6 +3,7 @@ consumer's byte-level delivery parser, histograms, topology planning and argumen
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shlex
 from typing import Any
@@ -196,7 +197,7 @@ async def test_consumer_counts_and_checks_deliveries(seed: int) -> None:
         ]
     )
     feed(consumer, stream, seed)
-    assert consumer._pending == 0
+    assert consumer.pending_bytes == 0
     assert (consumer.received, consumer.gaps, consumer.out_of_order, consumer.bad, consumer.foreign) == (
         9,
         1,
@@ -253,9 +254,22 @@ async def test_producer_settles_confirms_from_the_wire() -> None:
         run_tag=1,
         confirm_latency=Histogram(),
     )
-    producer.transport = FakeTransport()  # type: ignore[assignment]
-    producer.unconfirmed.update(dict.fromkeys(range(1, 11), 1000))
-    producer._next_tag = 11
+    transport = FakeTransport()
+    producer.transport = transport  # type: ignore[assignment]
+    producer.template = frames.PublishTemplate(channel=1, exchange="", routing_key="q", size=16, producer=0, run=1)
+    producer.start()
+    # the confirm window lets out 10 publishes, tags 1..10, then the producer waits for confirms
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if producer.published >= 10:
+            break
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert producer.published == 10
+    assert sorted(producer.unconfirmed) == list(range(1, 11))
+    assert producer.next_tag == 11
+    assert producer.settled_below == 1
+    assert [type(v) for v in decode_all(bytes(transport.written))].count(commands.Basic.Publish) == 10
     stream = b"".join(
         pamqp_frame.marshal(method, 1)
         for method in (
@@ -269,8 +283,12 @@ async def test_producer_settles_confirms_from_the_wire() -> None:
     feed(producer, stream, 3)
     assert (producer.confirmed, producer.nacked) == (6, 2)
     assert sorted(producer.unconfirmed) == [8, 9]
-    assert producer._low_tag == 8
+    assert producer.settled_below == 8
     assert producer.confirm_latency.n == 6
+    producer.stop()
+    assert producer.task is not None
+    await asyncio.wait_for(producer.task, 5)
+    assert producer.published == 10  # stopped before using the room the confirms made
 
 
 # -- histograms -----------------------------------------------------------------------------

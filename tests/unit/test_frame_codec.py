@@ -20,6 +20,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
+from amqp_server.core import message as message_module
 from amqp_server.core.message import Message
 from amqp_server.protocol.content import decode_properties
 from amqp_server.protocol.errors import (
@@ -820,21 +821,37 @@ def props_header(**props: Any) -> bytes:
     return ContentHeader(0, 4, commands.Basic.Properties(**props)).marshal()
 
 
-def test_properties_are_decoded_lazily_and_once() -> None:
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The header payloads ``Message`` decodes properties from, in order."""
+    seen: list[bytes] = []
+
+    def counting(header: bytes) -> dict[str, Any]:
+        seen.append(header)
+        return decode_properties(header)
+
+    monkeypatch.setattr(message_module, "decode_properties", counting)
+    return seen
+
+
+def test_properties_are_decoded_lazily_and_once(decodes: list[bytes]) -> None:
     msg = message(props_header(content_type="text/plain", headers={"a": 1}, user_id="guest"))
-    assert msg._properties is None
     assert msg.flags == 0x8000 | 0x2000 | 0x0010
+    assert decodes == []
     assert msg.properties == {"content_type": "text/plain", "headers": {"a": 1}, "user_id": "guest"}
     assert msg.properties is msg.properties
     assert msg.headers == {"a": 1} and msg.user_id == "guest"
+    assert decodes == [msg.header]
 
 
-def test_absent_headers_and_user_id_need_no_decoding() -> None:
+def test_absent_headers_and_user_id_need_no_decoding(decodes: list[bytes]) -> None:
     msg = message(header_payload(4, 0x8000, b"\xff"))  # malformed, but never decoded
     assert msg.headers is None and msg.user_id is None
     assert msg.routing_keys == ("rk",)
-    assert msg._properties is None
+    assert decodes == []
     assert message(b"short").flags == 0
+    with pytest.raises(ConnectionError):  # it is malformed: decoding it would have failed
+        msg.properties  # noqa: B018
 
 
 def test_cc_and_bcc_add_routing_keys_and_bcc_is_stripped() -> None:
