@@ -99,6 +99,7 @@ class Channel:
     def __init__(self, connection: Connection, number: int) -> None:
         self.connection = connection
         self.number = number
+        self.name = f"{connection.name} ({number})"  # RabbitMQ's channel name
         self.vhost = connection.vhost
         self.closing = False  # we sent channel.close and wait for close-ok
         self.consumers: dict[str, ChannelConsumer] = {}
@@ -452,6 +453,12 @@ class Channel:
             consumer.credit = 0
 
     # -- stats ---------------------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        """Who the channel is, as RabbitMQ's channel events carry it."""
+        connection = self.connection
+        return {"name": self.name, "number": self.number, "connection": connection.name,
+                "user": connection.username, "vhost": self.vhost.name if self.vhost is not None else None}  # fmt: skip
 
     def stats(self) -> dict[str, Any]:
         """The channel's counters, named as RabbitMQ's management API names them."""

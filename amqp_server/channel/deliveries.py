@@ -83,6 +83,7 @@ class ChannelConsumer:
         channel = self.channel
         if channel.consumers.pop(self.tag, None) is None:
             return
+        self._deleted()
         connection = channel.connection
         if connection.capabilities.get("consumer_cancel_notify"):
             connection.write_method(channel.number, build(commands.Basic.Cancel, consumer_tag=self.tag))
@@ -91,6 +92,14 @@ class ChannelConsumer:
         """basic.cancel, or its channel closing."""
         self.channel.consumers.pop(self.tag, None)
         self.queue.remove_consumer(self)
+        self._deleted()
+
+    def _deleted(self) -> None:
+        queue = self.queue
+        self.channel.connection.broker.events.emit(
+            "consumer.deleted", self, consumer_tag=self.tag, channel=self.channel.name, queue=queue.name,
+            vhost=queue.vhost,
+        )  # fmt: skip
 
 
 # -- method handlers ---------------------------------------------------------------------
@@ -140,6 +149,11 @@ def consume(channel: Channel, method: commands.Basic.Consume) -> None:
     if not method.nowait:
         channel.reply(build(commands.Basic.ConsumeOk, consumer_tag=tag))
     queue.add_consumer(consumer)
+    connection.broker.events.emit(
+        "consumer.created", consumer, consumer_tag=tag, exclusive=method.exclusive, ack_required=not method.no_ack,
+        prefetch_count=consumer.prefetch, arguments=dict(method.arguments or {}), channel=channel.name,
+        queue=name, vhost=vhost.name,
+    )  # fmt: skip
 
 
 def cancel(channel: Channel, method: commands.Basic.Cancel) -> None:

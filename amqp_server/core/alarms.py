@@ -270,6 +270,7 @@ class AlarmMonitor:
             self.alarms.discard(resource)
             log.warning("%s resource limit alarm cleared on node %s", resource, node)
             log.warning("%s resource limit alarm cleared across the cluster", resource)
+        self.broker.events.emit("alarm.set" if on else "alarm.cleared", source=resource, node=self.broker.node_name)
         self._broadcast()
 
     def _broadcast(self) -> None:

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,10 @@ class Connection(asyncio.Protocol):
         self.reader = FrameReader(FRAME_MIN_SIZE)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
+        self.sockname: tuple[str, int] = ("", 0)
+        # RabbitMQ's connection name, "127.0.0.1:60918 -> 127.0.0.1:5672" (set once connected).
+        self.name = ""
+        self.connected_at = 0  # ms since the epoch
         self.channels: dict[int, Channel] = {}
         self.channel_max = config.channel_max
         self.frame_max = config.frame_max
@@ -164,6 +169,9 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.sockname = transport.get_extra_info("sockname") or ("", 0)
+        self.name = f"{_address(self.peer)} -> {_address(self.sockname)}"
+        self.connected_at = int(time.time() * 1000)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -184,6 +192,7 @@ class Connection(asyncio.Protocol):
         self.broker.connections.discard(self)
         self._release_channels()
         self._delete_exclusive_queues()
+        self.broker.events.emit("connection.closed", self, **self.identity())
 
     def pause_writing(self) -> None:
         """The socket's buffer is over WRITE_BUFFER_HIGH: deliveries stop, and so does reading,
@@ -393,7 +402,8 @@ class Connection(asyncio.Protocol):
             method = decode_method(payload)  # a method that does not decode is refused as such first
             index = _index(payload)
             if index == CHANNEL_OPEN:
-                self.channels[number] = Channel(self, number)
+                self.channels[number] = channel = Channel(self, number)
+                self.broker.events.emit("channel.created", channel, **channel.identity())
                 self.write_method(number, build(commands.Channel.OpenOk, channel_id=""))  # (empty, as RabbitMQ)
                 return
             if index in CONTENT_METHODS:
@@ -421,6 +431,7 @@ class Connection(asyncio.Protocol):
             totals = self._closed_channel_stats
             for key, value in channel.stats()["message_stats"].items():
                 totals[key] = totals.get(key, 0) + value
+            self.broker.events.emit("channel.closed", channel, **channel.identity())
 
     def new_consumer_tag(self) -> str:
         return f"amq.ctag-{_random_token()}"
@@ -589,6 +600,7 @@ class Connection(asyncio.Protocol):
         self.channels.clear()
         for channel in channels:
             channel.release()
+            self.broker.events.emit("channel.closed", channel, **channel.identity())
 
     def _die(self) -> None:
         """Stop reading; close the socket after the silent-close delay (pending output first)."""
@@ -622,6 +634,16 @@ class Connection(asyncio.Protocol):
         for name in vhost.exclusive_queues(self.id):
             self.broker.spawn(vhost.delete_queue(name))
 
+    def identity(self) -> dict[str, Any]:
+        """Who the connection is, as RabbitMQ's connection events carry it."""
+        fields: dict[str, Any] = {
+            "name": self.name, "node": self.broker.node_name, "client_properties": self.client_properties,
+        }  # fmt: skip
+        provided = self.client_properties.get("connection_name")
+        if provided is not None:
+            fields["user_provided_name"] = provided
+        return fields
+
     def _describe(self) -> str:
         host, port = self.peer[0], self.peer[1] if len(self.peer) > 1 else 0
         return f"{host}:{port} ({self.id})"
@@ -649,3 +671,10 @@ _CONNECTION_HANDLERS = {
     (RUNNING, commands.Connection.UpdateSecret): Connection._on_update_secret,
     (BLOCKED, commands.Connection.UpdateSecret): Connection._on_update_secret,
 }
+
+
+def _address(address: tuple[Any, ...]) -> str:
+    """host:port as RabbitMQ prints an endpoint (rabbit_misc:ntoab): an IPv6 host in brackets."""
+    host = str(address[0]) if address else ""
+    port = address[1] if len(address) > 1 else 0
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -157,6 +157,7 @@ def on_start_ok(connection: Connection, method: commands.Connection.StartOk) -> 
     if username in broker.config.loopback_users and not is_loopback(peer_host):
         _login_refused(connection, username, f"user '{username}' can only connect via localhost")
         return
+    broker.events.emit("user.authentication.success", None, name=username, **_auth_fields(connection))
     connection.state = TUNING
     config = broker.config
     connection.write_method(
@@ -176,6 +177,9 @@ def _login_refused(connection: Connection, username: str, reason: str) -> None:
     (3 s, as the silent-close delay)."""
     mechanism = connection.mechanism
     log.warning("%s login of user '%s' from %s refused: %s", mechanism, username, connection._describe(), reason)
+    connection.broker.events.emit(
+        "user.authentication.failure", None, name=username, error=reason, **_auth_fields(connection)
+    )
     if connection.capabilities.get("authentication_failure_close") is True:
         connection.write_method(
             0,
@@ -188,6 +192,12 @@ def _login_refused(connection: Connection, username: str, reason: str) -> None:
             ),
         )
     connection._enter_closed(connection.broker.config.silent_close_delay)
+
+
+def _auth_fields(connection: Connection) -> dict[str, Any]:
+    """What RabbitMQ's user.authentication.* events say about the connection."""
+    return {"auth_mechanism": connection.mechanism, "connection_name": connection.name, "connection_type": "network",
+            "peer_host": connection.peer[0], "peer_port": connection.peer[1], "protocol": "AMQP 0-9-1", "ssl": False}  # fmt: skip
 
 
 def is_loopback(host: str) -> bool:
@@ -239,6 +249,13 @@ def on_open(connection: Connection, method: commands.Connection.Open) -> None:
         connection._handshake_timer.cancel()
         connection._handshake_timer = None
     connection.write_method(0, commands.Connection.OpenOk())
+    broker.events.emit(
+        "connection.created", connection, **connection.identity(), user=username, vhost=vhost.name,
+        connected_at=connection.connected_at, auth_mechanism=connection.mechanism, protocol="AMQP 0-9-1",
+        type="network", ssl=False, peer_host=connection.peer[0], peer_port=connection.peer[1],
+        host=connection.sockname[0], port=connection.sockname[1], channel_max=connection.channel_max,
+        frame_max=connection.frame_max, timeout=connection.heartbeat,
+    )  # fmt: skip
     log.info(
         "connection %s: user '%s' authenticated and granted access to vhost '%s'",
         connection._describe(),
