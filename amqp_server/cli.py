@@ -21,6 +21,11 @@ from amqp_server.server import StartError, serve
 # handled apart; handshake_timeout and consumer_timeout are in milliseconds, as in RabbitMQ.
 CONFIG_KEYS = {
     "management.tcp.port": "management_port",
+    "management.tcp.ip": "management_host",
+    "collect_statistics_interval": "collect_statistics_interval",
+    "prometheus.tcp.port": "prometheus_port",
+    "prometheus.tcp.ip": "prometheus_host",
+    "prometheus.return_per_object_metrics": "prometheus_return_per_object_metrics",
     "default_user": "default_user",
     "default_pass": "default_pass",
     "default_vhost": "default_vhost",
@@ -94,6 +99,10 @@ def read_config_file(path: str, config: BrokerConfig) -> None:
                     setattr(config, name, int(value) / 1000)
                 elif kind in ("int", int):
                     setattr(config, name, int(value))
+                elif kind in ("bool", bool):
+                    if value not in ("true", "false"):
+                        raise ValueError(value)
+                    setattr(config, name, value == "true")
                 else:
                     setattr(config, name, value)
             else:
@@ -111,6 +120,7 @@ def parse_args(argv: list[str] | None = None) -> BrokerConfig:
     parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="AMQP port (default 5672)")
     parser.add_argument("--management-port", type=int, help="management HTTP port (default 15672)")
+    parser.add_argument("--prometheus-port", type=int, help="Prometheus metrics port (default 15692)")
     parser.add_argument("--data-dir", help="directory for the message store (default ./data)")
     parser.add_argument("--node-name", help="node name (default rabbit@localhost)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -118,20 +128,24 @@ def parse_args(argv: list[str] | None = None) -> BrokerConfig:
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = BrokerConfig()
+    # A node started from the command line serves the HTTP API and the metrics.
+    config = BrokerConfig(management=True, prometheus=True)
     if args.config:
         read_config_file(args.config, config)
     for option, name in (
         ("host", "host"),
         ("port", "port"),
         ("management_port", "management_port"),
+        ("prometheus_port", "prometheus_port"),
         ("data_dir", "data_dir"),
         ("node_name", "node_name"),
     ):
         value = getattr(args, option)
         if value is not None:
             setattr(config, name, value)
-    for what, port in (("port", config.port), ("management port", config.management_port)):
+    for what, port in (
+        ("port", config.port), ("management port", config.management_port), ("prometheus port", config.prometheus_port)
+    ):  # fmt: skip
         if not 0 <= port <= 65535:
             raise SystemExit(f"cannot start: {what} {port} is out of range (0-65535)")
     return config

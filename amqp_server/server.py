@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import socket
+from typing import TYPE_CHECKING
 
 from amqp_server.admin.definitions import load_file
 from amqp_server.admin.operations import Admin
@@ -15,6 +16,10 @@ from amqp_server.core.broker import Broker, BrokerConfig
 from amqp_server.metadata.sqlite import SqliteStore
 from amqp_server.storage.message_store import MessageStore
 from amqp_server.transport.connection import Connection
+
+if TYPE_CHECKING:
+    from management_ui.app import ManagementServer
+    from management_ui.prometheus.server import PrometheusServer
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +56,25 @@ class Server:
             MessageStore(config.data_dir) if config.data_dir else None,
         )
         self._server: asyncio.Server | None = None
+        self.management: ManagementServer | None = None
+        self.prometheus: PrometheusServer | None = None
 
     @property
     def port(self) -> int:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def management_port(self) -> int:
+        """The HTTP API's port (the one chosen when configured as 0)."""
+        assert self.management is not None
+        return self.management.port
+
+    @property
+    def prometheus_port(self) -> int:
+        """The metrics port (the one chosen when configured as 0)."""
+        assert self.prometheus is not None
+        return self.prometheus.port
 
     async def start(self) -> None:
         """Boot and listen; raises ``StartError`` when the address cannot be listened on."""
@@ -71,13 +90,48 @@ class Server:
                 )
             except OSError as exc:
                 raise _listen_error(config.host, config.port, exc) from exc
+            if config.management:
+                await self._start_management()
+            if config.prometheus:
+                await self._start_prometheus()
         except BaseException:
             # The alarm timer, the stores' threads and writer tasks and the directory lock would
             # otherwise outlive the failed start and keep the process from exiting.
             self.broker.alarms.stop()
+            if self._server is not None:
+                self._server.close()
+            await self._stop_http()
             await self._close_stores()
             raise
         log.info("AMQP listener on %s:%s, node %s", config.host, self.port, self.broker.node_name)
+
+    async def _start_management(self) -> None:
+        # Imported here: a broker without the HTTP API does not load aiohttp.
+        from management_ui.app import ManagementServer
+
+        config = self.broker.config
+        host = config.management_host or config.host
+        management = ManagementServer(self.broker)
+        try:
+            await management.start(host, config.management_port, (config.host, self.port))
+        except OSError as exc:
+            raise _listen_error(host, config.management_port, exc) from exc
+        self.management = management
+        log.info("HTTP API listener on %s:%s", host, management.port)
+
+    async def _start_prometheus(self) -> None:
+        from management_ui.prometheus.server import start_prometheus  # (as the HTTP API)
+
+        config = self.broker.config
+        host = config.prometheus_host or config.host
+        try:
+            self.prometheus = await start_prometheus(
+                self.broker, host, config.prometheus_port,
+                return_per_object_metrics=config.prometheus_return_per_object_metrics,
+            )  # fmt: skip
+        except OSError as exc:
+            raise _listen_error(host, config.prometheus_port, exc) from exc
+        log.info("Prometheus listener on %s:%s", host, self.prometheus.port)
 
     def _new_connection(self) -> Connection:
         connection = Connection(self.broker)
@@ -88,6 +142,7 @@ class Server:
         """Stop listening, then send every connection 320 CONNECTION_FORCED and close its
         socket without waiting for close-ok, as a stopping RabbitMQ node does."""
         self.broker.alarms.stop()
+        await self._stop_http()
         if self._server is not None:
             self._server.close()
         for connection in list(self.broker.connections):
@@ -100,6 +155,12 @@ class Server:
             if connection.transport is not None:
                 connection.transport.abort()
         await self._close_stores()
+
+    async def _stop_http(self) -> None:
+        for listener in (self.management, self.prometheus):
+            if listener is not None:
+                await listener.stop()
+        self.management = self.prometheus = None
 
     async def _close_stores(self) -> None:
         """The metadata store goes last: it holds the data directory's lock."""

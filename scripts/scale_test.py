@@ -616,7 +616,8 @@ class Target:
             port = free_port()
             command = [
                 sys.executable, "-m", "amqp_server", "--host", "127.0.0.1", "--port", str(port),
-                "--management-port", str(free_port()), "--data-dir", self.data_dir, "--log-level", "WARNING",
+                "--management-port", str(free_port()), "--prometheus-port", "0", "--data-dir", self.data_dir,
+                "--log-level", "WARNING",
                 *self.broker_args,
             ]  # fmt: skip
             self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)

@@ -98,6 +98,15 @@ def broker() -> Iterator[BrokerHandle]:
     handle.stop()
 
 
+@pytest.fixture(scope="session")
+def managed_broker() -> Iterator[BrokerHandle]:
+    """A broker that also serves the management HTTP API, on a free port
+    (``handle.server.management_port``); tests use unique names, as with ``broker``."""
+    handle = start_broker(management=True, management_port=0)
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture
 def unique() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
@@ -136,7 +145,7 @@ class Node:
             port = free_port()
             command += ["--host", "127.0.0.1", "--port", str(port)]
         self.port = port
-        command += ["--management-port", str(free_port())]
+        command += ["--management-port", str(free_port()), "--prometheus-port", "0"]
         if data_dir is not None:
             command += ["--data-dir", str(data_dir)]
         command += args

@@ -6,9 +6,11 @@ Every operation goes through ``Broker.change`` and so through the metadata store
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
-from amqp_server.admin.definitions import export_definitions, import_definitions
+from amqp_server.admin.definitions import export_definitions, import_definitions, import_parameter
 from amqp_server.admin.errors import AdminError
 from amqp_server.core.access import SHA256, hash_password, validate_pattern
 from amqp_server.core.broker import Broker
@@ -18,6 +20,10 @@ from amqp_server.metadata.store import Change
 from amqp_server.protocol.rabbit_text import erlang_json
 
 VHOST_LIMITS = ("max-connections", "max-queues")
+# The runtime-parameter components this broker acts on (RabbitMQ refuses unknown components).
+PARAMETER_COMPONENTS = ("policy", "operator_policy", "vhost-limits")
+# What a definitions document of one vhost holds.
+VHOST_SECTIONS = ("parameters", "policies", "queues", "exchanges", "bindings")
 USER_LIMITS = ("max-connections", "max-channels")
 
 
@@ -34,6 +40,15 @@ class Admin:
             Change("vhost", "put", None, name, {"description": description, "tags": tags or []})
         )
 
+    async def put_vhost(self, name: str, description: str = "", tags: list[str] | None = None) -> bool:
+        """Create the vhost, or replace the description and tags of the one there (the HTTP
+        API's PUT); True when it was created."""
+        created = name not in self.broker.vhosts
+        await self.broker.change(
+            Change("vhost", "put", None, name, {"description": description, "tags": list(tags or [])})
+        )
+        return created
+
     async def delete_vhost(self, name: str) -> None:
         if name not in self.broker.vhosts:
             raise AdminError(f"Virtual host '{name}' does not exist")
@@ -48,6 +63,47 @@ class Admin:
         if name in self.broker.users:
             raise AdminError(f'User "{name}" already exists')
         await self._put_user(name, hash_password(password) if password else "", tags or [])
+
+    async def put_user(
+        self,
+        name: str,
+        tags: list[str],
+        *,
+        password: str | None = None,
+        password_hash: str | None = None,
+        hashing_algorithm: str = SHA256,
+    ) -> bool:
+        """Create or replace a user (rabbit_auth_backend_internal:put_user, the HTTP API's PUT):
+        with ``password`` it is hashed, with ``password_hash`` (base64, as definitions hold it)
+        it is taken as is; with neither a new user gets no password and an existing one loses
+        its password. True when the user was created."""
+        if password is not None and password_hash is not None:
+            raise AdminError("both_password_and_password_hash_are_provided")
+        if password_hash is not None:
+            try:
+                base64.b64decode(password_hash, validate=True)
+            except (binascii.Error, ValueError):
+                raise AdminError(f"password_hash is not base64: {password_hash}") from None
+        created = name not in self.broker.users
+        if password is not None:
+            stored, algorithm = (hash_password(password) if password else ""), SHA256
+        elif password_hash is not None:
+            stored, algorithm = password_hash, hashing_algorithm
+        else:
+            stored, algorithm = "", SHA256
+        await self._put_user(name, stored, tags, algorithm)
+        return created
+
+    async def delete_users(self, names: list[str]) -> None:
+        """Delete users in order; stops at the first that does not exist (as RabbitMQ's
+        bulk delete, which keeps the deletions made before it)."""
+        for name in names:
+            await self.delete_user(name)
+
+    def users_without_permissions(self) -> list[str]:
+        """Names of users with no permissions on any vhost, sorted."""
+        with_permissions = {user for user, _vhost in self.broker.permissions}
+        return sorted(name for name in self.broker.users if name not in with_permissions)
 
     async def change_password(self, name: str, password: str) -> None:
         user = self._user(name)
@@ -121,6 +177,49 @@ class Admin:
             for (_user, host), p in sorted(self.broker.permissions.items())
             if vhost is None or host == vhost
         ]
+
+    # -- topic permissions -------------------------------------------------------------------
+
+    async def set_topic_permissions(self, user: str, vhost: str, exchange: str, write: str, read: str) -> None:
+        """rabbitmqctl set_topic_permissions: the patterns for one exchange (others stay)."""
+        if user not in self.broker.users:
+            raise AdminError(f"User {user} does not exist")
+        if vhost not in self.broker.vhosts:
+            raise AdminError(f"Virtual host {vhost} does not exist")
+        try:
+            for pattern in (write, read):
+                if not isinstance(pattern, str):
+                    raise ValueError(f"a permission pattern must be a string, not {pattern!r}")
+                validate_pattern(pattern)
+        except ValueError as exc:
+            raise AdminError(str(exc)) from exc
+        exchanges = self._topic_exchanges(user, vhost)
+        exchanges[exchange] = {"write": write, "read": read}
+        await self.broker.change(Change("topic_permission", "put", vhost, user, {"exchanges": exchanges}))
+
+    async def clear_topic_permissions(self, user: str, vhost: str, exchange: str | None = None) -> None:
+        """rabbitmqctl clear_topic_permissions: one exchange's patterns, or all of the vhost's."""
+        if user not in self.broker.users:
+            raise AdminError(f"User {user} does not exist")
+        if vhost not in self.broker.vhosts:
+            raise AdminError(f"Virtual host {vhost} does not exist")
+        exchanges = self._topic_exchanges(user, vhost)
+        if exchange is not None:
+            exchanges.pop(exchange, None)
+        if exchanges and exchange is not None:
+            await self.broker.change(Change("topic_permission", "put", vhost, user, {"exchanges": exchanges}))
+        else:
+            await self.broker.change(Change("topic_permission", "delete", vhost, user))
+
+    def list_topic_permissions(self, vhost: str | None = None, user: str | None = None) -> list[dict[str, str]]:
+        return [
+            {"user": name, "vhost": host, "exchange": exchange, "write": p["write"], "read": p["read"]}
+            for (name, host, exchange), p in sorted(self.broker.topic_permissions.items())
+            if (vhost is None or host == vhost) and (user is None or name == user)
+        ]
+
+    def _topic_exchanges(self, user: str, vhost: str) -> dict[str, dict[str, str]]:
+        return {k[2]: dict(v) for k, v in self.broker.topic_permissions.items() if k[:2] == (user, vhost)}
 
     # -- policies --------------------------------------------------------------------------
 
@@ -207,6 +306,22 @@ class Admin:
         if vhost in self.broker.vhost_limits:
             await self.broker.change(Change("vhost_limits", "delete", vhost, vhost))
 
+    async def set_vhost_limit(self, vhost: str, name: str, value: Any) -> None:
+        """One limit of a vhost, the others kept (the HTTP API's PUT /api/vhost-limits/V/NAME)."""
+        self._vhost(vhost)
+        await self.set_vhost_limits(vhost, {**self.broker.vhost_limits.get(vhost, {}), name: value})
+
+    async def clear_vhost_limit(self, vhost: str, name: str) -> None:
+        """One limit of a vhost; the vhost's limits go when none is left."""
+        current = self.broker.vhost_limits.get(vhost)
+        if current is None or name not in current:
+            return
+        remaining = {k: v for k, v in current.items() if k != name}
+        if remaining:
+            await self.broker.change(Change("vhost_limits", "put", vhost, vhost, {"limits": remaining}))
+        else:
+            await self.broker.change(Change("vhost_limits", "delete", vhost, vhost))
+
     def list_vhost_limits(self, vhost: str | None = None) -> list[dict[str, Any]]:
         """As the HTTP API's /api/vhost-limits: [{"vhost": ..., "value": {...}}]."""
         return [
@@ -246,15 +361,111 @@ class Admin:
             if user is None or name == user
         ]
 
+    # -- runtime parameters ------------------------------------------------------------------
+
+    async def set_parameter(self, vhost: str, component: str, name: str, value: Any) -> None:
+        """rabbitmqctl set_parameter. Only the components this broker acts on are known
+        (policy, operator_policy, vhost-limits), as a RabbitMQ node without plugins knows only
+        its own: any other is refused."""
+        if component not in PARAMETER_COMPONENTS:
+            raise AdminError(f"Validation failed\n\ncomponent {component} not found\n")
+        self._vhost(vhost)
+        await import_parameter(self, vhost, component, name, value)
+
+    async def clear_parameter(self, vhost: str, component: str, name: str) -> None:
+        """rabbitmqctl clear_parameter."""
+        if component == "policy":
+            await self.clear_policy(vhost, name)
+        elif component == "operator_policy":
+            await self.clear_operator_policy(vhost, name)
+        elif component == "vhost-limits":
+            await self.clear_vhost_limits(vhost)
+        elif (vhost, component, name) in self.broker.parameters:
+            record = {"component": component, "name": name}
+            await self.broker.change(Change("parameter", "delete", vhost, f"{component}/{name}", record))
+        else:
+            raise AdminError("Parameter does not exist")
+
+    def list_parameters(self, component: str | None = None, vhost: str | None = None) -> list[dict[str, Any]]:
+        """Runtime parameters as rabbitmqctl list_parameters and the HTTP API show them:
+        stored ones, operator policies and vhost limits (policies are listed apart)."""
+        found = [
+            {"value": value, "vhost": host, "component": kind, "name": name}
+            for (host, kind, name), value in sorted(self.broker.parameters.items())
+        ]
+        for host in sorted(self.broker.vhosts):
+            for policy in sorted(self.broker.vhosts[host].operator_policies.values(), key=_name):
+                value = {k: v for k, v in policy.as_dict().items() if k not in ("vhost", "name")}
+                found.append({"value": value, "vhost": host, "component": "operator_policy", "name": policy.name})
+            if host in self.broker.vhost_limits:
+                limits = dict(self.broker.vhost_limits[host])
+                found.append({"value": limits, "vhost": host, "component": "vhost-limits", "name": "limits"})
+        return [
+            p for p in found if (component is None or p["component"] == component) and (vhost is None or p["vhost"] == vhost)
+        ]
+
+    async def set_global_parameter(self, name: str, value: Any) -> None:
+        await self.broker.change(Change("global_parameter", "put", None, name, {"value": value}))
+
+    async def clear_global_parameter(self, name: str) -> None:
+        if name not in self.broker.global_parameters:
+            raise AdminError("Parameter does not exist")
+        await self.broker.change(Change("global_parameter", "delete", None, name))
+
+    def list_global_parameters(self) -> list[dict[str, Any]]:
+        return [{"name": name, "value": value} for name, value in sorted(self.broker.global_parameters.items())]
+
+    # -- cluster name ------------------------------------------------------------------------
+
+    def cluster_name(self) -> str:
+        """The ``cluster_name`` global parameter when set (rabbitmqctl set_cluster_name),
+        else the configured name."""
+        value = self.broker.global_parameters.get("cluster_name")
+        return value if isinstance(value, str) else self.broker.cluster_name
+
+    async def set_cluster_name(self, name: str) -> None:
+        """rabbitmqctl set_cluster_name: stored as RabbitMQ stores it, a global parameter;
+        connections opened from now on are told the new name."""
+        await self.set_global_parameter("cluster_name", name)
+        self.broker.cluster_name = name
+
     # -- definitions -------------------------------------------------------------------------
 
-    async def import_definitions(self, document: dict[str, Any]) -> None:
-        """Import RabbitMQ's definitions JSON (as rabbitmqctl import_definitions)."""
-        await import_definitions(self, document)
+    async def import_definitions(self, document: dict[str, Any], vhost: str | None = None) -> None:
+        """Import RabbitMQ's definitions JSON (as rabbitmqctl import_definitions). With ``vhost``,
+        only its exchanges, queues, bindings, policies and parameters, all into that vhost
+        (the HTTP API's POST /api/definitions/{vhost})."""
+        if vhost is None:
+            await import_definitions(self, document)
+            return
+        self._vhost(vhost)
+        if not isinstance(document, dict):
+            raise AdminError("definitions must be a JSON object")
+        scoped: dict[str, Any] = {
+            key: document[key] for key in ("rabbit_version", "rabbitmq_version") if key in document
+        }
+        for section in VHOST_SECTIONS:
+            items = document.get(section) or []
+            if not isinstance(items, list):
+                raise AdminError(f"'{section}' must be a list")
+            scoped[section] = [{**item, "vhost": vhost} if isinstance(item, dict) else item for item in items]
+        await import_definitions(self, scoped)
 
-    def export_definitions(self) -> dict[str, Any]:
-        """RabbitMQ's definitions JSON for the whole broker (rabbitmqctl export_definitions)."""
-        return export_definitions(self.broker)
+    def export_definitions(self, vhost: str | None = None) -> dict[str, Any]:
+        """RabbitMQ's definitions JSON for the whole broker (rabbitmqctl export_definitions);
+        with ``vhost``, that vhost's exchanges, queues, bindings, policies and parameters,
+        without their ``vhost`` keys (GET /api/definitions/{vhost})."""
+        document = export_definitions(self.broker)
+        if vhost is None:
+            return document
+        scoped: dict[str, Any] = {"rabbit_version": document["rabbit_version"]}
+        for section in VHOST_SECTIONS:
+            scoped[section] = [
+                {k: v for k, v in item.items() if k != "vhost"}
+                for item in document[section]
+                if item.get("vhost") == vhost
+            ]
+        return scoped
 
 
 def _limit_errors(name: str, keys: tuple[str, ...], limits: Any) -> list[str]:
@@ -273,5 +484,5 @@ def _limit_errors(name: str, keys: tuple[str, ...], limits: Any) -> list[str]:
     return errors
 
 
-def _name(user: Any) -> str:
-    return user.name
+def _name(item: Any) -> str:
+    return item.name

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
@@ -41,19 +41,21 @@ class ChannelConsumer:
     """A basic.consume subscription; the queue sees it through ``queues.base.Consumer``."""
 
     __slots__ = (
-        "tag", "channel", "queue", "no_ack", "exclusive", "priority", "prefetch", "unacked", "credit", "prefix",
-        "deliver",
+        "tag", "channel", "queue", "no_ack", "exclusive", "priority", "arguments", "prefetch", "unacked", "credit",
+        "prefix", "deliver",
     )
 
     def __init__(
-        self, tag: str, channel: Channel, queue: QueueType, no_ack: bool, exclusive: bool, priority: int
-    ) -> None:
+        self, tag: str, channel: Channel, queue: QueueType, no_ack: bool, exclusive: bool, priority: int,
+        arguments: dict[str, Any],
+    ) -> None:  # fmt: skip
         self.tag = tag
         self.channel = channel
         self.queue = queue
         self.no_ack = no_ack
         self.exclusive = exclusive
         self.priority = priority
+        self.arguments = arguments  # basic.consume's, for the admin surfaces
         self.prefetch = channel.consumer_prefetch
         self.unacked = 0
         self.credit = 0
@@ -144,14 +146,14 @@ def consume(channel: Channel, method: commands.Basic.Consume) -> None:
     if (existing or sac) and (method.exclusive or any(c.exclusive for c in existing)):
         raise ChannelError(ACCESS_REFUSED, f"queue '{name}' in vhost '{vhost.name}' in exclusive use")
     tag = method.consumer_tag or connection.new_consumer_tag()
-    consumer = ChannelConsumer(tag, channel, queue, method.no_ack, method.exclusive, priority)
+    consumer = ChannelConsumer(tag, channel, queue, method.no_ack, method.exclusive, priority, dict(method.arguments or {}))
     channel.consumers[tag] = consumer
     if not method.nowait:
         channel.reply(build(commands.Basic.ConsumeOk, consumer_tag=tag))
     queue.add_consumer(consumer)
     connection.broker.events.emit(
         "consumer.created", consumer, consumer_tag=tag, exclusive=method.exclusive, ack_required=not method.no_ack,
-        prefetch_count=consumer.prefetch, arguments=dict(method.arguments or {}), channel=channel.name,
+        prefetch_count=consumer.prefetch, arguments=consumer.arguments, channel=channel.name,
         queue=name, vhost=vhost.name,
     )  # fmt: skip
 

@@ -34,7 +34,20 @@ class BrokerConfig:
 
     host: str = "0.0.0.0"
     port: int = 5672
+    # The management plugin (RabbitMQ's HTTP API, package management_ui): the command line turns
+    # it on; embedding code (tests) opts in. Port 0 takes a free port (Server.management_port);
+    # an empty host listens where AMQP does.
+    management: bool = False
+    management_host: str = ""
     management_port: int = 15672
+    # rabbitmq_prometheus (package management_ui.prometheus): on from the command line, as the
+    # management listener; port 0 takes a free port (Server.prometheus_port).
+    prometheus: bool = False
+    prometheus_host: str = ""
+    prometheus_port: int = 15692
+    prometheus_return_per_object_metrics: bool = False
+    # How often queue, channel and connection counters are sampled for rates, in ms.
+    collect_statistics_interval: int = 5000
     data_dir: str | None = "data"  # None: metadata in memory only (nothing survives a restart)
     node_name: str = "rabbit@localhost"
     cluster_name: str = ""

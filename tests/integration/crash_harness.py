@@ -250,7 +250,8 @@ class BrokerProcess:
         """Start the process without waiting for it to listen."""
         assert self.process is None or self.process.poll() is not None
         command = [sys.executable, "-m", "amqp_server", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--management-port", str(self.management_port), "--data-dir", str(self.data_dir)]
+        command += ["--management-port", str(self.management_port), "--prometheus-port", "0"]
+        command += ["--data-dir", str(self.data_dir)]
         command += ["--log-level", "WARNING"]
         if self.memory_window is not None:
             config = self.data_dir.parent / "broker.conf"

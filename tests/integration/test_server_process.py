@@ -4,12 +4,16 @@ log to stderr, serve pika, and on SIGTERM or SIGINT close every connection with 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pika
@@ -162,3 +166,42 @@ def test_unreadable_definitions_file_refuses_to_start(tmp_path):
     config.write_text(f"load_definitions = {tmp_path / 'missing.json'}\n")
     reason = _refused(tmp_path, "--config", str(config), "--port", str(free_port()), "--data-dir", str(tmp_path / "data"))
     assert f"cannot start: cannot read definitions file {tmp_path / 'missing.json'}: " in reason
+
+
+def _http_get(url: str, auth: tuple[str, str] | None = None) -> bytes:
+    """GET ``url``; retried briefly, since the HTTP listeners open just after the AMQP one."""
+    request = urllib.request.Request(url)
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.read()
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_the_http_api_and_the_metrics_listen_from_the_command_line(nodes, tmp_path):
+    api, metrics = free_port(), free_port()
+    node = Node(tmp_path / "data", tmp_path, "--management-port", str(api), "--prometheus-port", str(metrics))
+    nodes.append(node)
+    node.wait_listening()
+    overview = json.loads(_http_get(f"http://127.0.0.1:{api}/api/overview", ("guest", "guest")))
+    assert overview["node"] == "rabbit@localhost"
+    assert b"\nrabbitmq_connections 0\n" in _http_get(f"http://127.0.0.1:{metrics}/metrics")
+
+
+@pytest.mark.parametrize("option", ["--management-port", "--prometheus-port"])
+def test_http_port_in_use_refuses_to_start(tmp_path, option):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        reason = _refused(
+            tmp_path, "--host", "127.0.0.1", "--port", str(free_port()), "--management-port", str(free_port()),
+            "--prometheus-port", "0", option, str(port), "--data-dir", str(tmp_path / "data"),
+        )  # fmt: skip
+    assert reason.endswith(f"cannot start: port {port} on 127.0.0.1 is in use (another broker running?)")
