@@ -3,6 +3,7 @@ queues, channels, connections, totals, the global counters, churn, the node and 
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +180,22 @@ def sums(scrape: Scrape) -> dict[str, float]:
     return totals
 
 
+TOTALS = ("rabbitmq_connections", "rabbitmq_channels", "rabbitmq_consumers", "rabbitmq_queues")
+
+
+async def quiet_pair(prom: Client) -> tuple[Scrape, Scrape]:
+    """A per-object and an aggregated scrape of one state: the broker is shared, and an earlier
+    test's connection may still be closing, so scrape until the totals hold still across both."""
+    for _ in range(50):
+        per_object = await prom.get("/metrics/per-object")
+        aggregated = await prom.get("/metrics")
+        again = await prom.get("/metrics/per-object")
+        if all(per_object.value(name) == again.value(name) for name in TOTALS):
+            return per_object, aggregated
+        await asyncio.sleep(0.1)
+    raise AssertionError("the broker's totals did not hold still for three scrapes")
+
+
 async def test_aggregates_are_sums_of_objects(prom: Client, broker: BrokerHandle, unique: str) -> None:
     """/metrics gives, for each queue and channel family, the sum of /metrics/per-object's
     samples; the totals and global counters are the same in both."""
@@ -190,8 +207,7 @@ async def test_aggregates_are_sums_of_objects(prom: Client, broker: BrokerHandle
         consumer = connection.channel()
         got = consume(connection, consumer, unique)
         wait_until(connection, lambda: len(got) == 2)
-        per_object = await prom.get("/metrics/per-object")
-        aggregated = await prom.get("/metrics")
+        per_object, aggregated = await quiet_pair(prom)
     finally:
         connection.close()
     compared = 0
@@ -202,7 +218,7 @@ async def test_aggregates_are_sums_of_objects(prom: Client, broker: BrokerHandle
         elif name.startswith("rabbitmq_global_"):
             assert aggregated.labelled(name) == per_object.labelled(name), name
     assert compared == 30  # every queue and channel family
-    for name in ("rabbitmq_connections", "rabbitmq_channels", "rabbitmq_consumers", "rabbitmq_queues"):
+    for name in TOTALS:
         assert aggregated.value(name) == per_object.value(name), name
 
 
