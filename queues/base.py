@@ -104,6 +104,9 @@ class QueueType(ABC):
 
     #: Value of the ``x-queue-type`` argument that selects this type.
     type_name: ClassVar[str]
+    #: False for a queue this node cannot reach now (its home node is down: queues.remote);
+    #: the vhost then refuses to declare, bind, consume from, get from, purge or delete it.
+    home_reachable: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -1,37 +1,26 @@
-"""The classic queue: a FIFO of entries in memory, round-robin over consumers by priority.
+"""The classic queue: a FIFO of entries in memory, delivered round-robin to its consumers.
 
 Everything below reads the queue's effective ``settings`` (arguments + policies), never the
-arguments, so that ``apply_settings`` can change them at once.
+arguments, so that ``apply_settings`` can change them at once. Each concern beyond the FIFO is
+a small object the queue owns, in a module of its own:
 
-* Length limits (max-length, max-length-bytes) count ready messages only, as RabbitMQ's classic
-  queue does: unacked messages do not count. With overflow ``drop-head`` (the default) the
-  oldest ready messages are dropped (dead-lettered, reason ``maxlen``) once the queue is over a
-  limit; ``reject-publish`` refuses a publish that would take it over (a confirm-mode publisher
-  sees basic.nack); ``reject-publish-dlx`` refuses it and dead-letters it (``maxlen``).
-* Message TTL (message-ttl and the per-message ``expiration``, the lower wins) is fixed when
-  the message is enqueued. As in RabbitMQ, messages expire only at the head: an expired
-  message behind a live one stays (and counts) until it reaches the head, then it is dropped
-  or dead-lettered (``expired``) and never delivered. One timer per queue, for the head.
-* x-expires: the queue deletes itself (through ``on_unused``) after that long without
-  consumers, basic.get or redeclaration (``touch``).
-* x-max-priority: ready messages in a ``PriorityReady`` (highest first, FIFO within one).
-* x-single-active-consumer: ``_consumers`` holds only the active consumer; the others wait in
-  ``_waiting`` and the first (highest consumer priority, then registration order) takes over
-  when it goes.
+* length limits and overflow: ``queues.limits`` (``LengthLimits``);
+* message TTL, expired at the head, and x-expires (unused queue deletion): ``queues.expiry``
+  (``HeadTimer``, ``UnusedTimer`` on a ``Clock``);
+* x-max-priority: ``queues.priority`` (``PriorityReady``, the ready entries by priority);
+* consumers, round-robin by priority with credit, and x-single-active-consumer:
+  ``queues.consumers`` (``ConsumerRing``);
+* paging of the ready tail to the message store: ``queues.paging`` (``PagedTail``).
 
-A queue with none of these keeps a plain deque and pays one flag test per publish.
-
-Paging (a broker with a data directory): at most ``page_window`` ready entries are held in
-memory (the head); publishes beyond it, and every publish while paged entries exist (the
-tail), go to the message store only, so that order is kept. The tail is counted (count, body
-bytes), so message counts, length limits and stats stay exact; it is read back in batches as
-the head drains below half the window. A queue below its window pays one comparison per
-publish. Priority queues do not page.
+What stays here: publish, dispatch, get, settle and requeue over the ready entries, the hooks
+the message store calls (``attach_store``, ``reserve_seqs``, ``recover_*``, ``tail_loaded``,
+``store_qid``, ``delivered_mark``) and the counters of ``stats``. A queue with none of the
+above keeps a plain deque and pays one flag test per publish (``_special``), plus one
+comparison for paging (``_page_at``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from bisect import insort
@@ -43,6 +32,10 @@ from amqp_server.protocol.errors import INTERNAL_ERROR, PRECONDITION_FAILED, Cha
 from amqp_server.protocol.field_types import text
 from amqp_server.storage.message_store import is_persistent
 from queues.base import Consumer, QueueEntry, QueueType, Settlement
+from queues.consumers import ConsumerRing
+from queues.expiry import Clock, HeadTimer, UnusedTimer
+from queues.limits import LengthLimits
+from queues.paging import PagedTail
 from queues.priority import PriorityReady
 from queues.settings import QueueSettings
 
@@ -74,13 +67,10 @@ class ClassicQueue(QueueType):
         max_priority = self.settings.max_priority
         self._prio = bool(max_priority)
         self._ready: Any = PriorityReady(max_priority) if max_priority else deque()
-        self._consumers: deque[Consumer] = deque()  # with single active consumer: the active one
-        self._waiting: list[Consumer] = []  # single active consumer: registered, not active
-        self._sac = self.settings.single_active_consumer
+        self._consumers = ConsumerRing(self.settings.single_active_consumer)
         self._unacked = 0
         self._next_seq = 0  # also the count of accepted publishes
         self._had_consumer = False
-        self._mixed_priorities = False
         self._deleted = False
         self._ready_bytes = 0  # body bytes, as RabbitMQ's message_bytes_ready
         self._unacked_bytes = 0
@@ -90,10 +80,9 @@ class ClassicQueue(QueueType):
         self._got = 0
         self._redelivered = 0
         self._acked = 0
-        self._loop: asyncio.AbstractEventLoop | None = _running_loop()
-        self._ttl_timer: asyncio.TimerHandle | None = None
-        self._ttl_timer_at = 0.0
-        self._expires_timer: asyncio.TimerHandle | None = None
+        self._clock = Clock()
+        self._head_timer = HeadTimer(self._clock, self._ttl_fired)
+        self._unused_timer = UnusedTimer(self._clock, self._expired_unused)
         self._timed = False  # ready entries may carry an expiry: dispatch/get look at the head
         # Set by the vhost: deletes this queue (auto-delete after the last consumer, x-expires).
         self.on_unused: Callable[[QueueType], None] | None = None
@@ -103,17 +92,11 @@ class ClassicQueue(QueueType):
         self.store_qid = 0
         self.delivered_mark = -1  # highest stored seq handed out (see message_store)
         self._seq_base = 0  # recovered seqs do not count as publishes in stats()
-        # Paging: publishes go to disk once the head holds _page_at entries (0 while a tail
-        # exists, so that later publishes queue behind it); sys.maxsize: no paging.
-        self._pager: MessageStore | None = None
-        self.page_window = 0
+        # Paging: publishes go to the tail once the head holds _page_at entries. sys.maxsize:
+        # no paging; the window; 0 while a tail exists, so that later publishes queue behind
+        # it. ``not self._page_at`` is therefore this queue's test for "entries are paged out".
+        self._tail = PagedTail(self)
         self._page_at = sys.maxsize
-        self._tail_count = 0
-        self._tail_bytes = 0
-        self._tail_seq = 0  # the first paged entry not read back yet
-        self._tail_gen = 0  # bumped when the tail is dropped: an in-flight read is stale
-        self._loading = False
-        self._load_gen = 0  # _tail_gen when the read in flight was asked for
         self._configure()
         self._arm_expires()
 
@@ -121,13 +104,11 @@ class ClassicQueue(QueueType):
         """Precompute the flags the message path branches on from ``self.settings``."""
         settings = self.settings
         self._ttl = settings.message_ttl
-        self._max_length = settings.max_length
-        self._max_bytes = settings.max_length_bytes
-        self._limited = self._max_length is not None or self._max_bytes is not None
-        self._reject_publish = settings.overflow in ("reject-publish", "reject-publish-dlx")
-        self._reject_dlx = settings.overflow == "reject-publish-dlx"
+        limits = self._limits = LengthLimits(settings)
+        self._drops_head = limits.drop_head
+        self._rejects = limits.reject_publish
         self._expires = settings.expires
-        self._special = self._limited or self._ttl is not None
+        self._special = limits.limited or self._ttl is not None
         if self._ttl is not None:
             self._timed = True
 
@@ -140,7 +121,7 @@ class ClassicQueue(QueueType):
         self._configure()
         if self._expires != old_expires:
             self._arm_expires()
-        if self._limited and not self._reject_publish:
+        if self._drops_head:
             self._drop_head()
         if self._timed:
             self._expire()
@@ -171,7 +152,7 @@ class ClassicQueue(QueueType):
         self._next_seq = seq + 1
         entry = QueueEntry(message, seq, self)
         if not self._ready and self._consumers:
-            consumer = self._pick_consumer()
+            consumer = self._consumers.pick()
             if consumer is not None:
                 self._hand_to(consumer, entry)
                 return True
@@ -182,8 +163,8 @@ class ClassicQueue(QueueType):
     def _publish_special(self, message: Any) -> bool | Settlement:
         """publish for a queue with limits or TTL, or a message with an expiration."""
         size = len(message.body)
-        if self._limited and self._reject_publish and self._would_overflow(size):
-            if self._reject_dlx:
+        if self._rejects and self._would_overflow(size):
+            if self._limits.reject_dlx:
                 self._dead_letter([message], "maxlen")
             return False
         ttl = self._ttl
@@ -194,7 +175,7 @@ class ClassicQueue(QueueType):
         now = None
         expires = None
         if ttl is not None:
-            now = self._now()
+            now = self._clock.now()
             expires = now + ttl / 1000
             self._timed = True
         seq = self._next_seq
@@ -208,12 +189,13 @@ class ClassicQueue(QueueType):
         settled: bool | Settlement = True if store is None else store.settlement
         ready = self._ready
         if len(ready) >= self._page_at:
-            self._page_out(entry, store is not None)
-            if self._limited and not self._reject_publish:
+            self._page_at = 0  # everything after it queues behind it
+            self._tail.page_out(entry, store is not None)
+            if self._drops_head:
                 self._drop_head()
             return settled
         if not ready and self._consumers:
-            consumer = self._pick_consumer()
+            consumer = self._consumers.pick()
             if consumer is not None:
                 if store is not None and not consumer.no_ack:
                     store.add(entry)
@@ -225,7 +207,7 @@ class ClassicQueue(QueueType):
         self._ready_bytes += size
         if store is not None:
             store.add(entry)  # before overflow or expiry may take it out again
-        if self._limited and not self._reject_publish:
+        if self._drops_head:
             self._drop_head()
         if self._timed:
             self._expire(now)  # e.g. TTL 0 with no consumer ready: gone at once
@@ -233,24 +215,27 @@ class ClassicQueue(QueueType):
 
     def _would_overflow(self, size: int) -> bool:
         """reject-publish: would this message take the ready messages over a limit?"""
-        max_length = self._max_length
-        if max_length is not None and len(self._ready) + self._tail_count + 1 > max_length:
+        limits = self._limits
+        max_length = limits.max_length
+        if max_length is not None and len(self._ready) + self._tail.count + 1 > max_length:
             return True
-        max_bytes = self._max_bytes
-        return max_bytes is not None and self._ready_bytes + self._tail_bytes + size > max_bytes
+        max_bytes = limits.max_bytes
+        return max_bytes is not None and self._ready_bytes + self._tail.bytes + size > max_bytes
 
     def _drop_head(self) -> None:
         """drop-head: drop (dead-letter, ``maxlen``) the head while the queue is over a limit."""
         ready = self._ready
-        max_length = self._max_length
-        max_bytes = self._max_bytes
+        tail = self._tail
+        limits = self._limits
+        max_length = limits.max_length
+        max_bytes = limits.max_bytes
         dropped: list[Any] = []
         while (
-            (max_length is not None and len(ready) + self._tail_count > max_length)
-            or (max_bytes is not None and self._ready_bytes + self._tail_bytes > max_bytes)
+            (max_length is not None and len(ready) + tail.count > max_length)
+            or (max_bytes is not None and self._ready_bytes + tail.bytes > max_bytes)
         ):
             if not ready:
-                if not self._tail_count or not self._load_now():
+                if not tail.count or not self._load_now():
                     break
                 continue
             entry = ready.popleft()
@@ -259,8 +244,8 @@ class ClassicQueue(QueueType):
             message = entry.message
             self._ready_bytes -= len(message.body)
             dropped.append(message)
-        if self._tail_count:
-            self._check_refill()
+        if not self._page_at:
+            tail.check_refill(len(ready))
         if dropped:
             self._dead_letter(dropped, "maxlen")
 
@@ -270,23 +255,17 @@ class ClassicQueue(QueueType):
 
     # -- expiry --------------------------------------------------------------------------
 
-    def _now(self) -> float:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        return loop.time()
-
     def _expire(self, now: float | None = None) -> None:
         """Drop the expired entries at the head (dead-letter ``expired``), then set the timer
         for the new head's expiry."""
         ready = self._ready
         if not ready:
             self._timed = self._ttl is not None
-            if self._tail_count:
-                self._check_refill()
+            if not self._page_at:
+                self._tail.check_refill(0)  # the head is empty
             return
         if now is None:
-            now = self._now()
+            now = self._clock.now()
         dropped = []
         while ready:
             expires = ready[0].expires
@@ -295,11 +274,11 @@ class ClassicQueue(QueueType):
             dropped.append(ready.popleft())
         next_expiry = ready[0].expires if ready else None
         if next_expiry is not None:
-            self._arm_ttl_timer(next_expiry)
+            self._head_timer.arm(next_expiry)
         elif not ready:
             self._timed = self._ttl is not None
-        if self._tail_count:
-            self._check_refill()  # an expired head lets the tail's head expire next
+        if not self._page_at:
+            self._tail.check_refill(len(ready))  # an expired head lets the tail's head expire next
         if dropped:
             messages = [entry.message for entry in dropped]
             for entry in dropped:
@@ -308,17 +287,7 @@ class ClassicQueue(QueueType):
                     self._unstore(entry)
             self._dead_letter(messages, "expired")
 
-    def _arm_ttl_timer(self, when: float) -> None:
-        timer = self._ttl_timer
-        if timer is not None:
-            if self._ttl_timer_at <= when:
-                return  # fires first and sets the next one
-            timer.cancel()
-        self._ttl_timer_at = when
-        self._ttl_timer = self._loop.call_at(when, self._ttl_fired)  # type: ignore[union-attr]
-
     def _ttl_fired(self) -> None:
-        self._ttl_timer = None
         if not self._deleted:
             self._expire()
 
@@ -329,50 +298,17 @@ class ClassicQueue(QueueType):
 
     def _arm_expires(self) -> None:
         """(Re)start the x-expires countdown, which runs only while the queue has no consumers."""
-        timer = self._expires_timer
-        if timer is not None:
-            timer.cancel()
-            self._expires_timer = None
         expires = self._expires
-        if expires is None or self._deleted or self._consumers or self._waiting:
-            return
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = _running_loop()
-            if loop is None:
-                return
-        self._expires_timer = loop.call_later(expires / 1000, self._expired_unused)
+        if expires is None or self._deleted or self._consumers.total:
+            self._unused_timer.cancel()
+        else:
+            self._unused_timer.restart(expires)
 
     def _expired_unused(self) -> None:
-        self._expires_timer = None
-        if not self._deleted and not self._consumers and not self._waiting and self.on_unused is not None:
+        if not self._deleted and not self._consumers.total and self.on_unused is not None:
             self.on_unused(self)
 
     # -- consume path --------------------------------------------------------------------
-
-    def _pick_consumer(self) -> Consumer | None:
-        """The next consumer, round-robin among the highest-priority ones with credit."""
-        consumers = self._consumers
-        if len(consumers) == 1:
-            consumer = consumers[0]
-            return consumer if consumer.credit > 0 else None
-        if not self._mixed_priorities:
-            for _ in range(len(consumers)):
-                consumer = consumers[0]
-                consumers.rotate(-1)
-                if consumer.credit > 0:
-                    return consumer
-            return None
-        best: Consumer | None = None
-        best_index = 0
-        for index, consumer in enumerate(consumers):
-            if consumer.credit > 0 and (best is None or consumer.priority > best.priority):
-                best, best_index = consumer, index
-        if best is not None:
-            # Move the chosen consumer to the back: round-robin within its priority.
-            del consumers[best_index]
-            consumers.append(best)
-        return best
 
     def _hand_to(self, consumer: Consumer, entry: QueueEntry) -> None:
         consumer.credit -= 1
@@ -396,34 +332,34 @@ class ClassicQueue(QueueType):
             self._dispatch_timed()
             return
         ready = self._ready
-        while ready and self._consumers:
-            consumer = self._pick_consumer()
+        consumers = self._consumers
+        while ready and consumers:
+            consumer = consumers.pick()
             if consumer is None:
                 break
             entry = ready.popleft()
             self._ready_bytes -= len(entry.message.body)
             self._hand_to(consumer, entry)
-        if self._tail_count:
-            self._check_refill()
+        if not self._page_at:
+            self._tail.check_refill(len(ready))
 
     def _dispatch_timed(self) -> None:
         """dispatch when entries may expire: an expired head is dropped, never delivered."""
         ready = self._ready
         if not ready:
-            self._timed = self._ttl is not None
-            if self._tail_count:
-                self._check_refill()
+            self._expire()  # nothing to deliver; it sees to the flag and the tail
             return
-        now = self._now()
-        while ready and self._consumers:
-            expires = ready[0].expires
-            if expires is not None and expires <= now:
+        now = self._clock.now()
+        consumers = self._consumers
+        while ready and consumers:
+            entry = ready[0]
+            if entry.expires is not None and entry.expires <= now:
                 self._expire(now)
                 continue
-            consumer = self._pick_consumer()
+            consumer = consumers.pick()
             if consumer is None:
                 break
-            entry = ready.popleft()
+            ready.popleft()
             self._ready_bytes -= len(entry.message.body)
             self._hand_to(consumer, entry)
         self._expire(now)
@@ -434,7 +370,7 @@ class ClassicQueue(QueueType):
         ready = self._ready
         if self._timed:
             self._expire()
-        if not ready and self._tail_count:
+        if not ready and not self._page_at:
             self._load_now()
             if self._timed:
                 self._expire()
@@ -452,48 +388,29 @@ class ClassicQueue(QueueType):
             self._mark_delivered(entry.seq)
         if self._timed:
             self._expire()  # the new head, if expired, goes before get-ok reports the count
-        elif self._tail_count:
-            self._check_refill()
+        elif not self._page_at:
+            self._tail.check_refill(len(ready))
         return entry
 
     def add_consumer(self, consumer: Consumer) -> None:
         self._had_consumer = True
-        if self._expires_timer is not None:
-            self._expires_timer.cancel()
-            self._expires_timer = None
-        if self._sac and self._consumers:
-            self._waiting.append(consumer)
-            return
-        self._consumers.append(consumer)
-        self._mixed_priorities = len({c.priority for c in self._consumers}) > 1
-        self.dispatch()
+        self._unused_timer.cancel()
+        if self._consumers.register(consumer):
+            self.dispatch()
 
     def remove_consumer(self, consumer: Consumer) -> None:
-        if consumer in self._waiting:
-            self._waiting.remove(consumer)
-        else:
-            try:
-                self._consumers.remove(consumer)
-            except ValueError:
-                return
-            self._mixed_priorities = len({c.priority for c in self._consumers}) > 1
-            if self._sac and self._waiting:
-                self._activate_next()
-        if not self._consumers and not self._waiting:
+        consumers = self._consumers
+        if not consumers.unregister(consumer):
+            return
+        if consumers.promote():
+            # The new active consumer receives from the next loop turn, so that a closing
+            # channel's unacked messages, requeued right after, reach it first.
+            self._clock.loop().call_soon(self._dispatch_if_alive)
+        if not consumers.total:
             if self.auto_delete and self._had_consumer and self.on_unused:
                 self.on_unused(self)
             elif self._expires is not None:
                 self._arm_expires()
-
-    def _activate_next(self) -> None:
-        """Single active consumer: the highest-priority waiting consumer (the earliest
-        registered among equals) becomes active. It receives from the next loop turn, so that
-        a closing channel's unacked messages, requeued right after, reach it first."""
-        best = max(self._waiting, key=lambda c: c.priority)  # max keeps the first of equals
-        self._waiting.remove(best)
-        self._consumers.append(best)
-        self._now()  # makes sure the loop is known
-        self._loop.call_soon(self._dispatch_if_alive)  # type: ignore[union-attr]
 
     def _dispatch_if_alive(self) -> None:
         if not self._deleted:
@@ -501,12 +418,12 @@ class ClassicQueue(QueueType):
 
     @property
     def consumers(self) -> tuple[Consumer, ...]:
-        return (*self._consumers, *self._waiting)
+        return self._consumers.everyone()
 
     @property
     def active_consumer(self) -> Consumer | None:
         """Single active consumer: the one receiving (None on other queues)."""
-        return self._consumers[0] if self._sac and self._consumers else None
+        return self._consumers.active()
 
     # -- settlement ----------------------------------------------------------------------
 
@@ -558,11 +475,11 @@ class ClassicQueue(QueueType):
         self._ready_bytes += size
         if timed:
             self._timed = True
-        if self._limited and not self._reject_publish:
+        if self._drops_head:
             self._drop_head()  # as rabbit_amqqueue_process:requeue_and_run
         self.dispatch()  # drops expired heads too
 
-    # -- persistence ---------------------------------------------------------------------
+    # -- persistence and paging ------------------------------------------------------------
 
     def attach_store(self, store: MessageStore, qid: int) -> None:
         """Persistent messages published from now on are stored under queue id ``qid``."""
@@ -576,85 +493,68 @@ class ClassicQueue(QueueType):
             return
         if not self.store_qid:
             self.store_qid = store.transient_qid()
-        self._pager = store
-        self.page_window = window
-        self._page_at = window if not self._tail_count else 0
+        tail = self._tail
+        tail.enable(store, window)
+        self._page_at = window if not tail.count else 0
 
-    def _page_out(self, entry: QueueEntry, durable: bool) -> None:
-        """The entry goes to the tail on disk: only its size is kept here."""
-        if not self._tail_count:
-            self._tail_seq = entry.seq
-            self._page_at = 0  # everything after it queues behind it
-        self._tail_count += 1
-        self._tail_bytes += len(entry.message.body)
-        self._pager.page_out(entry, durable)  # type: ignore[union-attr]
-
-    def _check_refill(self) -> None:
-        """The head is below half the window: read the next batch of the tail in the background."""
-        if not self._loading and len(self._ready) <= self.page_window // 2:
-            self._loading = True
-            self._load_gen = self._tail_gen
-            self._pager.load_tail(self, self._tail_seq, max(1, self.page_window // 2))  # type: ignore[union-attr]
+    @property
+    def page_window(self) -> int:
+        """Ready entries held in memory at most; 0: the queue does not page."""
+        return self._tail.window
 
     def tail_loaded(self, rows: list[Any] | None) -> None:
         """A background read of the tail finished (rows as ``message_store.TAIL_SQL``)."""
-        self._loading = False
-        if self._deleted or rows is None:
+        entries = self._tail.loaded(None if self._deleted else rows)  # a deleted queue takes nothing
+        if entries is None:
             return
-        if self._load_gen == self._tail_gen and self._tail_count:
-            tail_seq = self._tail_seq
-            rows = [row for row in rows if row[0] >= tail_seq]  # a synchronous read took the rest
-            if rows:
-                self._take_tail(self._pager.entries_from_rows(self, rows))  # type: ignore[union-attr]
-        if self._tail_count:
-            self._check_refill()
+        if entries:
+            self._take_tail(entries)
+        if not self._page_at:
+            self._tail.check_refill(len(self._ready))
         self.dispatch()
         if self._timed:
             self._expire()
 
     def _load_now(self) -> bool:
         """The head is empty and an entry is needed now (basic.get, drop-head): read at once."""
-        entries = self._pager.load_tail_now(self, self._tail_seq, max(1, self.page_window // 2))  # type: ignore[union-attr]
+        entries = self._tail.load_now()
         if not entries:  # only if the tail was miscounted: forget it rather than loop
-            log.error("queue %s: %d paged messages not found", self.name, self._tail_count)
-            self._drop_tail()
+            log.error("queue %s: %d paged messages not found", self.name, self._tail.count)
+            self._drop_tail(rows=False)
             return False
         self._take_tail(entries)
         return True
 
     def _take_tail(self, entries: list[QueueEntry]) -> None:
         """Entries read back from the tail (in order) join the head."""
-        ready = self._ready
+        if not self._tail.take(entries, self._append_ready(entries)):
+            self._page_at = self._tail.window
+
+    def _drop_tail(self, rows: bool) -> int:
+        """The paged entries leave the queue (``rows``: their rows go with the next batch);
+        returns the seq they started from."""
+        self._page_at = self._tail.window
+        return self._tail.drop(rows)
+
+    def recover_tail(self, count: int, size: int, tail_seq: int) -> None:
+        """Recovery: ``count`` stored entries from ``tail_seq`` on stay on disk."""
+        self._tail.recover(count, size, tail_seq)
+        self._page_at = 0
+
+    def _append_ready(self, entries: list[QueueEntry]) -> int:
+        """Entries (in sequence order, after every ready one) become ready; returns their body bytes."""
+        append = self._ready.append
         size = 0
         timed = False
         for entry in entries:
-            ready.append(entry)
+            append(entry)
             size += len(entry.message.body)
             if entry.expires is not None:
                 timed = True
         self._ready_bytes += size
-        self._tail_bytes -= size
-        self._tail_count -= len(entries)
-        self._tail_seq = entries[-1].seq + 1
         if timed:
             self._timed = True
-        if not self._tail_count:
-            self._tail_bytes = 0
-            self._page_at = self.page_window
-
-    def recover_tail(self, count: int, size: int, tail_seq: int) -> None:
-        """Recovery: ``count`` stored entries from ``tail_seq`` on stay on disk."""
-        self._tail_count = count
-        self._tail_bytes = size
-        self._tail_seq = tail_seq
-        self._page_at = 0
-
-    def _drop_tail(self) -> None:
-        """purge/delete: the paged entries go (their rows with the next batch)."""
-        self._tail_gen += 1
-        self._tail_count = 0
-        self._tail_bytes = 0
-        self._page_at = self.page_window
+        return size
 
     def _unstore(self, entry: QueueEntry) -> None:
         """The entry left the queue for good: its row goes with the next batch."""
@@ -672,26 +572,16 @@ class ClassicQueue(QueueType):
 
     def recover_entries(self, entries: list[QueueEntry]) -> None:
         """Recovery: stored entries (in sequence order) become ready, before any new publish."""
-        ready = self._ready
-        append = ready.append
-        size = 0
-        timed = False
         mark = self.delivered_mark
         for entry in entries:
-            append(entry)
-            size += len(entry.message.body)
-            if entry.expires is not None:
-                timed = True
             if entry.redelivered and entry.seq > mark:
                 mark = entry.seq
         self.delivered_mark = mark
-        self._ready_bytes += size
-        if timed:
-            self._timed = True
+        self._append_ready(entries)
 
     def recovered(self) -> None:
         """Recovery done for every queue: apply length limits and expiry to what came back."""
-        if self._limited and not self._reject_publish:
+        if self._drops_head:
             self._drop_head()
         if self._timed:
             self._expire()
@@ -699,10 +589,9 @@ class ClassicQueue(QueueType):
     # -- management ----------------------------------------------------------------------
 
     def purge(self) -> int:
-        count = len(self._ready) + self._tail_count
-        if self._tail_count:
-            self._pager.drop_tail(self.store_qid, self._tail_seq)  # type: ignore[union-attr]
-            self._drop_tail()
+        count = len(self._ready) + self._tail.count
+        if not self._page_at:
+            self._drop_tail(rows=True)
         if self._store is not None:
             for entry in self._ready:
                 if entry.stored is not None:
@@ -714,17 +603,12 @@ class ClassicQueue(QueueType):
 
     def delete(self) -> int:
         self._deleted = True
-        for timer in (self._ttl_timer, self._expires_timer):
-            if timer is not None:
-                timer.cancel()
-        self._ttl_timer = self._expires_timer = None
-        count = len(self._ready) + self._tail_count
-        tail_from = self._tail_seq if self._tail_count else None
-        if tail_from is not None:
-            self._drop_tail()
+        self._head_timer.cancel()
+        self._unused_timer.cancel()
+        count = len(self._ready) + self._tail.count
         store = self._store
-        if store is None and tail_from is not None:
-            self._pager.drop_tail(self.store_qid, tail_from)  # type: ignore[union-attr]
+        # A durable queue's paged rows go with its other rows (queue_deleted), others' now.
+        tail_from = self._drop_tail(rows=store is None) if not self._page_at else None
         if store is not None:
             store.queue_deleted(self.store_qid, tail_from)  # its rows go at once; _unstore skips them
             for entry in self._ready:
@@ -732,20 +616,17 @@ class ClassicQueue(QueueType):
                     store.remove(entry, None)
         self._ready.clear()
         self._ready_bytes = 0
-        consumers = [*self._consumers, *self._waiting]
-        self._consumers.clear()
-        self._waiting.clear()
-        for consumer in consumers:
+        for consumer in self._consumers.release():
             consumer.cancelled_by_server()
         return count
 
     @property
     def message_count(self) -> int:
-        return len(self._ready) + self._tail_count
+        return len(self._ready) + self._tail.count
 
     @property
     def consumer_count(self) -> int:
-        return len(self._consumers) + len(self._waiting)
+        return self._consumers.total
 
     @property
     def unacked_count(self) -> int:
@@ -753,8 +634,9 @@ class ClassicQueue(QueueType):
 
     def stats(self) -> dict[str, Any]:
         """RabbitMQ's queue counters (names as its HTTP API): lengths, bytes, message totals."""
-        ready = len(self._ready) + self._tail_count
-        ready_bytes = self._ready_bytes + self._tail_bytes
+        tail = self._tail
+        ready = len(self._ready) + tail.count
+        ready_bytes = self._ready_bytes + tail.bytes
         delivered = self._delivered + self._delivered_no_ack
         stats: dict[str, Any] = {
             "messages": ready + self._unacked,
@@ -764,7 +646,7 @@ class ClassicQueue(QueueType):
             "message_bytes_ready": ready_bytes,
             "message_bytes_unacknowledged": self._unacked_bytes,
             "messages_ready_ram": len(self._ready),  # the rest of the ready ones are paged out
-            "messages_paged_out": self._tail_count,
+            "messages_paged_out": tail.count,
             "consumers": self.consumer_count,
             "publish": self._next_seq - self._seq_base,
             "deliver": self._delivered,
@@ -774,7 +656,7 @@ class ClassicQueue(QueueType):
             "redeliver": self._redelivered,
             "ack": self._acked,
         }
-        if self._sac:
+        if self._consumers.single_active:
             active = self.active_consumer
             stats["single_active_consumer_tag"] = active.tag if active is not None else None
         return stats
@@ -782,10 +664,3 @@ class ClassicQueue(QueueType):
 
 def _seq(entry: QueueEntry) -> int:
     return entry.seq
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -239,10 +239,15 @@ class Broker:
 
     def _queue_created(self, event: Event) -> None:
         queue = event.subject
-        if self.message_store is not None and hasattr(queue, "enable_paging"):
+        store = self.message_store
+        if store is None:
+            return
+        if queue.home_node != self.node_name:
+            store.keep(queue)  # its messages are its home node's
+        elif hasattr(queue, "enable_paging"):
             if queue.durable and queue.exclusive_owner is None:
-                self.message_store.attach(queue)
-            queue.enable_paging(self.message_store, self.config.queue_memory_window)
+                store.attach(queue)
+            queue.enable_paging(store, self.config.queue_memory_window)
 
     @staticmethod
     def _queue_deleted(event: Event) -> None:

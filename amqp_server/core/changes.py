@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from amqp_server.core.policy import Policy, effective_definition, select
@@ -22,6 +23,7 @@ from amqp_server.plugin_api import PluginContext
 from amqp_server.protocol.field_types import text
 from exchanges.base import EXCHANGE, QUEUE, Binding, Destination, ExchangeType
 from exchanges.missing import MissingExchangeType
+from queues.remote import RemoteQueue
 from queues.settings import QueueSettings
 
 if TYPE_CHECKING:
@@ -128,14 +130,17 @@ def _build_queue(vhost: VirtualHost, change: Change) -> QueueType:
     type_class = vhost.broker.queue_types.get(queue_type)
     if type_class is None:
         raise ValueError(f"queue type '{queue_type}' is not installed")
-    queue = type_class(
+    home_node = record.get("home_node", vhost.broker.node_name)
+    # The queue itself lives on its home node only; other nodes hold a proxy of it.
+    build = type_class if home_node == vhost.broker.node_name else partial(RemoteQueue, queue_type)
+    queue = build(
         vhost.name,
         change.name,
         durable=record.get("durable", False),
         exclusive_owner=record.get("exclusive_owner"),
         auto_delete=record.get("auto_delete", False),
         arguments=arguments,
-        home_node=record.get("home_node", vhost.broker.node_name),
+        home_node=home_node,
     )
     queue.on_unused = vhost._queue_unused
     queue.dead_letter = vhost._dead_letter
@@ -145,7 +150,7 @@ def _build_queue(vhost: VirtualHost, change: Change) -> QueueType:
 def _build_binding(vhost: VirtualHost, change: Change) -> Binding:
     binding = _binding_from_record(change.record)
     exchange = vhost.exchange_or_404(binding.source)
-    vhost._destination_or_404(binding.destination)
+    vhost._destination_or_404(binding.destination, reachable=False)  # a proxy's bindings route to it
     if exchange.router is None:
         raise ValueError("the default exchange takes no bindings")
     exchange.router.validate_binding(binding)

@@ -336,6 +336,8 @@ def _existing_queue(
     arguments: Mapping[str, Any],
 ) -> QueueType:  # fmt: skip
     """A declare of a queue that exists: RabbitMQ's exclusivity and equivalence checks."""
+    if not queue.home_reachable:
+        raise vhost.home_node_down(queue)
     check_exclusive(vhost, queue, exclusive_owner, strict=True)
     where = vhost._resource("queue", queue.name)
     _assert_fields_equivalent(
@@ -374,6 +376,8 @@ async def delete_queue(
     queue = vhost.queues.get(name)
     if queue is None:
         return 0
+    if not queue.home_reachable:
+        raise vhost.home_node_down(queue)
     if connection_id is not None:
         check_exclusive(vhost, queue, connection_id)
     # The queue process answers if-empty before if-unused (rabbit_amqqueue_process).

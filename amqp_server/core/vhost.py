@@ -83,16 +83,27 @@ class VirtualHost:
             raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{self.name}'")
         return exchange
 
-    def queue_or_404(self, name: str) -> QueueType:
+    def queue_or_404(self, name: str, *, reachable: bool = True) -> QueueType:
+        """The queue named ``name``; 404 when there is none, or (``reachable``, for a command
+        that uses the queue itself) when its home node cannot be reached."""
         queue = self.queues.get(name)
         if queue is None:
             raise ChannelError(NOT_FOUND, f"no queue '{name}' in vhost '{self.name}'")
+        if reachable and not queue.home_reachable:
+            raise self.home_node_down(queue)
         return queue
 
-    def _destination_or_404(self, destination: Destination) -> bool:
-        """Whether the destination is durable; 404 when it does not exist."""
+    def home_node_down(self, queue: QueueType) -> ChannelError:
+        """What RabbitMQ answers for a queue whose home node is down (rabbit_amqqueue:absent)."""
+        return ChannelError(
+            NOT_FOUND,
+            f"home node '{queue.home_node}' of durable {self._resource('queue', queue.name)} is down or inaccessible",
+        )
+
+    def _destination_or_404(self, destination: Destination, *, reachable: bool = True) -> bool:
+        """Whether the destination is durable; 404 when it does not exist (see queue_or_404)."""
         if destination.kind == QUEUE:
-            return self.queue_or_404(destination.name).durable
+            return self.queue_or_404(destination.name, reachable=reachable).durable
         return self.exchange_or_404(destination.name).durable
 
     def exclusive_queues(self, owner: object) -> list[str]:
