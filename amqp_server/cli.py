@@ -1,148 +1,94 @@
-"""``amqp-server``: command line and rabbitmq.conf-style configuration file."""
+"""``amqp-server``: the command line, over the environment, over the config file (the parsing
+of both is ``amqp_server.config``); then the node runs until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
-from dataclasses import fields
+from collections.abc import Mapping
 from typing import NoReturn
 
 from amqp_server.admin.definitions import DefinitionsError
 from amqp_server.admin.errors import AdminError
-from amqp_server.core.alarms import parse_float, parse_information_unit
+from amqp_server.config import (
+    LOG_LEVELS,
+    ConfigError,
+    apply_conf,
+    apply_environment,
+    config_file,
+    data_dir,
+    level_filter,
+    node_name,
+)
 from amqp_server.core.broker import BrokerConfig
 from amqp_server.metadata.sqlite import StoreError
-from amqp_server.server import StartError, serve
-
-# rabbitmq.conf keys understood in --config files, mapped to BrokerConfig fields.
-# ``listeners.tcp.<name> = [host:]port`` and ``loopback_users.<user> = true|false`` are
-# handled apart; handshake_timeout and consumer_timeout are in milliseconds, as in RabbitMQ.
-CONFIG_KEYS = {
-    "management.tcp.port": "management_port",
-    "management.tcp.ip": "management_host",
-    "collect_statistics_interval": "collect_statistics_interval",
-    "prometheus.tcp.port": "prometheus_port",
-    "prometheus.tcp.ip": "prometheus_host",
-    "prometheus.return_per_object_metrics": "prometheus_return_per_object_metrics",
-    "default_user": "default_user",
-    "default_pass": "default_pass",
-    "default_vhost": "default_vhost",
-    "heartbeat": "heartbeat",
-    "frame_max": "frame_max",
-    "channel_max": "channel_max",
-    "handshake_timeout": "handshake_timeout",
-    "consumer_timeout": "consumer_timeout_ms",
-    "cluster_name": "cluster_name",
-    "load_definitions": "load_definitions",
-    "queue_memory_window": "queue_memory_window",
-}
-# Resource alarm keys: sizes take RabbitMQ's units (1GB, 512MiB, 50mb, ...), fractions are
-# floats written with a decimal point. As in RabbitMQ, when both the relative and the absolute
-# form of one setting are given, the relative one wins.
-RESOURCE_KEYS = {
-    "vm_memory_high_watermark.relative": ("vm_memory_high_watermark", parse_float),
-    "vm_memory_high_watermark.absolute": ("vm_memory_high_watermark_absolute", parse_information_unit),
-    "disk_free_limit.relative": ("disk_free_limit_relative", parse_float),
-    "disk_free_limit.absolute": ("disk_free_limit", parse_information_unit),
-}
+from amqp_server.server import StartError, serve, setup_logging
 
 
 def read_config_file(path: str, config: BrokerConfig) -> None:
-    """Apply ``key = value`` lines (rabbitmq.conf syntax; ``#`` starts a comment).
-
-    An unknown key stops the broker from starting, as RabbitMQ's config schema does.
-    """
-    types = {f.name: f.type for f in fields(BrokerConfig)}
-    loopback = list(config.loopback_users)
-    relative: set[str] = set()
+    """Apply a rabbitmq.conf file to ``config``; anything wrong in it (an unknown key, a bad
+    value, a line that is not ``key = value``, an unreadable file) is SystemExit with one line."""
     try:
         with open(path, encoding="utf-8") as handle:
-            lines = handle.readlines()
+            text = handle.read()
     except OSError as exc:
         raise SystemExit(f"cannot read config file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise SystemExit(f"cannot read config file {path}: not UTF-8 text") from None
-    for number, line in enumerate(lines, 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        key, sep, value = (part.strip() for part in line.partition("="))
-        if not sep or not value:
-            raise SystemExit(f"{path}:{number}: expected 'key = value'")
-        try:
-            if key.startswith("listeners.tcp."):
-                host, _, port = value.rpartition(":")
-                config.port = int(port)
-                if host:
-                    config.host = host.strip("[]")
-            elif key.startswith("loopback_users."):
-                user = key.split(".", 1)[1]
-                if value not in ("true", "false"):
-                    raise ValueError(value)
-                if value == "true" and user not in loopback:
-                    loopback.append(user)
-                elif value == "false" and user in loopback:
-                    loopback.remove(user)
-            elif key == "loopback_users" and value == "none":
-                loopback = []
-            elif key in RESOURCE_KEYS:
-                name, parse = RESOURCE_KEYS[key]
-                setattr(config, name, parse(value))
-                if key.endswith(".relative"):
-                    relative.add(key.partition(".")[0])
-            elif key in CONFIG_KEYS:
-                name = CONFIG_KEYS[key]
-                kind = types[name]
-                if name == "handshake_timeout":
-                    setattr(config, name, int(value) / 1000)
-                elif kind in ("int", int):
-                    setattr(config, name, int(value))
-                elif kind in ("bool", bool):
-                    if value not in ("true", "false"):
-                        raise ValueError(value)
-                    setattr(config, name, value == "true")
-                else:
-                    setattr(config, name, value)
-            else:
-                raise SystemExit(f"{path}:{number}: unknown setting '{key}'")
-        except ValueError:
-            raise SystemExit(f"{path}:{number}: invalid value '{value}' for '{key}'") from None
-    config.loopback_users = loopback
-    if "vm_memory_high_watermark" in relative:  # (a relative disk limit already wins)
-        config.vm_memory_high_watermark_absolute = None
+    try:
+        apply_conf(text, config, path)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
-def parse_args(argv: list[str] | None = None) -> BrokerConfig:
+def parse_args(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> BrokerConfig:
+    """The node's settings: command-line options over environment variables (``env``, by
+    default ``os.environ``) over the config file over the defaults."""
+    env = os.environ if env is None else env
     parser = argparse.ArgumentParser(prog="amqp-server", description="AMQP 0-9-1 message broker")
-    parser.add_argument("--config", help="configuration file (rabbitmq.conf syntax)")
-    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    parser.add_argument("--port", type=int, help="AMQP port (default 5672)")
+    parser.add_argument(
+        "--config", help="configuration file, rabbitmq.conf syntax (default: $RABBITMQ_CONFIG_FILE)"
+    )
+    parser.add_argument("--host", help="address of AMQP listeners given without one (default 0.0.0.0)")
+    parser.add_argument(
+        "--port", type=int, help="AMQP port, replacing the config file's listeners (default 5672)"
+    )
     parser.add_argument("--management-port", type=int, help="management HTTP port (default 15672)")
     parser.add_argument("--prometheus-port", type=int, help="Prometheus metrics port (default 15692)")
-    parser.add_argument("--data-dir", help="directory for the message store (default ./data)")
+    parser.add_argument("--data-dir", help="directory for the node's data (default ./data)")
     parser.add_argument("--node-name", help="node name (default rabbit@localhost)")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    parser.add_argument(
+        "--log-level", help="debug, info, notice, warning, error, critical or none (default info)"
     )
+    args = parser.parse_args(argv)
     # A node started from the command line serves the HTTP API and the metrics.
     config = BrokerConfig(management=True, prometheus=True)
-    if args.config:
-        read_config_file(args.config, config)
-    for option, name in (
-        ("host", "host"),
-        ("port", "port"),
-        ("management_port", "management_port"),
-        ("prometheus_port", "prometheus_port"),
-        ("data_dir", "data_dir"),
-        ("node_name", "node_name"),
-    ):
-        value = getattr(args, option)
+    path = args.config or config_file(env)
+    if args.config or (path and os.path.exists(path)):  # RabbitMQ starts without a missing one
+        read_config_file(path, config)
+    try:
+        apply_environment(env, config)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    if args.port is not None:
+        config.listeners = None  # one listener, as RABBITMQ_NODE_PORT makes
+    if args.node_name is not None:
+        args.node_name = node_name(args.node_name)
+    for name in ("host", "port", "management_port", "prometheus_port", "node_name"):
+        value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
+    config.data_dir = args.data_dir or data_dir(env, config.node_name) or config.data_dir
+    if args.log_level is not None:
+        level = args.log_level.lower()
+        if level not in LOG_LEVELS:
+            raise SystemExit(
+                f"cannot start: unknown log level {args.log_level!r} (one of {', '.join(LOG_LEVELS)})"
+            )
+        config.log_console_level = config.log_file_level = level
     for what, port in (
         ("port", config.port), ("management port", config.management_port), ("prometheus port", config.prometheus_port)
     ):  # fmt: skip
@@ -154,6 +100,11 @@ def parse_args(argv: list[str] | None = None) -> BrokerConfig:
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     try:
+        setup_logging(config)
+    except StartError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    try:
         import uvloop  # optional: a faster event loop when installed
     except ImportError:
         run = asyncio.run
@@ -164,11 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(serve(config))
     except (StoreError, StartError, DefinitionsError) as exc:
-        fail(str(exc))
+        fail(str(exc), config)
     except AdminError as exc:  # a definitions file naming something that cannot be imported
-        fail(f"cannot import definitions file {config.load_definitions}: {exc}")
+        fail(f"cannot import definitions file {config.load_definitions}: {exc}", config)
 
 
-def fail(reason: str) -> NoReturn:
+def fail(reason: str, config: BrokerConfig) -> NoReturn:
     logging.getLogger("amqp_server").error("cannot start: %s", reason)
+    shown = config.log_console and config.log_console_stdio == "stderr"
+    if not (shown and level_filter(config.log_console_level)[1](logging.ERROR)):  # the line is not lost
+        print(f"cannot start: {reason}", file=sys.stderr)
     raise SystemExit(1)

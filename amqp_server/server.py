@@ -6,12 +6,16 @@ import asyncio
 import errno
 import gc
 import logging
+import os
 import signal
 import socket
+import sys
 from typing import TYPE_CHECKING
 
 from amqp_server.admin.definitions import load_file
 from amqp_server.admin.operations import Admin
+from amqp_server.config import level_filter, log_file_path
+from amqp_server.control import ControlServer
 from amqp_server.core.broker import Broker, BrokerConfig
 from amqp_server.metadata.sqlite import SqliteStore
 from amqp_server.storage.message_store import MessageStore
@@ -43,6 +47,43 @@ def _listen_error(host: str, port: int, exc: OSError) -> StartError:
     return StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(config: BrokerConfig) -> None:
+    """The log outputs of an ``amqp-server`` process, from the ``log_*`` settings: the console
+    (stderr, or stdout) and a file, each at its level. Raises ``StartError`` when the log file
+    cannot be opened. Embedded brokers (``Server``) leave logging to the embedding code."""
+    outputs: list[tuple[logging.Handler, str]] = []
+    if config.log_console:
+        stream = sys.stdout if config.log_console_stdio == "stdout" else sys.stderr
+        outputs.append((logging.StreamHandler(stream), config.log_console_level))
+    path = log_file_path(config)
+    if path is not None:
+        try:
+            if os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            outputs.append((logging.FileHandler(path, encoding="utf-8"), config.log_file_level))
+        except OSError as exc:  # RabbitMQ's words
+            reason = (exc.strerror or str(exc)).lower()
+            raise StartError(f"failed to open log file at '{path}', reason: {reason}") from exc
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    lowest = logging.CRITICAL + 10
+    for handler, spec in outputs:
+        level, takes = level_filter(spec)
+        lowest = min(lowest, level)
+        handler.addFilter(lambda record, takes=takes: takes(record.levelno))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    if not outputs:
+        root.addHandler(logging.NullHandler())  # not even logging's last-resort stderr output
+    root.setLevel(lowest)
+    # aiosqlite logs every statement at debug: the broker's debug log is about the broker.
+    logging.getLogger("aiosqlite").setLevel(max(lowest, logging.INFO))
+
+
 class Server:
     """A running broker node; ``start``/``stop`` for embedding (tests use this in-process)."""
 
@@ -55,14 +96,24 @@ class Server:
             SqliteStore(config.data_dir) if config.data_dir else None,
             MessageStore(config.data_dir) if config.data_dir else None,
         )
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []  # one per AMQP listener
+        self._stopped_listeners: list[tuple[str, int]] = []  # where start_app listens again
         self.management: ManagementServer | None = None
         self.prometheus: PrometheusServer | None = None
+        self.control: ControlServer | None = None
+        # Set by SIGTERM/SIGINT or amqp-ctl stop; ``serve`` waits for it.
+        self.stop_requested = asyncio.Event()
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        """The first AMQP listener's port (the one chosen when configured as 0)."""
+        return self.listeners[0][1]
+
+    @property
+    def listeners(self) -> list[tuple[str, int]]:
+        """The AMQP listeners' (address, port), in the order configured."""
+        assert self._servers
+        return [server.sockets[0].getsockname()[:2] for server in self._servers]
 
     @property
     def management_port(self) -> int:
@@ -84,26 +135,82 @@ class Server:
             if config.load_definitions:  # imported at every boot, as RabbitMQ does
                 await load_file(Admin(self.broker), config.load_definitions)
             self.broker.alarms.start()  # the first memory/disk check runs before any client connects
-            try:
-                self._server = await asyncio.get_running_loop().create_server(
-                    self._new_connection, config.host, config.port, reuse_address=True, backlog=1024
-                )
-            except OSError as exc:
-                raise _listen_error(config.host, config.port, exc) from exc
-            if config.management:
-                await self._start_management()
-            if config.prometheus:
-                await self._start_prometheus()
+            await self._listen(
+                [(host or config.host, port) for host, port in config.listeners]
+                if config.listeners is not None
+                else [(config.host, config.port)]
+            )
+            if config.data_dir:  # the control channel's secret and socket live in the data directory
+                await self._start_control(config.data_dir)
+            await self._start_http()
         except BaseException:
             # The alarm timer, the stores' threads and writer tasks and the directory lock would
             # otherwise outlive the failed start and keep the process from exiting.
             self.broker.alarms.stop()
-            if self._server is not None:
-                self._server.close()
+            for server in self._servers:
+                server.close()
+            await self._stop_control()
             await self._stop_http()
             await self._close_stores()
             raise
-        log.info("AMQP listener on %s:%s, node %s", config.host, self.port, self.broker.node_name)
+        for host, port in self.listeners:
+            log.info("AMQP listener on %s:%s, node %s", host, port, self.broker.node_name)
+
+    async def _listen(self, addresses: list[tuple[str, int]]) -> None:
+        loop = asyncio.get_running_loop()
+        for host, port in addresses:
+            try:
+                server = await loop.create_server(
+                    self._new_connection, host, port, reuse_address=True, backlog=1024
+                )
+            except OSError as exc:
+                raise _listen_error(host, port, exc) from exc
+            self._servers.append(server)
+
+    async def _start_http(self) -> None:
+        if self.broker.config.management:
+            await self._start_management()
+        if self.broker.config.prometheus:
+            await self._start_prometheus()
+
+    @property
+    def running(self) -> bool:
+        """Whether the AMQP service runs (``amqp-ctl stop_app`` stops it, ``start_app`` starts it)."""
+        return bool(self._servers)
+
+    async def stop_app(self) -> None:
+        """rabbitmqctl stop_app: stop listening and close every client connection (320) and the
+        HTTP listeners; the process, the stores and the control channel stay. The listening
+        addresses are kept, so that ``start_app`` listens where the node listened (ports chosen
+        when configured as 0 included)."""
+        self._stopped_listeners = self.listeners
+        await self._stop_http()
+        await self._stop_amqp()
+
+    async def start_app(self) -> None:
+        """rabbitmqctl start_app: listen again where the node listened before ``stop_app``."""
+        await self._listen(self._stopped_listeners)
+        try:
+            await self._start_http()
+        except BaseException:
+            await self._stop_amqp()
+            raise
+        for host, port in self.listeners:
+            log.info("AMQP listener on %s:%s, node %s", host, port, self.broker.node_name)
+
+    async def _start_control(self, data_dir: str) -> None:
+        try:  # the secret is read or made first: an unreadable one stops the start too
+            control = ControlServer(Admin(self.broker), data_dir, self.port, self.stop_requested.set, self)
+            await control.start()
+        except OSError as exc:
+            where = exc.filename or f"{data_dir}/control.sock"
+            raise StartError(f"cannot listen on the control socket ({where}): {exc.strerror or exc}") from exc
+        self.control = control
+
+    async def _stop_control(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
 
     async def _start_management(self) -> None:
         # Imported here: a broker without the HTTP API does not load aiohttp.
@@ -113,7 +220,7 @@ class Server:
         host = config.management_host or config.host
         management = ManagementServer(self.broker)
         try:
-            await management.start(host, config.management_port, (config.host, self.port))
+            await management.start(host, config.management_port, self.listeners[0])
         except OSError as exc:
             raise _listen_error(host, config.management_port, exc) from exc
         self.management = management
@@ -142,9 +249,15 @@ class Server:
         """Stop listening, then send every connection 320 CONNECTION_FORCED and close its
         socket without waiting for close-ok, as a stopping RabbitMQ node does."""
         self.broker.alarms.stop()
+        await self._stop_control()
         await self._stop_http()
-        if self._server is not None:
-            self._server.close()
+        await self._stop_amqp()
+        await self._close_stores()
+
+    async def _stop_amqp(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers = []
         for connection in list(self.broker.connections):
             connection.shutdown()
         loop = asyncio.get_running_loop()
@@ -154,7 +267,6 @@ class Server:
         for connection in list(self.broker.connections):
             if connection.transport is not None:
                 connection.transport.abort()
-        await self._close_stores()
 
     async def _stop_http(self) -> None:
         for listener in (self.management, self.prometheus):
@@ -171,6 +283,11 @@ class Server:
 
 async def serve(config: BrokerConfig) -> None:
     server = Server(config)
+    # Handled from the start: a SIGTERM while the node is still starting (its AMQP port may
+    # already accept clients) stops it cleanly once started, instead of killing it.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop_requested.set)
     await server.start()
     # What booting made (modules, recovered metadata and messages) lives as long as the node:
     # frozen, the cyclic collector never scans it again, which keeps its pauses short. A
@@ -178,10 +295,6 @@ async def serve(config: BrokerConfig) -> None:
     # allocates a few tracked objects): about 5% less CPU per message.
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 10, 10)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await server.stop_requested.wait()
     log.info("shutting down")
     await server.stop()

@@ -12,10 +12,11 @@ from typing import Any
 
 from amqp_server.admin.definitions import export_definitions, import_definitions, import_parameter
 from amqp_server.admin.errors import AdminError
-from amqp_server.core.access import SHA256, hash_password, validate_pattern
+from amqp_server.core.access import SHA256, check_password, hash_password, validate_pattern
 from amqp_server.core.broker import Broker
 from amqp_server.core.policy import PolicyError
 from amqp_server.core.policy import validate as validate_policy
+from amqp_server.core.topology import delete_queue
 from amqp_server.metadata.store import Change
 from amqp_server.protocol.rabbit_text import erlang_json
 
@@ -25,6 +26,9 @@ PARAMETER_COMPONENTS = ("policy", "operator_policy", "vhost-limits")
 # What a definitions document of one vhost holds.
 VHOST_SECTIONS = ("parameters", "policies", "queues", "exchanges", "bindings")
 USER_LIMITS = ("max-connections", "max-channels")
+# The queue counters rabbitmqctl list_queues shows, as the queue type's stats() names them.
+QUEUE_COUNTERS = ("messages", "messages_ready", "messages_unacknowledged", "consumers", "message_bytes",
+                  "message_bytes_ready", "message_bytes_unacknowledged", "messages_ready_ram")  # fmt: skip
 
 
 class Admin:
@@ -467,6 +471,133 @@ class Admin:
             ]
         return scoped
 
+    # -- live state (rabbitmqctl list_* and the operations on queues and connections) --------
+
+    def authenticate_user(self, name: str, password: str) -> bool:
+        """rabbitmqctl authenticate_user: the internal backend's password check."""
+        user = self.broker.users.get(name)
+        return (
+            user is not None
+            and bool(user.password_hash)
+            and check_password(password, user.password_hash, user.hashing_algorithm)
+        )
+
+    def list_queues(self, vhost: str) -> list[dict[str, Any]]:
+        """Every queue of the vhost with the info keys rabbitmqctl list_queues knows."""
+        return [_queue_info(queue) for queue in self._vhost(vhost).queues.values()]
+
+    def list_exchanges(self, vhost: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": exchange.name,
+                "type": exchange.type_name,
+                "durable": exchange.durable,
+                "auto_delete": exchange.auto_delete,
+                "internal": exchange.internal,
+                "arguments": dict(exchange.arguments),
+                "policy": getattr(exchange, "policy", None) or "",
+            }
+            for exchange in self._vhost(vhost).exchanges.values()
+        ]
+
+    def list_bindings(self, vhost: str) -> list[dict[str, Any]]:
+        """Bindings as rabbitmqctl list_bindings: the default exchange's implicit ones first."""
+        host = self._vhost(vhost)
+        implicit = [
+            {"source_name": "", "source_kind": "exchange", "destination_name": name,
+             "destination_kind": "queue", "routing_key": name, "arguments": {}}
+            for name in host.queues
+        ]  # fmt: skip
+        explicit = [
+            {"source_name": binding.source, "source_kind": "exchange",
+             "destination_name": binding.destination.name, "destination_kind": binding.destination.kind,
+             "routing_key": binding.routing_key, "arguments": dict(binding.arguments)}
+            for binding in host.bindings.values()
+        ]  # fmt: skip
+        return implicit + sorted(
+            explicit, key=lambda b: (b["source_name"], b["destination_name"], b["routing_key"])
+        )
+
+    def list_connections(self) -> list[dict[str, Any]]:
+        return [
+            {**{k: v for k, v in connection.stats().items() if k != "message_stats"}, "name": connection.name,
+             "peer_host": connection.peer[0], "peer_port": connection.peer[1] if len(connection.peer) > 1 else 0,
+             "host": connection.sockname[0], "port": connection.sockname[1] if len(connection.sockname) > 1 else 0}
+            for connection in self.broker.connections
+            if connection.open
+        ]  # fmt: skip
+
+    def list_channels(self) -> list[dict[str, Any]]:
+        return [
+            {**{k: v for k, v in channel.stats().items() if k != "message_stats"},
+             "name": channel.name, "connection": connection.name, "user": connection.username,
+             "vhost": connection.vhost.name if connection.vhost is not None else None}
+            for connection in self.broker.connections
+            for _, channel in sorted(connection.channels.items())
+        ]  # fmt: skip
+
+    def list_consumers(self, vhost: str) -> list[dict[str, Any]]:
+        return [
+            {"queue_name": consumer.queue.name, "channel_pid": channel.name, "consumer_tag": consumer.tag,
+             "ack_required": not consumer.no_ack, "prefetch_count": consumer.prefetch,
+             "arguments": dict(consumer.arguments), **_activity(consumer)}
+            for channel in self._channels_of(vhost)
+            for consumer in channel.consumers.values()
+        ]  # fmt: skip
+
+    def _channels_of(self, vhost: str) -> list[Any]:
+        return [
+            channel
+            for connection in self.broker.connections
+            if connection.vhost is not None and connection.vhost.name == vhost
+            for _, channel in sorted(connection.channels.items())
+        ]
+
+    def purge_queue(self, vhost: str, name: str) -> int:
+        queue = self._vhost(vhost).queues.get(name)
+        if queue is None:
+            raise AdminError("not_found")
+        return queue.purge()
+
+    async def delete_queue(
+        self, vhost: str, name: str, if_unused: bool = False, if_empty: bool = False
+    ) -> int:
+        """rabbitmqctl delete_queue: the ready messages it held."""
+        host = self._vhost(vhost)
+        if name not in host.queues:
+            raise AdminError("Queue not found")
+        return await delete_queue(host, name, if_unused, if_empty)
+
+    def close_connection(self, name: str, reason: str) -> None:
+        """rabbitmqctl close_connection: silently nothing when no connection has that name."""
+        for connection in list(self.broker.connections):
+            if connection.name == name:
+                connection.force_close(reason)
+
+    def close_all_connections(self, reason: str, vhost: str | None = None) -> int:
+        closing = [c for c in self.broker.connections if vhost is None or (c.vhost and c.vhost.name == vhost)]
+        for connection in closing:
+            connection.force_close(reason)
+        return len(closing)
+
+    async def reset(self) -> None:
+        """rabbitmqctl reset (with the application stopped): every vhost with what it holds,
+        every user and global parameter goes, and the node is as on a first start: the
+        default vhost, and the default user with its tags and permissions there."""
+        for vhost in list(self.broker.vhosts):
+            await self.delete_vhost(vhost)
+        for user in list(self.broker.users):
+            await self.delete_user(user)
+        for name in list(self.broker.global_parameters):
+            await self.clear_global_parameter(name)
+        config = self.broker.config
+        await self.add_vhost(config.default_vhost)
+        await self._put_user(config.default_user, hash_password(config.default_pass), list(config.default_user_tags))
+        permissions = config.default_permissions
+        await self.set_permissions(
+            config.default_user, config.default_vhost, permissions["configure"], permissions["write"], permissions["read"]
+        )
+
 
 def _limit_errors(name: str, keys: tuple[str, ...], limits: Any) -> list[str]:
     """rabbit_parameter_validation:proplist: unknown terms first, then the values, last key first."""
@@ -482,6 +613,37 @@ def _limit_errors(name: str, keys: tuple[str, ...], limits: Any) -> list[str]:
         if key in limits and (isinstance(value, bool) or not isinstance(value, int)):
             errors.append(f"{key} should be a number, actually was {erlang_json(value)}")
     return errors
+
+
+def _queue_info(queue: Any) -> dict[str, Any]:
+    """A queue's rabbitmqctl list_queues info keys. ``memory`` is the bytes of the message
+    bodies it holds (the broker does not account a queue's memory apart)."""
+    stats = queue.stats()
+    counters = {key: stats.get(key, 0) for key in QUEUE_COUNTERS}
+    unacked = counters["messages_unacknowledged"]
+    return {
+        "name": queue.name,
+        **counters,
+        "messages_unacknowledged_ram": unacked,
+        "messages_ram": counters["messages_ready_ram"] + unacked,
+        "memory": counters["message_bytes"],
+        "durable": queue.durable,
+        "auto_delete": queue.auto_delete,
+        "exclusive": queue.exclusive_owner is not None,
+        "arguments": dict(queue.arguments),
+        "policy": getattr(queue, "policy", None) or "",
+        "type": queue.type_name,
+        "state": "running",
+    }
+
+
+def _activity(consumer: Any) -> dict[str, Any]:
+    """A consumer's ``active`` and ``activity_status``: with single active consumer only one is."""
+    queue = consumer.queue
+    single_active = getattr(queue.settings, "single_active_consumer", False)
+    active = not single_active or getattr(queue, "active_consumer", None) is consumer
+    status = ("single_active" if active else "waiting") if single_active else "up"
+    return {"active": active, "activity_status": status}
 
 
 def _name(item: Any) -> str:

@@ -32,8 +32,11 @@ VHOST_KINDS = frozenset(("exchange", "queue", "binding", "policy", "operator_pol
 class BrokerConfig:
     """Settings, named after their rabbitmq.conf keys where RabbitMQ has one."""
 
-    host: str = "0.0.0.0"
-    port: int = 5672
+    host: str = "0.0.0.0"  # the address of AMQP listeners given without one
+    port: int = 5672  # the AMQP port (with ``listeners``, the first listener's)
+    # AMQP listeners as (address, port), rabbitmq.conf ``listeners.tcp.*``; an empty address is
+    # ``host``. None: one listener, on host:port.
+    listeners: list[tuple[str, int]] | None = None
     # The management plugin (RabbitMQ's HTTP API, package management_ui): the command line turns
     # it on; embedding code (tests) opts in. Port 0 takes a free port (Server.management_port);
     # an empty host listens where AMQP does.
@@ -54,10 +57,16 @@ class BrokerConfig:
     default_user: str = "guest"
     default_pass: str = "guest"
     default_vhost: str = "/"
+    # The default user's tags and permissions on the default vhost, made on a first start.
+    default_user_tags: list[str] = field(default_factory=lambda: ["administrator"])
+    default_permissions: dict[str, str] = field(
+        default_factory=lambda: {"configure": ".*", "write": ".*", "read": ".*"}
+    )
     loopback_users: list[str] = field(default_factory=lambda: ["guest"])
     channel_max: int = 2047
     frame_max: int = 131072
     heartbeat: int = 60
+    max_message_size: int = 134_217_728  # bytes (RabbitMQ's default, 128 MiB)
     handshake_timeout: float = 10.0
     # RabbitMQ's SILENT_CLOSE_DELAY: a client failing the handshake waits this long for EOF.
     silent_close_delay: float = 3.0
@@ -74,6 +83,16 @@ class BrokerConfig:
     # Bounded memory: ready messages a queue holds in memory; beyond it they are paged out to
     # the message store (with a data directory; 0: never page). Not a RabbitMQ key.
     queue_memory_window: int = 10_000
+    # Logging of an ``amqp-server`` process (rabbitmq.conf ``log.*``; embedding code logs as it
+    # likes): levels are RabbitMQ's (debug, info, notice, warning, error, critical, none).
+    log_console: bool = True
+    log_console_level: str = "info"
+    log_console_stdio: str = "stderr"  # RabbitMQ's default is stdout
+    log_dir: str = ""  # log.dir / RABBITMQ_LOG_BASE
+    # A file name (under log_dir unless absolute); "": none; None: <log_dir>/<node>.log when
+    # log_dir is set, else none.
+    log_file: str | None = None
+    log_file_level: str = "info"
 
 
 class Broker:
@@ -147,10 +166,21 @@ class Broker:
                     "put",
                     None,
                     config.default_user,
-                    {"password_hash": hash_password(config.default_pass), "tags": ["administrator"]},
+                    {
+                        "password_hash": hash_password(config.default_pass),
+                        "tags": list(config.default_user_tags),
+                    },
                 )
             )
-            await self.change(Change("permission", "put", config.default_vhost, config.default_user, {}))
+            await self.change(
+                Change(
+                    "permission",
+                    "put",
+                    config.default_vhost,
+                    config.default_user,
+                    dict(config.default_permissions),
+                )
+            )
 
     async def change(self, change: Change) -> bool:
         """Commit a metadata change to the store, then apply it here. Whatever can fail in
