@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 from pamqp.header import ContentHeader
 
+from amqp_server.core.events import Event
 from amqp_server.core.message import Message
 from amqp_server.protocol.errors import (
     ACCESS_REFUSED,
@@ -41,7 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCESS_REFUSED", "EXCHANGE", "NOT_FOUND", "PRECONDITION_FAILED", "QUEUE", "Binding", "ChannelError",
-    "ConnectionError", "Consumer", "Destination", "ExchangeType", "Message", "PluginContext", "QueueEntry",
+    "ConnectionError", "Consumer", "Destination", "Event", "ExchangeType", "Message", "NodeContext", "Plugin",
+    "PluginContext", "QueueEntry",
     "QueueSettings", "QueueType", "RoutableMessage", "amqp_type_name", "erlang_repr", "new_message",
 ]  # fmt: skip
 
@@ -88,3 +91,101 @@ class PluginContext:
         """Route ``message`` through ``exchange`` of this vhost, as a publish would; returns how
         many queues took it (0 also when the exchange does not exist)."""
         return self.deliver((Destination(EXCHANGE, exchange),), message)
+
+
+#: A plugin's start or stop hook: called with the node's context; may be a coroutine function.
+Hook = Callable[["NodeContext"], Awaitable[None] | None]
+#: A policy key's validator: the error text RabbitMQ would give for ``value``, or None when valid.
+PolicyKeyValidator = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """What a plugin package exposes under the ``amqp_server.plugins`` entry-point group: one
+    ``Plugin`` value, named as RabbitMQ names the plugin (``rabbitmq_delayed_message_exchange``)
+    so that operators enable it with the name they know (``amqp-plugins enable NAME``).
+
+    Enabled (at boot from the ``enabled_plugins`` file, or at once by ``amqp-plugins``), the
+    broker enables its ``dependencies`` first, registers its exchange and queue types and policy
+    keys, then calls ``start``; disabled, it calls ``stop`` and unregisters them (exchanges of a
+    type that is gone stay as placeholders that refuse publishes, as RabbitMQ's do)."""
+
+    name: str
+    description: str = ""
+    #: The plugin's own version ("" for a bundled plugin: the broker's).
+    version: str = ""
+    #: Plugins enabled before this one (and disabled after it).
+    dependencies: tuple[str, ...] = ()
+    #: Broker versions the plugin works with, as PEP 440 specifiers (``">=0.1,<2"``); "" is any.
+    broker_version_requirement: str = ""
+    exchange_types: tuple[type[ExchangeType], ...] = ()
+    queue_types: tuple[type[QueueType], ...] = ()
+    #: Policy definition keys the plugin gives meaning to, with their validators.
+    policy_keys: Mapping[str, PolicyKeyValidator] = field(default_factory=dict)
+    start: Hook | None = None
+    stop: Hook | None = None
+
+
+class NodeContext:
+    """A plugin's handle on the whole node (``Plugin.start``/``stop`` get it): subscribe to
+    events, act in a vhost, set timers, keep files. One per enabled plugin; what it subscribed
+    and scheduled is undone when the plugin is disabled."""
+
+    def __init__(self, broker: Broker, plugin: str, data_dir: str | None) -> None:
+        self._broker = broker
+        self.plugin = plugin
+        #: The plugin's own directory (``<data dir>/plugins/<name>``, made on first use by the
+        #: plugin), or None for a node without a data directory: keep state in memory then.
+        self.data_dir = data_dir
+        self.log = logging.getLogger(f"plugin.{plugin}")
+        self._undo: list[Callable[[], None]] = []
+
+    @property
+    def node_name(self) -> str:
+        return self._broker.node_name
+
+    def subscribe(self, callback: Callable[[Event], None], *names: str) -> None:
+        """Call ``callback`` for the events ``names`` (RabbitMQ's names; every event when none
+        is named), until the plugin is disabled."""
+        self._undo.append(self._broker.events.subscribe(callback, *names))
+
+    def vhost(self, name: str) -> PluginContext:
+        """A context to publish and deliver in vhost ``name``."""
+        return PluginContext(self._broker, name, self.plugin)
+
+    def vhosts(self) -> list[str]:
+        return list(self._broker.vhosts)
+
+    def parameters(self, component: str) -> dict[tuple[str, str], Any]:
+        """The runtime parameters of ``component`` (``shovel``, ``federation-upstream``) by
+        (vhost, name); ``parameter.set`` and ``parameter.cleared`` events tell of changes."""
+        return {
+            (vhost, name): value
+            for (vhost, of, name), value in self._broker.parameters.items()
+            if of == component
+        }
+
+    def call_later(self, delay: float, callback: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
+        """As ``PluginContext.call_later``; pending timers are cancelled when the plugin is disabled."""
+
+        def run() -> None:
+            try:
+                callback(*args)
+            except Exception:  # noqa: BLE001 - a plugin's bug must not reach the event loop
+                self.log.exception("timer callback failed")
+
+        handle = asyncio.get_running_loop().call_later(delay, run)
+        self._undo.append(handle.cancel)
+        return handle
+
+    def on_disable(self, undo: Callable[[], None]) -> None:
+        """Run ``undo`` when the plugin is disabled (after its ``stop`` hook)."""
+        self._undo.append(undo)
+
+    def close(self) -> None:
+        """Undo what the plugin subscribed and scheduled, last first (the broker calls this)."""
+        while self._undo:
+            try:
+                self._undo.pop()()
+            except Exception:  # noqa: BLE001
+                self.log.exception("undoing a plugin's registration failed")
