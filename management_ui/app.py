@@ -59,7 +59,15 @@ def make_app(state: State) -> web.Application:
 
         app.router.add_get("/", root)
         app.router.add_static("/", STATIC)
+        app.on_response_prepare.append(_revalidate)
     return app
+
+
+async def _revalidate(request: web.Request, response: web.StreamResponse) -> None:
+    """The dashboard's files are asked for again on each load (304 when unchanged, by their
+    Last-Modified), so that a browser never mixes cached modules of an older broker with new ones."""
+    if not request.path.startswith("/api/") and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-cache"
 
 
 class ManagementServer:
