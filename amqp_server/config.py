@@ -21,7 +21,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from amqp_server.channel.assembler import MAX_MESSAGE_SIZE as ENFORCED_MESSAGE_SIZE
 from amqp_server.control import DATA_DIR_ENV
 from amqp_server.core.alarms import parse_float, parse_information_unit
 from amqp_server.core.broker import BrokerConfig
@@ -159,17 +158,6 @@ def listener(value: str) -> tuple[str, int]:
     return host, number
 
 
-def message_size(value: str) -> int:
-    """``max_message_size``: RabbitMQ takes 1 to 512 MiB. The channel enforces its own constant
-    (128 MiB, RabbitMQ's default) and does not read this setting yet, so only that is taken."""
-    size = ranged(1, MAX_MESSAGE_SIZE_LIMIT)(value)
-    if size != ENFORCED_MESSAGE_SIZE:
-        raise Invalid(
-            f"{size} is not supported: this broker's limit is fixed at {ENFORCED_MESSAGE_SIZE} bytes"
-        )
-    return size
-
-
 def permission_pattern(value: str) -> str:
     try:
         re.compile(value)
@@ -195,7 +183,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "heartbeat": ("heartbeat", ranged(0, 65535)),
     "frame_max": ("frame_max", bytesize),
     "channel_max": ("channel_max", ranged(0, 65535)),
-    "max_message_size": ("max_message_size", message_size),
+    "max_message_size": ("max_message_size", ranged(1, MAX_MESSAGE_SIZE_LIMIT)),
     "handshake_timeout": ("handshake_timeout", milliseconds_or_infinity),
     "consumer_timeout": ("consumer_timeout_ms", positive),
     "cluster_name": ("cluster_name", string),

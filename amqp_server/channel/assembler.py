@@ -15,7 +15,6 @@ from typing import Any
 from amqp_server.protocol.errors import UNEXPECTED_FRAME, ConnectionError
 from amqp_server.protocol.frame_codec import CONTENT_HEADER_FIXED, decode_content_header
 
-MAX_MESSAGE_SIZE = 134_217_728  # RabbitMQ's default max_message_size
 
 
 class _Discard(list):
@@ -44,13 +43,15 @@ class ContentAssembler:
     or not kept at all). Any other frame while content is due is ``expected()``.
     """
 
-    __slots__ = ("method", "index", "keep", "_header", "_body", "_remaining")
+    __slots__ = ("method", "index", "keep", "max_size", "_header", "_body", "_remaining")
 
-    def __init__(self, method: Any, index: int, keep: bool = True) -> None:
+    def __init__(self, method: Any, index: int, keep: bool = True, max_size: int = 0) -> None:
         """``index`` is the method's ``class_id << 16 | method_id``. ``keep`` False: only count
         the content (a channel that is not open refuses the command anyway, and RabbitMQ's
-        assembler reads no properties), so neither the body nor the properties are looked at."""
+        assembler reads no properties), so neither the body nor the properties are looked at.
+        A body larger than ``max_size`` (the node's max_message_size) is not kept either."""
         self.method = method
+        self.max_size = max_size
         self.index = index
         self.keep = keep
         self._header = b""  # empty until the content header came
@@ -88,7 +89,7 @@ class ContentAssembler:
             )
         self._header = payload
         self._remaining = body_size
-        if body_size > MAX_MESSAGE_SIZE:
+        if body_size > self.max_size:
             self._body = _DISCARD  # RabbitMQ refuses it once it has all arrived; keep none of it
         elif body_size == 0:
             return self.method, payload, b""

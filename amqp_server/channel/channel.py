@@ -25,7 +25,7 @@ from pamqp import commands
 from pamqp.base import Frame as PamqpMethod
 
 from amqp_server.channel import confirms, deliveries, direct_reply_to, entities, transactions
-from amqp_server.channel.assembler import MAX_MESSAGE_SIZE, ContentAssembler, method_expected
+from amqp_server.channel.assembler import ContentAssembler, method_expected
 from amqp_server.channel.confirms import ConfirmTracker
 from amqp_server.channel.consumer_timeout import ConsumerTimeout
 from amqp_server.channel.deliveries import (
@@ -123,6 +123,7 @@ class Channel:
         self.emit_confirms = tracker.emit  # what Connection._flush calls
         self.tx: Transaction | None = None  # the transaction, once tx.select is seen
         self._content: ContentAssembler | None = None  # a publish whose content is due, frame by frame
+        self.max_message_size = connection.broker.config.max_message_size
         self._backlog: deque[Command] | None = None  # commands held while a metadata method runs
         self.task: asyncio.Task[None] | None = None  # the running metadata method, if any
         self._permissions = access.PermissionCache()  # checks passed, as RabbitMQ's permission_cache
@@ -166,7 +167,7 @@ class Channel:
             mid = method_id(payload)
             if mid == BASIC_PUBLISH:
                 # Its content follows: the command is not complete yet.
-                self._content = ContentAssembler(decode_publish(payload), BASIC_PUBLISH)
+                self._content = ContentAssembler(decode_publish(payload), BASIC_PUBLISH, max_size=self.max_message_size)
                 return
             if mid == BASIC_ACK and len(payload) == 13 and not self.tx and self._backlog is None:
                 # A single basic.ack of a known tag, the common case, settled straight away (a
@@ -295,7 +296,7 @@ class Channel:
         if publish.immediate or len(header) < 14:
             return False
         class_id, weight, body_size = CONTENT_HEADER_FIXED.unpack_from(header)
-        if class_id != BASIC_CLASS or weight or not body_size or body_size != len(body) or body_size > MAX_MESSAGE_SIZE:
+        if class_id != BASIC_CLASS or weight or not body_size or body_size != len(body) or body_size > self.max_message_size:
             return False
         self._publish_message(publish, header, body)
         return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from amqp_server.channel import direct_reply_to
-from amqp_server.channel.assembler import MAX_MESSAGE_SIZE
 from amqp_server.protocol.errors import NOT_IMPLEMENTED, PRECONDITION_FAILED, ChannelError, ConnectionError
 from amqp_server.protocol.frame_codec import Publish, decode_content_header
 
@@ -27,7 +26,7 @@ def run_publish(channel: Channel, publish: Publish, header: bytes, body: bytes |
     if body is None:
         size = decode_content_header(header)[1]
         raise ChannelError(
-            PRECONDITION_FAILED, f"message size {size} is larger than configured max size {MAX_MESSAGE_SIZE}", (60, 40)
+            PRECONDITION_FAILED, f"message size {size} is larger than configured max size {channel.max_message_size}", (60, 40)
         )
     channel._publish_message(publish, header, body)
 

@@ -275,3 +275,21 @@ def test_sigterm_as_soon_as_the_port_listens_is_a_clean_stop(nodes, tmp_path):
     code, err = node.stop(signal.SIGTERM)
     assert code == 0, err
     assert "shutting down" in err
+
+
+def test_max_message_size_from_the_config_file(nodes, tmp_path):
+    """A body over max_message_size is refused with RabbitMQ's 406, whether it came in one body
+    frame or in several (pika's frame_max of 4096 splits a 5,000-byte body); one at the limit passes."""
+    port = free_port()
+    node = _node(nodes, tmp_path, f"listeners.tcp.default = 127.0.0.1:{port}\nmax_message_size = 1000\n", port)
+    for frame_max, size in ((131072, 1001), (4096, 5000)):
+        connection = node.connect(frame_max=frame_max)
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish("", "nowhere", b"x" * 1000)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            channel.basic_publish("", "nowhere", b"x" * size)
+        assert refused.value.args == (
+            406, f"PRECONDITION_FAILED - message size {size} is larger than configured max size 1000"
+        )
+        connection.close()
