@@ -16,7 +16,6 @@ from amqp_server.protocol.errors import UNEXPECTED_FRAME, ConnectionError
 from amqp_server.protocol.frame_codec import CONTENT_HEADER_FIXED, decode_content_header
 
 
-
 class _Discard(list):
     """Where the body of a message over the size limit goes: nowhere."""
 
