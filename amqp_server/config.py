@@ -24,6 +24,8 @@ from typing import Any
 from amqp_server.control import DATA_DIR_ENV
 from amqp_server.core.alarms import parse_float, parse_information_unit
 from amqp_server.core.broker import BrokerConfig
+from amqp_server.tls import TLS_VERSIONS
+from amqp_server.transport.sasl import MECHANISM_NAMES
 
 #: RabbitMQ's log levels, lowest first, as Python logging levels (RabbitMQ's ``notice`` sits
 #: between info and warning; ``alert`` and ``emergency`` are critical here; ``none`` logs nothing).
@@ -201,6 +203,17 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "queue_memory_window": ("queue_memory_window", ranged(0, 2**31)),  # not a RabbitMQ key
     # Keys whose value is a list assembled from several lines (see apply_conf):
     "listeners.tcp": ("listeners", enum("none")),
+    "listeners.ssl": ("ssl_listeners", enum("none")),
+    "ssl_options.cacertfile": ("cacertfile", string),
+    "ssl_options.certfile": ("certfile", string),
+    "ssl_options.keyfile": ("keyfile", string),
+    "ssl_options.password": ("password", string),
+    "ssl_options.verify": ("verify", enum("verify_peer", "verify_none")),
+    "ssl_options.fail_if_no_peer_cert": ("fail_if_no_peer_cert", boolean),
+    "ssl_options.depth": ("depth", ranged(0, 255)),
+    "ssl_options.honor_cipher_order": ("honor_cipher_order", boolean),
+    "ssl_handshake_timeout": ("ssl_handshake_timeout", milliseconds_or_infinity),
+    "ssl_cert_login_from": ("ssl_cert_login_from", enum("common_name", "distinguished_name")),
     "loopback_users": ("loopback_users", enum("none")),
     "default_permissions.configure": ("default_permissions", permission_pattern),
     "default_permissions.write": ("default_permissions", permission_pattern),
@@ -210,6 +223,10 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
 #: ``listeners.tcp.2``, ``loopback_users.guest``, ``default_user_tags.monitoring``).
 PATTERNS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "listeners.tcp.$name": ("listeners", listener),
+    "listeners.ssl.$name": ("ssl_listeners", listener),
+    "ssl_options.versions.$n": ("versions", enum(*TLS_VERSIONS)),
+    "ssl_options.ciphers.$n": ("ciphers", string),
+    "auth_mechanisms.$n": ("auth_mechanisms", enum(*MECHANISM_NAMES)),
     "loopback_users.$user": ("loopback_users", boolean),
     "default_user_tags.$tag": ("default_user_tags", boolean),
 }
@@ -258,6 +275,7 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
     tags: list[str] | None = None
     permissions = dict(config.default_permissions)
     relative: set[str] = set()
+    mechanisms: list[str] | None = None
     for number, key, value in parse_conf(text, source):
         entry = schema_key(key)
         if entry is None:
@@ -281,6 +299,17 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
             raise ConfigError(f"{source}, line {number}: {reason}")
         elif entry == "listeners.tcp.$name":
             listeners.append(parsed)
+        elif entry == "listeners.ssl":
+            config.ssl_listeners = []
+        elif entry == "listeners.ssl.$name":
+            config.ssl_listeners.append(parsed)
+        elif entry.startswith("ssl_options.") and entry.endswith(".$n"):
+            getattr(config.ssl_options, name).append(parsed)
+        elif entry.startswith("ssl_options."):
+            setattr(config.ssl_options, name, parsed)
+        elif entry == "auth_mechanisms.$n":
+            mechanisms = [] if mechanisms is None else mechanisms
+            mechanisms.append(parsed)
         elif entry == "loopback_users":
             loopback = []
         elif entry == "loopback_users.$user":
@@ -298,6 +327,8 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
         config.port = listeners[0][1]
     if loopback is not None:
         config.loopback_users = loopback
+    if mechanisms is not None:
+        config.auth_mechanisms = mechanisms
     if tags is not None:
         config.default_user_tags = tags
     config.default_permissions = permissions

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from amqp_server.control import ControlServer
 from amqp_server.core.broker import Broker, BrokerConfig
 from amqp_server.metadata.sqlite import SqliteStore
 from amqp_server.storage.message_store import MessageStore
+from amqp_server.tls import TlsError, load_files, server_context
 from amqp_server.transport.connection import Connection
 
 if TYPE_CHECKING:
@@ -97,7 +99,11 @@ class Server:
             MessageStore(config.data_dir) if config.data_dir else None,
         )
         self._servers: list[asyncio.Server] = []  # one per AMQP listener
-        self._stopped_listeners: list[tuple[str, int]] = []  # where start_app listens again
+        self._tls_servers: list[asyncio.Server] = []  # one per AMQPS listener
+        # Made at start; ``reload_tls`` loads new certificate files into it.
+        self.tls_context: ssl.SSLContext | None = None
+        # Where start_app listens again: (AMQP, AMQPS) addresses.
+        self._stopped_listeners: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
         self.management: ManagementServer | None = None
         self.prometheus: PrometheusServer | None = None
         self.control: ControlServer | None = None
@@ -114,6 +120,11 @@ class Server:
         """The AMQP listeners' (address, port), in the order configured."""
         assert self._servers
         return [server.sockets[0].getsockname()[:2] for server in self._servers]
+
+    @property
+    def tls_listeners(self) -> list[tuple[str, int]]:
+        """The AMQPS listeners' (address, port), in the order configured."""
+        return [server.sockets[0].getsockname()[:2] for server in self._tls_servers]
 
     @property
     def management_port(self) -> int:
@@ -140,6 +151,12 @@ class Server:
                 if config.listeners is not None
                 else [(config.host, config.port)]
             )
+            if config.ssl_listeners:
+                try:
+                    self.tls_context = server_context(config.ssl_options)
+                except TlsError as exc:
+                    raise StartError(str(exc)) from exc
+                await self._listen([(host or config.host, port) for host, port in config.ssl_listeners], tls=True)
             if config.data_dir:  # the control channel's secret and socket live in the data directory
                 await self._start_control(config.data_dir)
             await self._start_http()
@@ -147,25 +164,50 @@ class Server:
             # The alarm timer, the stores' threads and writer tasks and the directory lock would
             # otherwise outlive the failed start and keep the process from exiting.
             self.broker.alarms.stop()
-            for server in self._servers:
+            for server in (*self._servers, *self._tls_servers):
                 server.close()
             await self._stop_control()
             await self._stop_http()
             await self._close_stores()
             raise
+        self._log_listeners()
+
+    def _log_listeners(self) -> None:
         for host, port in self.listeners:
             log.info("AMQP listener on %s:%s, node %s", host, port, self.broker.node_name)
+        for host, port in self.tls_listeners:
+            log.info("AMQPS (TLS) listener on %s:%s", host, port)
 
-    async def _listen(self, addresses: list[tuple[str, int]]) -> None:
+    async def _listen(self, addresses: list[tuple[str, int]], tls: bool = False) -> None:
         loop = asyncio.get_running_loop()
+        timeout = self.broker.config.ssl_handshake_timeout
         for host, port in addresses:
             try:
-                server = await loop.create_server(
-                    self._new_connection, host, port, reuse_address=True, backlog=1024
-                )
+                if tls:
+                    server = await loop.create_server(
+                        self._new_connection, host, port, reuse_address=True, backlog=1024, ssl=self.tls_context,
+                        ssl_handshake_timeout=timeout if timeout != float("inf") else None,
+                    )  # fmt: skip
+                else:
+                    server = await loop.create_server(
+                        self._new_connection, host, port, reuse_address=True, backlog=1024
+                    )
             except OSError as exc:
                 raise _listen_error(host, port, exc) from exc
-            self._servers.append(server)
+            (self._tls_servers if tls else self._servers).append(server)
+
+    def reload_tls(self) -> None:
+        """Load the TLS certificate, key and CA files again (SIGHUP): new connections get the
+        new certificate, established ones keep theirs. Files that do not load are logged and
+        the certificates in use stay."""
+        if self.tls_context is None:
+            return
+        try:
+            load_files(self.tls_context, self.broker.config.ssl_options)
+        except TlsError as exc:
+            log.error("TLS certificates not reloaded: %s", exc)
+            return
+        log.info("TLS certificates reloaded")
 
     async def _start_http(self) -> None:
         if self.broker.config.management:
@@ -183,20 +225,21 @@ class Server:
         HTTP listeners; the process, the stores and the control channel stay. The listening
         addresses are kept, so that ``start_app`` listens where the node listened (ports chosen
         when configured as 0 included)."""
-        self._stopped_listeners = self.listeners
+        self._stopped_listeners = (self.listeners, self.tls_listeners)
         await self._stop_http()
         await self._stop_amqp()
 
     async def start_app(self) -> None:
         """rabbitmqctl start_app: listen again where the node listened before ``stop_app``."""
-        await self._listen(self._stopped_listeners)
+        plain, tls = self._stopped_listeners
         try:
+            await self._listen(plain)
+            await self._listen(tls, tls=True)
             await self._start_http()
         except BaseException:
             await self._stop_amqp()
             raise
-        for host, port in self.listeners:
-            log.info("AMQP listener on %s:%s, node %s", host, port, self.broker.node_name)
+        self._log_listeners()
 
     async def _start_control(self, data_dir: str) -> None:
         try:  # the secret is read or made first: an unreadable one stops the start too
@@ -255,9 +298,9 @@ class Server:
         await self._close_stores()
 
     async def _stop_amqp(self) -> None:
-        for server in self._servers:
+        for server in (*self._servers, *self._tls_servers):
             server.close()
-        self._servers = []
+        self._servers, self._tls_servers = [], []
         for connection in list(self.broker.connections):
             connection.shutdown()
         loop = asyncio.get_running_loop()
@@ -288,6 +331,7 @@ async def serve(config: BrokerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)  # how operators rotate certificates
     await server.start()
     # What booting made (modules, recovered metadata and messages) lives as long as the node:
     # frozen, the cyclic collector never scans it again, which keeps its pauses short. A

@@ -15,6 +15,7 @@ from amqp_server.core.events import Event, EventBus
 from amqp_server.core.vhost import VirtualHost
 from amqp_server.metadata.state import MetadataState, is_tags, require
 from amqp_server.metadata.store import Change, MemoryStore, MetadataStore
+from amqp_server.tls import TlsOptions
 from exchanges.registry import load_exchange_types
 from queues.registry import load_queue_types
 
@@ -37,6 +38,14 @@ class BrokerConfig:
     # AMQP listeners as (address, port), rabbitmq.conf ``listeners.tcp.*``; an empty address is
     # ``host``. None: one listener, on host:port.
     listeners: list[tuple[str, int]] | None = None
+    # AMQPS listeners as (address, port), rabbitmq.conf ``listeners.ssl.*``, with ``ssl_options``.
+    ssl_listeners: list[tuple[str, int]] = field(default_factory=list)
+    ssl_options: TlsOptions = field(default_factory=TlsOptions)
+    ssl_handshake_timeout: float = 5.0  # seconds (rabbitmq.conf: milliseconds)
+    # SASL mechanisms offered, in order (``auth_mechanisms.N``); EXTERNAL only on TLS
+    # connections whose client certificate was verified (rabbitmq_auth_mechanism_ssl).
+    auth_mechanisms: list[str] = field(default_factory=lambda: ["PLAIN", "AMQPLAIN"])
+    ssl_cert_login_from: str = "common_name"  # or distinguished_name
     # The management plugin (RabbitMQ's HTTP API, package management_ui): the command line turns
     # it on; embedding code (tests) opts in. Port 0 takes a free port (Server.management_port);
     # an empty host listens where AMQP does.

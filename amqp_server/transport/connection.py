@@ -24,6 +24,7 @@ import base64
 import logging
 import os
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -135,6 +136,7 @@ class Connection(asyncio.Protocol):
         self.heartbeat = 0
         self.username = ""
         self.mechanism = ""
+        self.tls: ssl.SSLObject | None = None  # the TLS session of a connection to an AMQPS listener
         self.vhost: VirtualHost | None = None
         self.client_properties: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
@@ -170,6 +172,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.sockname = transport.get_extra_info("sockname") or ("", 0)
+        self.tls = transport.get_extra_info("ssl_object")
         self.name = f"{_address(self.peer)} -> {_address(self.sockname)}"
         self.connected_at = int(time.time() * 1000)
         sock = transport.get_extra_info("socket")

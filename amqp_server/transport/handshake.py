@@ -25,9 +25,10 @@ from amqp_server.protocol.errors import (
     ConnectionError,
 )
 from amqp_server.protocol.frame_codec import FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER, build, frame
+from amqp_server.tls import certificate_login
 from amqp_server.transport.heartbeat import Heartbeats
 from amqp_server.transport.limits import check_connection_limits
-from amqp_server.transport.sasl import MECHANISMS
+from amqp_server.transport.sasl import EXTERNAL, MECHANISM_NAMES, MECHANISMS
 from amqp_server.transport.states import DEAD, HANDSHAKING, OPENING, RUNNING, STARTING, TUNING
 
 if TYPE_CHECKING:
@@ -82,14 +83,14 @@ def _table(table: dict[str, Any]) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
-_start_frames: dict[str, bytes] = {}
+_start_frames: dict[tuple[str, tuple[str, ...]], bytes] = {}
 
 
-def start_frame(cluster_name: str) -> bytes:
+def start_frame(cluster_name: str, offered: tuple[str, ...]) -> bytes:
     """connection.start as RabbitMQ 3.10 lays it out (0-9-1, the SASL mechanisms, en_US)."""
-    cached = _start_frames.get(cluster_name)
+    cached = _start_frames.get((cluster_name, offered))
     if cached is None:
-        mechanisms = " ".join(MECHANISMS).encode()
+        mechanisms = " ".join(offered).encode()
         payload = (
             b"\x00\x0a\x00\x0a\x00\x09"  # class 10 method 10, version 0-9
             + _table(server_properties(cluster_name))
@@ -97,8 +98,25 @@ def start_frame(cluster_name: str) -> bytes:
             + mechanisms
             + b"\x00\x00\x00\x05en_US"
         )
-        cached = _start_frames[cluster_name] = frame(FRAME_METHOD, 0, payload)
+        cached = _start_frames[(cluster_name, offered)] = frame(FRAME_METHOD, 0, payload)
     return cached
+
+
+def certificate_user(connection: Connection) -> str | None:
+    """The user a TLS connection's verified client certificate names, or None."""
+    if connection.tls is None:
+        return None
+    return certificate_login(connection.tls.getpeercert(), connection.broker.config.ssl_cert_login_from)
+
+
+def offered_mechanisms(connection: Connection) -> tuple[str, ...]:
+    """The configured mechanisms (``auth_mechanisms``) this connection may use: EXTERNAL only
+    with a verified client certificate, as rabbit_auth_mechanism_ssl:should_offer decides."""
+    allowed = connection.broker.config.auth_mechanisms
+    return tuple(
+        name for name in MECHANISM_NAMES
+        if name in allowed and (name != EXTERNAL or certificate_user(connection) is not None)
+    )  # fmt: skip
 
 
 def protocol_header(connection: Connection, data: bytes) -> bytes:
@@ -120,7 +138,7 @@ def protocol_header(connection: Connection, data: bytes) -> bytes:
         transport.close()
         return b""
     connection.state = STARTING
-    connection.write(start_frame(connection.broker.cluster_name))
+    connection.write(start_frame(connection.broker.cluster_name, offered_mechanisms(connection)))
     return data[8:]
 
 
@@ -134,26 +152,33 @@ def handshake_timeout(connection: Connection) -> None:
 
 def on_start_ok(connection: Connection, method: commands.Connection.StartOk) -> None:
     mechanism = method.mechanism
-    parse = MECHANISMS.get(mechanism)
-    if parse is None:
+    if mechanism not in offered_mechanisms(connection):
         raise ConnectionError(COMMAND_INVALID, f"unknown authentication mechanism '{mechanism}'", (10, 11))
     connection.mechanism = mechanism
     connection.client_properties = method.client_properties or {}
     capabilities = connection.client_properties.get("capabilities")
     connection.capabilities = capabilities if isinstance(capabilities, dict) else {}
-    response = method.response
-    raw = response.encode() if isinstance(response, str) else bytes(response or b"")  # str iff UTF-8
-    credentials = parse(raw)
-    if credentials is None:
-        raise ConnectionError(SYNTAX_ERROR, f"{mechanism} response is malformed", (10, 11))
-    username, password = credentials
-    connection.username = username
     broker = connection.broker
-    user = broker.users.get(username)
+    if mechanism == EXTERNAL:
+        # The certificate was verified by the TLS handshake: the user only has to exist.
+        username = certificate_user(connection) or ""
+        connection.username = username
+        if username not in broker.users:
+            _login_refused(connection, username, f"user '{username}' - invalid credentials")
+            return
+    else:
+        response = method.response
+        raw = response.encode() if isinstance(response, str) else bytes(response or b"")  # str iff UTF-8
+        credentials = MECHANISMS[mechanism](raw)
+        if credentials is None:
+            raise ConnectionError(SYNTAX_ERROR, f"{mechanism} response is malformed", (10, 11))
+        username, password = credentials
+        connection.username = username
+        user = broker.users.get(username)
+        if user is None or not check_password(password, user.password_hash, user.hashing_algorithm):
+            _login_refused(connection, username, "invalid credentials")
+            return
     peer_host = connection.peer[0] if connection.peer else ""
-    if user is None or not check_password(password, user.password_hash, user.hashing_algorithm):
-        _login_refused(connection, username, "invalid credentials")
-        return
     if username in broker.config.loopback_users and not is_loopback(peer_host):
         _login_refused(connection, username, f"user '{username}' can only connect via localhost")
         return
@@ -197,7 +222,7 @@ def _login_refused(connection: Connection, username: str, reason: str) -> None:
 def _auth_fields(connection: Connection) -> dict[str, Any]:
     """What RabbitMQ's user.authentication.* events say about the connection."""
     return {"auth_mechanism": connection.mechanism, "connection_name": connection.name, "connection_type": "network",
-            "peer_host": connection.peer[0], "peer_port": connection.peer[1], "protocol": "AMQP 0-9-1", "ssl": False}  # fmt: skip
+            "peer_host": connection.peer[0], "peer_port": connection.peer[1], "protocol": "AMQP 0-9-1", "ssl": connection.tls is not None}  # fmt: skip
 
 
 def is_loopback(host: str) -> bool:
@@ -252,7 +277,7 @@ def on_open(connection: Connection, method: commands.Connection.Open) -> None:
     broker.events.emit(
         "connection.created", connection, **connection.identity(), user=username, vhost=vhost.name,
         connected_at=connection.connected_at, auth_mechanism=connection.mechanism, protocol="AMQP 0-9-1",
-        type="network", ssl=False, peer_host=connection.peer[0], peer_port=connection.peer[1],
+        type="network", ssl=connection.tls is not None, peer_host=connection.peer[0], peer_port=connection.peer[1],
         host=connection.sockname[0], port=connection.sockname[1], channel_max=connection.channel_max,
         frame_max=connection.frame_max, timeout=connection.heartbeat,
     )  # fmt: skip

@@ -43,3 +43,7 @@ def amqplain(response: bytes) -> Credentials | None:
 
 # In RabbitMQ 3.10's order in connection.start ("AMQPLAIN PLAIN").
 MECHANISMS: dict[str, Callable[[bytes], Credentials | None]] = {"AMQPLAIN": amqplain, "PLAIN": plain}
+# EXTERNAL (rabbitmq_auth_mechanism_ssl) takes no password: the user is named by the client's
+# verified TLS certificate, so it is offered on such connections only (handshake.py).
+EXTERNAL = "EXTERNAL"
+MECHANISM_NAMES = (EXTERNAL, *MECHANISMS)

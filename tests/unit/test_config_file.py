@@ -84,6 +84,8 @@ KEY_EXAMPLES = [
     ("frame_max = 1MB", "frame_max", 1048576),
     ("channel_max = 64", "channel_max", 64),
     ("max_message_size = 134217728", "max_message_size", 134217728),
+    ("ssl_handshake_timeout = 2000", "ssl_handshake_timeout", 2.0),
+    ("ssl_cert_login_from = distinguished_name", "ssl_cert_login_from", "distinguished_name"),
     ("handshake_timeout = 5000", "handshake_timeout", 5.0),
     ("handshake_timeout = infinity", "handshake_timeout", float("inf")),
     ("consumer_timeout = 900000", "consumer_timeout_ms", 900000),
@@ -117,13 +119,16 @@ def test_every_key_is_tested_and_documented():
     tested = {line.partition(" = ")[0] for line, _field, _value in KEY_EXAMPLES}
     lists = {
         "listeners.tcp",
+        "listeners.ssl",
         "loopback_users",
+        *(key for key in KEYS if key.startswith("ssl_options.")),
         *(f"default_permissions.{k}" for k in ("configure", "write", "read")),
     }
     assert set(KEYS) - tested == lists  # (tested below)
     docs = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
     for key in [*KEYS, *PATTERNS]:
-        assert f"`{key.replace('$name', 'NAME').replace('$user', 'USER').replace('$tag', 'TAG')}" in docs, key
+        shown = key.replace("$name", "NAME").replace("$user", "USER").replace("$tag", "TAG").replace("$n", "N")
+        assert f"`{shown}" in docs, key
 
 
 def test_defaults_stay_as_rabbitmq_without_a_file():
@@ -134,6 +139,40 @@ def test_defaults_stay_as_rabbitmq_without_a_file():
     assert config.default_permissions == {"configure": ".*", "write": ".*", "read": ".*"}
     assert config.loopback_users == ["guest"]
     assert (config.log_console, config.log_file, config.log_console_level) == (True, None, "info")
+
+
+def test_tls_keys():
+    config = conf(
+        "listeners.ssl.default = 5671\n"
+        "listeners.ssl.other = 127.0.0.1:5681\n"
+        "ssl_options.cacertfile = /etc/tls/ca.pem\n"
+        "ssl_options.certfile = /etc/tls/server.pem\n"
+        "ssl_options.keyfile = /etc/tls/server.key\n"
+        "ssl_options.password = pw\n"
+        "ssl_options.verify = verify_peer\n"
+        "ssl_options.fail_if_no_peer_cert = true\n"
+        "ssl_options.depth = 2\n"
+        "ssl_options.honor_cipher_order = true\n"
+        "ssl_options.versions.1 = tlsv1.3\n"
+        "ssl_options.ciphers.1 = ECDHE-ECDSA-AES256-GCM-SHA384\n"
+        "auth_mechanisms.1 = EXTERNAL\n"
+        "auth_mechanisms.2 = PLAIN\n"
+    )
+    assert config.ssl_listeners == [("", 5671), ("127.0.0.1", 5681)]
+    assert config.listeners is None  # the AMQP listener stays as it was
+    options = config.ssl_options
+    assert (options.cacertfile, options.certfile, options.keyfile, options.password) == (
+        "/etc/tls/ca.pem", "/etc/tls/server.pem", "/etc/tls/server.key", "pw",
+    )  # fmt: skip
+    assert (options.verify, options.fail_if_no_peer_cert, options.depth, options.honor_cipher_order) == (
+        "verify_peer", True, 2, True,
+    )  # fmt: skip
+    assert (options.versions, options.ciphers) == (["tlsv1.3"], ["ECDHE-ECDSA-AES256-GCM-SHA384"])
+    assert config.auth_mechanisms == ["EXTERNAL", "PLAIN"]
+    assert conf("listeners.ssl = none").ssl_listeners == []
+    assert "ssl_options.verify" in error("ssl_options.verify = maybe")
+    assert "auth_mechanisms.1" in error("auth_mechanisms.1 = CRAM-MD5")
+
 
 
 # -- keys whose lines make one list ---------------------------------------------------------------
@@ -210,7 +249,7 @@ def test_unknown_key_is_named_with_its_line_in_rabbitmq_words():
     "key",
     [
         "foo",
-        "listeners.ssl.default",
+        "listeners.quic.default",
         "default_permissions.all",
         "loopback_users.a.b",
         "log.file.x",
