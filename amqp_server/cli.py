@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None, env: Mapping[str, str] | None = No
     for what, port in (
         ("port", config.port), ("management port", config.management_port), ("prometheus port", config.prometheus_port)
     ):  # fmt: skip
-        if not 0 <= port <= 65535:
+        if port is not None and not 0 <= port <= 65535:
             raise SystemExit(f"cannot start: {what} {port} is out of range (0-65535)")
     return config
 

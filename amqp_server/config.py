@@ -24,7 +24,7 @@ from typing import Any
 from amqp_server.control import DATA_DIR_ENV
 from amqp_server.core.alarms import parse_float, parse_information_unit
 from amqp_server.core.broker import BrokerConfig
-from amqp_server.tls import TLS_VERSIONS
+from amqp_server.tls import TLS_VERSIONS, TlsOptions
 from amqp_server.transport.sasl import MECHANISM_NAMES
 
 #: RabbitMQ's log levels, lowest first, as Python logging levels (RabbitMQ's ``notice`` sits
@@ -170,6 +170,34 @@ def permission_pattern(value: str) -> str:
 
 # -- the schema ---------------------------------------------------------------------------------
 
+#: The TLS options of a listener, under the prefix of its kind (``ssl_options.`` for AMQPS,
+#: ``management.ssl.``, ``prometheus.ssl.``); each prefix's ``TlsOptions`` is a BrokerConfig field.
+TLS_PREFIXES = {"ssl_options.": "ssl_options", "management.ssl.": "management_ssl_options",
+                "prometheus.ssl.": "prometheus_ssl_options"}  # fmt: skip
+TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "cacertfile": ("cacertfile", string),
+    "certfile": ("certfile", string),
+    "keyfile": ("keyfile", string),
+    "password": ("password", string),
+    "verify": ("verify", enum("verify_peer", "verify_none")),
+    "fail_if_no_peer_cert": ("fail_if_no_peer_cert", boolean),
+    "depth": ("depth", ranged(0, 255)),
+    "honor_cipher_order": ("honor_cipher_order", boolean),
+}
+TLS_LIST_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "versions": ("versions", enum(*TLS_VERSIONS)),
+    "ciphers": ("ciphers", string),
+}
+
+
+def tls_options(config: BrokerConfig, entry: str) -> TlsOptions | None:
+    """The ``TlsOptions`` a TLS key (``management.ssl.certfile``) sets, or None for another key."""
+    for prefix, name in TLS_PREFIXES.items():
+        if entry.startswith(prefix) and entry != f"{prefix}port":
+            return getattr(config, name)
+    return None
+
+
 #: rabbitmq.conf keys mapped to (BrokerConfig field, datatype). ``handshake_timeout`` and
 #: ``consumer_timeout`` are in milliseconds, as in RabbitMQ.
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -204,14 +232,9 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     # Keys whose value is a list assembled from several lines (see apply_conf):
     "listeners.tcp": ("listeners", enum("none")),
     "listeners.ssl": ("ssl_listeners", enum("none")),
-    "ssl_options.cacertfile": ("cacertfile", string),
-    "ssl_options.certfile": ("certfile", string),
-    "ssl_options.keyfile": ("keyfile", string),
-    "ssl_options.password": ("password", string),
-    "ssl_options.verify": ("verify", enum("verify_peer", "verify_none")),
-    "ssl_options.fail_if_no_peer_cert": ("fail_if_no_peer_cert", boolean),
-    "ssl_options.depth": ("depth", ranged(0, 255)),
-    "ssl_options.honor_cipher_order": ("honor_cipher_order", boolean),
+    **{f"{prefix}{key}": spec for prefix in TLS_PREFIXES for key, spec in TLS_KEYS.items()},
+    "management.ssl.port": ("management_ssl_port", ranged(0, 65535)),
+    "prometheus.ssl.port": ("prometheus_ssl_port", ranged(0, 65535)),
     "ssl_handshake_timeout": ("ssl_handshake_timeout", milliseconds_or_infinity),
     "ssl_cert_login_from": ("ssl_cert_login_from", enum("common_name", "distinguished_name")),
     "loopback_users": ("loopback_users", enum("none")),
@@ -224,8 +247,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
 PATTERNS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "listeners.tcp.$name": ("listeners", listener),
     "listeners.ssl.$name": ("ssl_listeners", listener),
-    "ssl_options.versions.$n": ("versions", enum(*TLS_VERSIONS)),
-    "ssl_options.ciphers.$n": ("ciphers", string),
+    **{f"{prefix}{key}.$n": spec for prefix in TLS_PREFIXES for key, spec in TLS_LIST_KEYS.items()},
     "auth_mechanisms.$n": ("auth_mechanisms", enum(*MECHANISM_NAMES)),
     "loopback_users.$user": ("loopback_users", boolean),
     "default_user_tags.$tag": ("default_user_tags", boolean),
@@ -276,7 +298,9 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
     permissions = dict(config.default_permissions)
     relative: set[str] = set()
     mechanisms: list[str] | None = None
+    given = set()
     for number, key, value in parse_conf(text, source):
+        given.add(key)
         entry = schema_key(key)
         if entry is None:
             close = difflib.get_close_matches(key, [*KEYS, *PATTERNS], 1)
@@ -303,10 +327,10 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
             config.ssl_listeners = []
         elif entry == "listeners.ssl.$name":
             config.ssl_listeners.append(parsed)
-        elif entry.startswith("ssl_options.") and entry.endswith(".$n"):
-            getattr(config.ssl_options, name).append(parsed)
-        elif entry.startswith("ssl_options."):
-            setattr(config.ssl_options, name, parsed)
+        elif entry.endswith(".$n") and tls_options(config, entry) is not None:
+            getattr(tls_options(config, entry), name).append(parsed)
+        elif tls_options(config, entry) is not None:
+            setattr(tls_options(config, entry), name, parsed)
         elif entry == "auth_mechanisms.$n":
             mechanisms = [] if mechanisms is None else mechanisms
             mechanisms.append(parsed)
@@ -325,6 +349,11 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
     if listeners:
         config.listeners = listeners
         config.port = listeners[0][1]
+    # As rabbitmq_management and rabbitmq_prometheus: an HTTPS listener replaces the plain one
+    # unless the file also names a plain port.
+    for kind in ("management", "prometheus"):
+        if f"{kind}.ssl.port" in given and f"{kind}.tcp.port" not in given:
+            setattr(config, f"{kind}_port", None)
     if loopback is not None:
         config.loopback_users = loopback
     if mechanisms is not None:

@@ -20,12 +20,13 @@ from amqp_server.control import ControlServer
 from amqp_server.core.broker import Broker, BrokerConfig
 from amqp_server.metadata.sqlite import SqliteStore
 from amqp_server.storage.message_store import MessageStore
-from amqp_server.tls import TlsError, load_files, server_context
+from amqp_server.tls import TlsError, TlsOptions, load_files, server_context
 from amqp_server.transport.connection import Connection
 
 if TYPE_CHECKING:
     from management_ui.app import ManagementServer
     from management_ui.prometheus.server import PrometheusServer
+    from management_ui.sites import Https
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,16 @@ def setup_logging(config: BrokerConfig) -> None:
     root.setLevel(lowest)
     # aiosqlite logs every statement at debug: the broker's debug log is about the broker.
     logging.getLogger("aiosqlite").setLevel(max(lowest, logging.INFO))
+
+
+def _https(port: int | None, options: TlsOptions) -> Https | None:
+    """An HTTP listener's HTTPS port with its TLS context, or None without a port."""
+    if port is None:
+        return None
+    try:
+        return port, server_context(options)
+    except TlsError as exc:
+        raise StartError(str(exc)) from exc
 
 
 class Server:
@@ -262,26 +273,34 @@ class Server:
         config = self.broker.config
         host = config.management_host or config.host
         management = ManagementServer(self.broker)
+        https = _https(config.management_ssl_port, config.management_ssl_options)
         try:
-            await management.start(host, config.management_port, self.listeners[0])
+            await management.start(host, config.management_port, self.listeners[0], https)
         except OSError as exc:
-            raise _listen_error(host, config.management_port, exc) from exc
+            raise _listen_error(host, config.management_port or config.management_ssl_port or 0, exc) from exc
         self.management = management
-        log.info("HTTP API listener on %s:%s", host, management.port)
+        if config.management_port is not None:
+            log.info("HTTP API listener on %s:%s", host, management.port)
+        if https is not None:
+            log.info("HTTP API listener (HTTPS) on %s:%s", host, management.https_port)
 
     async def _start_prometheus(self) -> None:
         from management_ui.prometheus.server import start_prometheus  # (as the HTTP API)
 
         config = self.broker.config
         host = config.prometheus_host or config.host
+        https = _https(config.prometheus_ssl_port, config.prometheus_ssl_options)
         try:
             self.prometheus = await start_prometheus(
                 self.broker, host, config.prometheus_port,
-                return_per_object_metrics=config.prometheus_return_per_object_metrics,
+                return_per_object_metrics=config.prometheus_return_per_object_metrics, https=https,
             )  # fmt: skip
         except OSError as exc:
-            raise _listen_error(host, config.prometheus_port, exc) from exc
-        log.info("Prometheus listener on %s:%s", host, self.prometheus.port)
+            raise _listen_error(host, config.prometheus_port or config.prometheus_ssl_port or 0, exc) from exc
+        if config.prometheus_port is not None:
+            log.info("Prometheus listener on %s:%s", host, self.prometheus.port)
+        if https is not None:
+            log.info("Prometheus listener (HTTPS) on %s:%s", host, self.prometheus.https_port)
 
     def _new_connection(self) -> Connection:
         connection = Connection(self.broker)

@@ -22,6 +22,7 @@ from management_ui.errors import not_found
 from management_ui.paging import OrderCache
 from management_ui.rates import Sampler
 from management_ui.resource import Context, Listeners, State, handler
+from management_ui.sites import Https, start_sites
 
 STATE = web.AppKey("state", State)
 # Request bodies up to this size: RabbitMQ 3.10 takes any, and a definitions document of a
@@ -80,9 +81,10 @@ class ManagementServer:
         self._runner: web.AppRunner | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
-    async def start(self, host: str, port: int, amqp: tuple[str, int]) -> None:
-        """Listen on ``host``:``port`` (0: a free port, see ``port``); OSError if it cannot.
-        ``amqp`` is the AMQP listener's address, which the API reports."""
+    async def start(self, host: str, port: int | None, amqp: tuple[str, int], https: Https | None = None) -> None:
+        """Listen on ``host``:``port`` (0: a free port, see ``port``; None: no plain HTTP) and
+        HTTPS as ``https`` says; OSError if it cannot. ``amqp`` is the AMQP listener's address,
+        which the API reports."""
         listeners = Listeners(amqp, (host, port), int(time.time() * 1000))
         queue_orders = OrderCache()
         app = make_app(State(self.broker, Admin(self.broker), self.sampler, listeners, queue_orders))
@@ -91,7 +93,7 @@ class ManagementServer:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            await start_sites(runner, host, port, https)
         except BaseException:
             await runner.cleanup()
             raise
@@ -104,8 +106,14 @@ class ManagementServer:
 
     @property
     def port(self) -> int:
+        """The first listening port: plain HTTP's, else HTTPS'."""
         assert self._runner is not None
         return self._runner.addresses[0][1]
+
+    @property
+    def https_port(self) -> int:
+        assert self._runner is not None
+        return self._runner.addresses[-1][1]
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

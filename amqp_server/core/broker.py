@@ -51,13 +51,20 @@ class BrokerConfig:
     # an empty host listens where AMQP does.
     management: bool = False
     management_host: str = ""
-    management_port: int = 15672
+    management_port: int | None = 15672
     # rabbitmq_prometheus (package management_ui.prometheus): on from the command line, as the
     # management listener; port 0 takes a free port (Server.prometheus_port).
     prometheus: bool = False
     prometheus_host: str = ""
-    prometheus_port: int = 15692
+    prometheus_port: int | None = 15692
     prometheus_return_per_object_metrics: bool = False
+    # HTTPS listeners of the HTTP API and of the metrics (rabbitmq.conf ``management.ssl.*``,
+    # ``prometheus.ssl.*``): a port (None: none) and its TLS options. With an HTTPS port and
+    # no ``*.tcp.port`` in the config file, the plain listener is off (``*_port`` None).
+    management_ssl_port: int | None = None
+    management_ssl_options: TlsOptions = field(default_factory=TlsOptions)
+    prometheus_ssl_port: int | None = None
+    prometheus_ssl_options: TlsOptions = field(default_factory=TlsOptions)
     # How often queue, channel and connection counters are sampled for rates, in ms.
     collect_statistics_interval: int = 5000
     data_dir: str | None = "data"  # None: metadata in memory only (nothing survives a restart)

@@ -18,6 +18,7 @@ from aiohttp import web
 from amqp_server.core.broker import Broker
 from management_ui.prometheus import render
 from management_ui.prometheus.collect import Counters, Snapshot
+from management_ui.sites import Https, start_sites
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REGISTRIES = ("default", "per-object", "detailed")
@@ -43,15 +44,15 @@ class PrometheusServer:
         app.router.add_get("/{path:.*}", _not_found)
         return app
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int | None, https: Https | None = None) -> None:
         """Count the broker's events from now on and listen on ``host``:``port`` (0: a free
-        port, see ``port``); OSError if it cannot."""
+        port, see ``port``; None: no plain HTTP) and HTTPS as ``https`` says; OSError if it cannot."""
         self.counters.subscribe()
         # No access log (a record per scrape); a short shutdown, as the management listener.
         runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            await start_sites(runner, host, port, https)
         except BaseException:
             await runner.cleanup()
             self.counters.unsubscribe()
@@ -60,8 +61,14 @@ class PrometheusServer:
 
     @property
     def port(self) -> int:
+        """The first listening port: plain HTTP's, else HTTPS'."""
         assert self._runner is not None
         return self._runner.addresses[0][1]
+
+    @property
+    def https_port(self) -> int:
+        assert self._runner is not None
+        return self._runner.addresses[-1][1]
 
     async def stop(self) -> None:
         self.counters.unsubscribe()
@@ -123,11 +130,11 @@ async def _not_found(_request: web.Request) -> web.Response:
 
 
 async def start_prometheus(
-    broker: Broker, host: str, port: int, *, return_per_object_metrics: bool = False
+    broker: Broker, host: str, port: int | None, *, return_per_object_metrics: bool = False, https: Https | None = None
 ) -> PrometheusServer:
     """Serve the metrics of ``broker`` on ``host``:``port`` (0: a free one, see ``.port``) from
     the running event loop, the broker's; ``await server.stop()`` ends it. Start it after the
     broker has booted: the churn counters count the events from then on."""
     server = PrometheusServer(broker, return_per_object_metrics=return_per_object_metrics)
-    await server.start(host, port)
+    await server.start(host, port, https)
     return server

@@ -4,9 +4,13 @@ protocol on either port refused at once, and certificates reloaded by SIGHUP."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import ssl
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,9 +205,9 @@ def test_config_file_listener_and_sighup_reload(pki: dict, tmp_path: Path) -> No
         key.write_bytes(renewed.key.read_bytes())
         node.process.send_signal(signal.SIGHUP)
         serial = x509.load_pem_x509_certificate(renewed.cert.read_bytes()).serial_number
-        for _ in range(100):  # the signal is handled on the node's next loop turn
-            if served_serial(pki, secure) == serial:
-                break
+        deadline = time.monotonic() + 15  # the signal is handled on one of the node's next loop turns
+        while served_serial(pki, secure) != serial and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert before != serial and served_serial(pki, secure) == serial
     finally:
         code, err = node.stop(signal.SIGTERM)
@@ -216,3 +220,26 @@ def test_a_missing_certificate_stops_the_start(tmp_path: Path) -> None:
     node = Node(tmp_path / "data", tmp_path, "--config", str(conf))
     code, err = node.exit_status()
     assert code == 1 and "cannot start: ssl_options: cannot read" in err
+
+
+def test_http_api_and_metrics_over_https(pki: dict) -> None:
+    """management.ssl.* and prometheus.ssl.*: HTTPS only (no *.tcp.port given), client
+    certificates checked as for AMQPS."""
+    handle = start_broker(
+        management=True, management_port=None, management_ssl_port=0,
+        management_ssl_options=options(pki, verify="verify_peer", fail_if_no_peer_cert=True),
+        prometheus=True, prometheus_port=None, prometheus_ssl_port=0, prometheus_ssl_options=options(pki),
+    )  # fmt: skip
+    try:
+        api = f"https://localhost:{handle.server.management.https_port}/api/overview"
+        request = urllib.request.Request(api, headers={"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="})  # guest:guest
+        with urllib.request.urlopen(request, context=client_context(pki, "guest"), timeout=10) as reply:
+            assert json.load(reply)["node"] == handle.broker.node_name
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):  # no client certificate
+            urllib.request.urlopen(request, context=client_context(pki), timeout=10).read()
+        metrics = f"https://localhost:{handle.server.prometheus.https_port}/metrics"
+        with urllib.request.urlopen(metrics, context=client_context(pki), timeout=10) as reply:
+            assert b"rabbitmq_connections" in reply.read()
+        assert handle.server.management.port == handle.server.management.https_port  # no plain HTTP listener
+    finally:
+        handle.stop()

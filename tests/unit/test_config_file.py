@@ -14,6 +14,7 @@ from amqp_server.cli import parse_args
 from amqp_server.config import (
     KEYS,
     PATTERNS,
+    TLS_PREFIXES,
     ConfigError,
     apply_conf,
     apply_environment,
@@ -85,6 +86,8 @@ KEY_EXAMPLES = [
     ("channel_max = 64", "channel_max", 64),
     ("max_message_size = 134217728", "max_message_size", 134217728),
     ("ssl_handshake_timeout = 2000", "ssl_handshake_timeout", 2.0),
+    ("management.ssl.port = 15671", "management_ssl_port", 15671),
+    ("prometheus.ssl.port = 15691", "prometheus_ssl_port", 15691),
     ("ssl_cert_login_from = distinguished_name", "ssl_cert_login_from", "distinguished_name"),
     ("handshake_timeout = 5000", "handshake_timeout", 5.0),
     ("handshake_timeout = infinity", "handshake_timeout", float("inf")),
@@ -121,13 +124,15 @@ def test_every_key_is_tested_and_documented():
         "listeners.tcp",
         "listeners.ssl",
         "loopback_users",
-        *(key for key in KEYS if key.startswith("ssl_options.")),
+        *(key for key in KEYS if any(key.startswith(prefix) for prefix in TLS_PREFIXES) and not key.endswith(".port")),
         *(f"default_permissions.{k}" for k in ("configure", "write", "read")),
     }
     assert set(KEYS) - tested == lists  # (tested below)
     docs = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
     for key in [*KEYS, *PATTERNS]:
         shown = key.replace("$name", "NAME").replace("$user", "USER").replace("$tag", "TAG").replace("$n", "N")
+        if key.startswith(("management.ssl.", "prometheus.ssl.")) and not key.endswith(".port"):
+            shown = key.rsplit(".", 2 if key.endswith(".$n") else 1)[0] + ".*"  # as ssl_options.*
         assert f"`{shown}" in docs, key
 
 
