@@ -210,6 +210,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "default_user": ("default_user", string),
     "default_pass": ("default_pass", string),
     "default_vhost": ("default_vhost", string),
+    "event_exchange.vhost": ("event_exchange_vhost", string),  # rabbitmq_event_exchange's
     "heartbeat": ("heartbeat", ranged(0, 65535)),
     "frame_max": ("frame_max", bytesize),
     "channel_max": ("channel_max", ranged(0, 65535)),

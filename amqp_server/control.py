@@ -95,6 +95,8 @@ COMMANDS: dict[str, Handler] = {
     "list_channels": lambda admin, a: admin.list_channels(),
     "list_consumers": lambda admin, a: _if_vhost(admin, a, admin.list_consumers),
     "list_vhosts": lambda admin, a: admin.list_vhosts(),
+    "trace_on": lambda admin, a: admin.set_tracing(a["vhost"], True),
+    "trace_off": lambda admin, a: admin.set_tracing(a["vhost"], False),
     "list_users": lambda admin, a: admin.list_users(),
     "list_permissions": lambda admin, a: admin.list_permissions(a.get("vhost")),
     "list_topic_permissions": lambda admin, a: admin.list_topic_permissions(a.get("vhost"), a.get("user")),
@@ -141,6 +143,9 @@ COMMANDS: dict[str, Handler] = {
     "close_all_connections": lambda admin, a: admin.close_all_connections(a["reason"], a.get("vhost")),
     "export_definitions": lambda admin, a: admin.export_definitions(),
     "import_definitions": lambda admin, a: admin.import_definitions(a["document"]),
+    # amqp-plugins: every plugin with its state; the explicitly enabled ones become a["plugins"].
+    "list_plugins": lambda admin, a: admin.broker.plugins.describe(),
+    "set_plugins": lambda admin, a: admin.broker.plugins.set(a["plugins"]),
 }
 
 
@@ -311,6 +316,9 @@ class ControlServer:
             return {"ok": False, "error": APP_STOPPED}
         node_command = self._node_commands.get(command)
         handler = COMMANDS.get(command)
+        plugin_command = self.admin.broker.plugin_commands.get(command)  # an enabled plugin's
+        if plugin_command is not None:
+            node_command = lambda: plugin_command(args)  # noqa: E731
         if handler is None and node_command is None:
             return {"ok": False, "error": f"unknown command {command}"}
         vhost = args.get("vhost")

@@ -590,6 +590,86 @@ def delete_queue(ctx: Context) -> None:
         print(f"Queue was successfully deleted with {count} ready messages")
 
 
+@command("trace_on")
+@command("trace_off")
+def trace(ctx: Context) -> None:
+    on = ctx.command == "trace_on"
+    ctx.banner(f'{"Starting" if on else "Stopping"} tracing for vhost "{ctx.vhost}" ...')
+    ctx.call(ctx.command, vhost=ctx.vhost)
+    print(f"Trace {'enabled' if on else 'disabled'} for vhost {ctx.vhost}")  # even with --quiet, as rabbitmqctl
+
+
+# -- plugins' commands (rabbitmq_shovel, rabbitmq_federation): answered while the plugin is enabled --
+
+
+def print_maps(ctx: Context, rows: list[dict[str, Any]]) -> None:
+    """The Table formatter of a stream of maps: the first row's keys as the header, each row's
+    values in its own key order (the node sends keys sorted, as Erlang maps are)."""
+    if ctx.as_json:
+        print("[\n" + "".join(("," if i else "") + compact(row) + "\n" for i, row in enumerate(rows)) + "]")
+        return
+    if rows and not ctx.options.get("no_headers"):
+        print("\t".join(rows[0]))
+    for row in rows:
+        print("\t".join(cell(key, value) for key, value in row.items()))
+
+
+@command("shovel_status", tools=BOTH)
+def shovel_status(ctx: Context) -> None:
+    ctx.banner(f"Shovel status on node {ctx.node}")
+    print_maps(ctx, ctx.call("shovel_status"))
+
+
+@command("delete_shovel", needs=1)
+def delete_shovel(ctx: Context) -> None:
+    ctx.banner(f"Deleting shovel {ctx.args[0]} in vhost {ctx.vhost}")
+    ctx.call("delete_shovel", vhost=ctx.vhost, name=ctx.args[0])
+
+
+@command("restart_shovel", needs=1)
+def restart_shovel(ctx: Context) -> None:
+    ctx.banner(f"Restarting dynamic Shovel {ctx.args[0]} in virtual host {ctx.vhost} on node {ctx.node}")
+    ctx.call("restart_shovel", vhost=ctx.vhost, name=ctx.args[0])
+
+
+@command("federation_status", tools=BOTH)
+def federation_status(ctx: Context) -> None:
+    ctx.banner(f"Listing federation links on node {ctx.node}...")
+    rows = ctx.call("federation_status")
+    if ctx.as_json:
+        print_maps(ctx, rows)
+    else:  # the Erlang formatter: the maps as io_lib_pretty wraps them
+        print(erlang_maps(rows))
+
+
+def erlang_maps(rows: list[dict[str, Any]], width: int = 80) -> str:
+    """``~p`` of a list of maps with binary and atom values, filled to ``width`` columns."""
+    items = []
+    for row in rows:
+        pairs = [f"{key} => " + _erlang_value(key, value)
+                 for key, value in row.items()]  # fmt: skip
+        lines, line = [], "#{"
+        for i, pair in enumerate(pairs):
+            piece = pair + ("}" if i == len(pairs) - 1 else ",")
+            if 1 + len(line) + len(piece) > width and line.strip() not in ("#{", ""):
+                lines.append(line)
+                line = "   "
+            line += piece
+        lines.append(line)
+        items.append("\n".join(lines))
+    return "[" + ",\n ".join(items) + "]"
+
+
+def _erlang_value(key: str, value: Any) -> str:
+    if key in ATOMS and value:
+        return str(value)
+    return f'<<"{value}">>' if value else "<<>>"
+
+
+# Federation status values that are atoms, printed bare (an empty error is the binary <<>>).
+ATOMS = frozenset(("status", "type", "error"))
+
+
 @command("close_connection", needs=2)
 def close_connection(ctx: Context) -> None:
     name, reason = ctx.args[:2]

@@ -153,10 +153,12 @@ class Server:
         """Boot and listen; raises ``StartError`` when the address cannot be listened on."""
         config = self.broker.config
         try:
+            self.broker.plugins.load()  # the plugins' types, before the metadata using them recovers
             await self.broker.boot()
             if config.load_definitions:  # imported at every boot, as RabbitMQ does
                 await load_file(Admin(self.broker), config.load_definitions)
             self.broker.alarms.start()  # the first memory/disk check runs before any client connects
+            await self.broker.plugins.boot()  # their start hooks, before clients come
             await self._listen(
                 [(host or config.host, port) for host, port in config.listeners]
                 if config.listeners is not None
@@ -177,6 +179,7 @@ class Server:
             self.broker.alarms.stop()
             for server in (*self._servers, *self._tls_servers):
                 server.close()
+            await self.broker.plugins.stop()
             await self._stop_control()
             await self._stop_http()
             await self._close_stores()
@@ -313,6 +316,7 @@ class Server:
         self.broker.alarms.stop()
         await self._stop_control()
         await self._stop_http()
+        await self.broker.plugins.stop()  # (the enabled_plugins file keeps what the next start enables)
         await self._stop_amqp()
         await self._close_stores()
 

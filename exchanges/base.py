@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from amqp_server.plugin_api import PluginContext
+    from queues.base import Settlement
 
 
 class Destination(NamedTuple):
@@ -106,6 +107,18 @@ class ExchangeType(ABC):
         May return a collection the instance keeps internally: the caller only iterates it,
         never stores or changes it.
         """
+
+    def hold(self, message: RoutableMessage, mandatory: bool) -> bool | Settlement | None:
+        """A publish to this exchange found no destination: does the type keep ``message`` back
+        to route it later (a delayed exchange)? None: no, it is unroutable (returned when
+        ``mandatory``). Otherwise as a queue's ``publish`` answers: True (kept), False (refused:
+        nacked), a ``Settlement`` (kept once settled: the publisher's confirm waits for it).
+        Called by the publishing channel only, right after ``route``; off the hot path."""
+        return None
+
+    def info(self) -> Mapping[str, Any]:
+        """Extra fields for the management API's view of the exchange (RabbitMQ's ``info/1``)."""
+        return {}
 
     def delete(self) -> None:
         """The exchange is being deleted; release any state held outside the instance."""

@@ -18,7 +18,7 @@ from aiohttp import web
 from amqp_server.admin.operations import Admin
 from amqp_server.core.broker import Broker
 from management_ui.api import MODULES
-from management_ui.errors import not_found
+from management_ui.api.extensions import plugin_route
 from management_ui.paging import OrderCache
 from management_ui.rates import Sampler
 from management_ui.resource import Context, Listeners, State, handler
@@ -36,10 +36,6 @@ def _context(request: web.Request) -> Context:
     return Context(request, request.app[STATE])
 
 
-async def _no_such_resource(_request: web.Request) -> web.Response:
-    return not_found().response()
-
-
 def make_app(state: State) -> web.Application:
     """The root application: the API as a sub-application under ``/api``."""
     api = web.Application(client_max_size=MAX_BODY)
@@ -49,7 +45,8 @@ def make_app(state: State) -> web.Application:
             run = handler(resource, _context)
             api.router.add_route("*", path, run)
             api.router.add_route("*", path + "/", run)  # cowboy takes a trailing slash too
-    api.router.add_route("*", "/{path:.*}", _no_such_resource)
+    # Everything else: a route of an enabled plugin (looked up per request), else 404.
+    api.router.add_route("*", "/{path:.*}", plugin_route(_context))
     app = web.Application(client_max_size=MAX_BODY)
     app.add_subapp("/api", api)
     if STATIC.is_dir():

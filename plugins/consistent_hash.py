@@ -4,6 +4,9 @@ its routing key (or a header / property named by the exchange's ``hash-header`` 
 bound with weight 2 gets about twice the share of one bound with weight 1. Adding or removing a
 destination moves only the keys that fall on its part of the ring (as RabbitMQ's plugin of the
 same name promises; the hash function differs, so the exact key-to-queue mapping does too).
+
+The plugin ``rabbitmq_consistent_hash_exchange``, off by default as RabbitMQ's:
+``amqp-plugins enable rabbitmq_consistent_hash_exchange``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from amqp_server.plugin_api import (
     ChannelError,
     Destination,
     ExchangeType,
+    Plugin,
     RoutableMessage,
 )
 
@@ -90,3 +94,10 @@ class ConsistentHashExchange(ExchangeType):
         else:
             return message.routing_keys[0].encode()
         return b"" if value is None else value if isinstance(value, bytes) else str(value).encode()
+
+
+PLUGIN = Plugin(
+    "rabbitmq_consistent_hash_exchange",
+    description="Consistent Hash Exchange Type",
+    exchange_types=(ConsistentHashExchange,),
+)

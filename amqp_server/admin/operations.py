@@ -17,6 +17,7 @@ from amqp_server.core.broker import Broker
 from amqp_server.core.policy import PolicyError
 from amqp_server.core.policy import validate as validate_policy
 from amqp_server.core.topology import delete_queue
+from amqp_server.core.trace import set_tracing
 from amqp_server.metadata.store import Change
 from amqp_server.protocol.rabbit_text import erlang_json
 
@@ -60,6 +61,13 @@ class Admin:
 
     def list_vhosts(self) -> list[str]:
         return sorted(self.broker.vhosts)
+
+    def set_tracing(self, name: str, on: bool) -> None:
+        """trace_on / trace_off (rabbit_trace:start/stop): a vhost that does not exist is no
+        error, as in RabbitMQ."""
+        vhost = self.broker.vhosts.get(name)
+        if vhost is not None:
+            set_tracing(vhost, on)
 
     # -- users ---------------------------------------------------------------------------
 
@@ -268,7 +276,8 @@ class Admin:
         self, kind: str, vhost: str, name: str, pattern: str, definition: Any, priority: Any, apply_to: str
     ) -> None:
         try:
-            validate_policy(pattern, definition, priority, apply_to, operator=kind == "operator_policy")
+            validate_policy(pattern, definition, priority, apply_to, operator=kind == "operator_policy",
+                            plugin_keys=self.broker.plugins.policy_keys)  # fmt: skip
         except PolicyError as exc:
             raise AdminError(str(exc)) from None
         self._vhost(vhost)
@@ -371,9 +380,13 @@ class Admin:
         """rabbitmqctl set_parameter. Only the components this broker acts on are known
         (policy, operator_policy, vhost-limits), as a RabbitMQ node without plugins knows only
         its own: any other is refused."""
-        if component not in PARAMETER_COMPONENTS:
+        validator = self.broker.parameter_components.get(component)
+        if component not in PARAMETER_COMPONENTS and validator is None:
             raise AdminError(f"Validation failed\n\ncomponent {component} not found\n")
         self._vhost(vhost)
+        errors = validator(vhost, name, value) if validator is not None else []
+        if errors:  # a plugin's component (rabbit_runtime_parameters:format_error)
+            raise AdminError("Validation failed\n\n" + "".join(error + "\n" for error in errors))
         await import_parameter(self, vhost, component, name, value)
 
     async def clear_parameter(self, vhost: str, component: str, name: str) -> None:

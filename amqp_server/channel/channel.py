@@ -338,7 +338,10 @@ class Channel:
     def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> bool | None:
         """Route, return or confirm one publish. None: no queue took it; else whether every
         queue that took it accepted it (what a transaction's commit needs)."""
-        queues = self.vhost.route(exchange, message)
+        vhost = self.vhost
+        queues = vhost.route(exchange, message)
+        if vhost.tracer is not None:  # before the queues take it, so a trace's publish precedes its deliver
+            vhost.tracer.published(self, message, queues)
         # Direct replies go straight to the requesting channel and do not count as routed. A
         # reply-to key names no queue (amq.* names are reserved), so a key that found a queue
         # is not one, unless CC keys (a headers property) add others.
@@ -363,7 +366,15 @@ class Channel:
                 elif result not in (pending if isinstance(pending, tuple) else (pending,)):
                     pending = (*pending, result) if isinstance(pending, tuple) else (pending, result)
         if not queues:
-            if mandatory:
+            # A type that keeps messages back (a delayed exchange) may hold it: routed then,
+            # answered as a queue's publish is. Only unroutable publishes pay for asking.
+            held = exchange.router.hold(message, mandatory) if exchange.router is not None else None
+            if held is not None:
+                if held is False:
+                    accepted = False
+                elif held is not True:
+                    pending = held
+            elif mandatory:
                 self.stat_return += 1
                 connection = self.connection
                 connection.write_chunks(
@@ -412,6 +423,9 @@ class Channel:
         if entry.redelivered:
             self.stat_redeliver += 1
         message = entry.message
+        tracer = self.vhost.tracer
+        if tracer is not None:
+            tracer.delivered(self, consumer.queue.name, message, entry.redelivered)
         connection = self.connection
         connection.write_chunks(
             encode_deliver(

@@ -189,6 +189,8 @@ def get(channel: Channel, method: commands.Basic.Get) -> None:
         channel.stat_get += 1
         channel.unacked[tag] = entry
     message = entry.message
+    if vhost.tracer is not None:
+        vhost.tracer.delivered(channel, name, message, entry.redelivered)
     connection = channel.connection
     connection.write_chunks(
         encode_get_ok(

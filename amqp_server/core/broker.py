@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from amqp_server.core.events import Event, EventBus
 from amqp_server.core.vhost import VirtualHost
 from amqp_server.metadata.state import MetadataState, is_tags, require
 from amqp_server.metadata.store import Change, MemoryStore, MetadataStore
+from amqp_server.plugin_host import PluginHost
 from amqp_server.tls import TlsOptions
 from exchanges.registry import load_exchange_types
 from queues.registry import load_queue_types
@@ -73,6 +74,7 @@ class BrokerConfig:
     default_user: str = "guest"
     default_pass: str = "guest"
     default_vhost: str = "/"
+    event_exchange_vhost: str = ""  # rabbitmq_event_exchange's vhost; "": default_vhost
     # The default user's tags and permissions on the default vhost, made on a first start.
     default_user_tags: list[str] = field(default_factory=lambda: ["administrator"])
     default_permissions: dict[str, str] = field(
@@ -109,6 +111,12 @@ class BrokerConfig:
     # log_dir is set, else none.
     log_file: str | None = None
     log_file_level: str = "info"
+    # Plugins (docs/plugins.md): those enabled at boot when there is no enabled_plugins file
+    # (embedding code and tests name them here), the file ("": <data_dir>/enabled_plugins, or
+    # RABBITMQ_ENABLED_PLUGINS_FILE) and a directory of plugin modules ("": RABBITMQ_PLUGINS_DIR).
+    plugins: list[str] = field(default_factory=list)
+    enabled_plugins_file: str = ""
+    plugins_dir: str = ""
 
 
 class Broker:
@@ -126,6 +134,7 @@ class Broker:
         self.store = store or MemoryStore()
         self.exchange_types = load_exchange_types()
         self.queue_types = load_queue_types()
+        self.plugins = PluginHost(self)  # the server loads them before the boot, starts them after
         self.events = EventBus()
         self.vhosts: dict[str, VirtualHost] = {}
         # Users, permissions, limits and parameters; the tables are shared, not copied, so
@@ -138,6 +147,11 @@ class Broker:
         self.user_limits = self.state.user_limits
         self.parameters = self.state.parameters
         self.global_parameters = self.state.global_parameters
+        # Runtime-parameter components plugins act on (``shovel``, ...): component -> the
+        # validator of a value (``NodeContext.add_parameter_component``).
+        self.parameter_components: dict[str, Callable[[str, str, Any], list[str]]] = {}
+        # Control-channel commands plugins add (``NodeContext.add_command``): name -> handler.
+        self.plugin_commands: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Creations (Change.create) being committed, by (kind, vhost, name): a second creation

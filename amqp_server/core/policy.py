@@ -135,16 +135,20 @@ def _regex_error(pattern: str) -> str | None:
     return None
 
 
-def validate_definition(definition: Any, operator: bool = False) -> str | None:
-    """rabbit_policy:validation/2: the first failing validator's text, else the unknown keys."""
+def validate_definition(
+    definition: Any, operator: bool = False, plugin_keys: Mapping[str, Callable[[Any], str | None]] | None = None
+) -> str | None:
+    """rabbit_policy:validation/2: the first failing validator's text, else the unknown keys.
+    ``plugin_keys``: the keys enabled plugins validate (Plugin.policy_keys), for policies."""
     if not isinstance(definition, Mapping):
         return f"definition must be a dictionary: {erlang_json(definition)}"
     if not definition:
         return "no policy provided"
-    allowed = OPERATOR_KEYS if operator else VALIDATORS.keys()
+    validators = VALIDATORS if operator or not plugin_keys else {**VALIDATORS, **plugin_keys}
+    allowed = OPERATOR_KEYS if operator else validators.keys()
     for key in sorted(definition):
         if key in allowed:
-            error = VALIDATORS[key](definition[key])
+            error = validators[key](definition[key])
             if error is not None:
                 return error
     if not operator:
@@ -159,10 +163,13 @@ def validate_definition(definition: Any, operator: bool = False) -> str | None:
     return None
 
 
-def validate(pattern: Any, definition: Any, priority: Any, apply_to: Any, operator: bool = False) -> None:
+def validate(
+    pattern: Any, definition: Any, priority: Any, apply_to: Any, operator: bool = False,
+    plugin_keys: Mapping[str, Callable[[Any], str | None]] | None = None,
+) -> None:  # fmt: skip
     """Every check of rabbit_policy:policy_validation, errors in the order rabbitmqctl lists them."""
     errors = []
-    error = validate_definition(definition, operator)
+    error = validate_definition(definition, operator, plugin_keys)
     if error is not None:
         errors.append(error)
     if apply_to not in APPLY_TO:

@@ -26,6 +26,7 @@ from exchanges.base import QUEUE, Binding, Destination
 if TYPE_CHECKING:
     from amqp_server.core.broker import Broker
     from amqp_server.core.policy import Policy
+    from amqp_server.core.trace import Tracer
     from queues.base import QueueType
 
 
@@ -49,6 +50,8 @@ class VirtualHost:
         # Exclusive queues by owning connection id, in declaration order: what a closing
         # connection deletes, found without looking at every queue of the vhost.
         self._exclusive: dict[object, dict[str, None]] = {}
+        # Firehose tracing (core/trace.py): None while off, so publishes and deliveries pay one check.
+        self.tracer: Tracer | None = None
 
     # -- routing (hot path) --------------------------------------------------------------
 

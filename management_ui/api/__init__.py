@@ -9,6 +9,7 @@ from management_ui.api import (
     consumers,
     definitions,
     exchanges,
+    extensions,
     health,
     limits,
     nodes,
@@ -23,6 +24,7 @@ from management_ui.api import (
 
 MODULES = (
     overview,
+    extensions,
     nodes,
     connections,
     channels,

@@ -64,6 +64,8 @@ def exchange_item(vhost: str, exchange: Exchange, full: bool = False) -> dict[st
     }
     if exchange.policy is not None:
         item["policy"] = exchange.policy
+    if exchange.router is not None:
+        item.update(exchange.router.info())  # the type's own fields (rabbit_exchange:info/1)
     if full:
         item["incoming"] = []
         item["outgoing"] = []

@@ -51,7 +51,7 @@ def node_item(ctx: Context, ranges: dict[str, rates.Range]) -> dict[str, Any]:
         "contexts": contexts(ctx),
         "log_files": ["<stderr>"],
         "config_files": [],
-        "enabled_plugins": ["rabbitmq_management"],
+        "enabled_plugins": sorted(["rabbitmq_management", *broker.plugins.explicit]),  # (the file's, as RabbitMQ's)
         "partitions": [],
         "cluster_links": [],
     }

@@ -1,5 +1,5 @@
-"""/api/overview, /api/cluster-name (GET, PUT), /api/extensions and /api/auth
-(rabbit_mgmt_wm_overview, _cluster_name, _extensions, _auth).
+"""/api/overview, /api/cluster-name (GET, PUT) and /api/auth (rabbit_mgmt_wm_overview,
+_cluster_name, _auth); /api/extensions is in ``extensions``.
 
 The overview's totals are live (queue lengths, object counts) and its rates come from the
 ``Sampler``. A user who is not monitoring sees the totals of the vhosts they can use, and not
@@ -123,13 +123,6 @@ class ClusterName(Resource):
         return None
 
 
-class Extensions(Resource):
-    """Dashboard extensions of plugins: none."""
-
-    async def to_json(self, ctx: Context) -> Any:
-        return []
-
-
 class Auth(Resource):
     """How the dashboard logs in: basic auth (no OAuth 2)."""
 
@@ -142,6 +135,5 @@ class Auth(Resource):
 ROUTES = [
     ("/overview", Overview()),
     ("/cluster-name", ClusterName()),
-    ("/extensions", Extensions()),
     ("/auth", Auth()),
 ]

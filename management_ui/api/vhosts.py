@@ -11,7 +11,11 @@ from management_ui.errors import not_found
 from management_ui.format import parse_bool
 from management_ui.resource import Body, Context, Resource
 
-BASIC: dict[str, paging.Getter] = {"name": lambda name: name, "tracing": lambda name: False}
+
+def basic(ctx: Context) -> dict[str, paging.Getter]:
+    """The fields of a vhost that cost nothing to read (for sorting and columns)."""
+    vhosts = ctx.broker.vhosts
+    return {"name": lambda name: name, "tracing": lambda name: vhosts[name].tracer is not None}
 
 
 def vhost_item(
@@ -36,7 +40,7 @@ def vhost_item(
         "metadata": {"description": vhost.description, "tags": list(vhost.tags)},
         "name": name,
         "tags": list(vhost.tags),
-        "tracing": False,
+        "tracing": vhost.tracer is not None,
     }
     current = {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked}
     sampler = ctx.sampler
@@ -54,7 +58,7 @@ class Vhosts(Resource):
         names = auth.visible_vhosts(ctx.broker, ctx.user)
         traffic = ctx.sampler.traffic()
         return Body(
-            paging.augmented(ctx.query, names, ("name",), BASIC, lambda name: vhost_item(ctx, name, ranges, traffic))
+            paging.augmented(ctx.query, names, ("name",), basic(ctx), lambda name: vhost_item(ctx, name, ranges, traffic))
         )
 
 
@@ -73,7 +77,7 @@ class OneVhost(Resource):
 
     async def accept(self, ctx: Context) -> Any:
         body = await ctx.body()
-        parse_bool(body.get("tracing"))  # refused when not a boolean; tracing is not supported
+        tracing = parse_bool(body.get("tracing"))  # refused when not a boolean
         description = body.get("description") or ""
         name = ctx.param("vhost")
         created = await ctx.admin.put_vhost(
@@ -81,6 +85,8 @@ class OneVhost(Resource):
         )
         if created:  # rabbit_vhost:maybe_grant_full_permissions
             await ctx.admin.set_permissions(ctx.user.name, name)
+        if tracing is not None:  # absent: unchanged, as rabbit_vhost:put_vhost
+            ctx.admin.set_tracing(name, tracing)
         return None
 
     async def delete(self, ctx: Context) -> None:

@@ -1,5 +1,6 @@
 """Exchange-type plugins through the wire: the bundled x-consistent-hash plugin (found through
-its entry point, as a third-party one is) and a type registered in-process."""
+its entry point, as a third-party one is, and enabled as RabbitMQ's is: it is off by default)
+and a type registered in-process."""
 
 from collections.abc import Iterable
 
@@ -17,6 +18,14 @@ from amqp_server.plugin_api import (
     new_message,
 )
 from exchanges.registry import load_exchange_types, register, unregister
+
+
+@pytest.fixture(scope="module")
+def broker():
+    """This module's broker: rabbitmq_consistent_hash_exchange enabled at boot."""
+    handle = start_broker(plugins=["rabbitmq_consistent_hash_exchange"])
+    yield handle
+    handle.stop()
 
 
 def _declare_ring(channel, exchange, weights, arguments=None):

@@ -79,6 +79,7 @@ KEY_EXAMPLES = [
     ("default_user = admin", "default_user", "admin"),
     ("default_pass = s3cr3t", "default_pass", "s3cr3t"),
     ("default_vhost = prod", "default_vhost", "prod"),
+    ("event_exchange.vhost = events", "event_exchange_vhost", "events"),
     ("heartbeat = 0", "heartbeat", 0),
     ("frame_max = 65536", "frame_max", 65536),
     ("frame_max = 128KB", "frame_max", 131072),
