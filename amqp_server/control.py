@@ -95,6 +95,7 @@ COMMANDS: dict[str, Handler] = {
     "list_channels": lambda admin, a: admin.list_channels(),
     "list_consumers": lambda admin, a: _if_vhost(admin, a, admin.list_consumers),
     "list_vhosts": lambda admin, a: admin.list_vhosts(),
+    "vhost_info": lambda admin, a: admin.vhost_info(),
     "trace_on": lambda admin, a: admin.set_tracing(a["vhost"], True),
     "trace_off": lambda admin, a: admin.set_tracing(a["vhost"], False),
     "list_users": lambda admin, a: admin.list_users(),

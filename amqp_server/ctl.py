@@ -384,9 +384,9 @@ def list_consumers(ctx: Context) -> None:
 
 @command("list_vhosts", tools=BOTH)
 def list_vhosts(ctx: Context) -> None:
-    columns = chosen_columns(ctx, ("name", "description", "tags"), ("name",), "list_vhosts")
+    columns = chosen_columns(ctx, ("name", "description", "tags", "tracing"), ("name",), "list_vhosts")
     ctx.banner("Listing vhosts ...")
-    print_rows(ctx, columns, [{"name": name} for name in ctx.call("list_vhosts")])
+    print_rows(ctx, columns, ctx.call("vhost_info"))
 
 
 @command("list_users", tools=BOTH)

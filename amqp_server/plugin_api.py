@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -313,6 +314,13 @@ class NodeContext:
         under /api, resource) pairs as management_ui's modules list them (``ROUTES``: a
         ``management_ui.resource.Resource``; ``{name}`` parts as aiohttp's)."""
         self._undo.append(self._broker.plugins.add_routes(self.plugin, routes))
+
+    def add_dashboard_extension(self, javascript_file: str | os.PathLike[str]) -> None:
+        """Add a JavaScript module to the management dashboard until the plugin is disabled:
+        served as ``/js/extensions/<plugin>/<file name>``, listed by ``/api/extensions``, and
+        imported by the dashboard after login (its pages and tabs: docs/plugins.md). A relative
+        path is in the plugin's package (the directory of the module defining its start hook)."""
+        self._undo.append(self._broker.plugins.add_dashboard_extension(self.plugin, javascript_file))
 
     def throttle_publishers(self, on: bool) -> None:
         """Stop (True) or resume (False) reading from connections that publish: for a plugin

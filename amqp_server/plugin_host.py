@@ -222,6 +222,8 @@ class PluginHost:
         self.policy_keys: dict[str, PolicyKeyValidator] = {}
         #: HTTP API routes of the enabled plugins: (path under /api, resource, plugin).
         self.routes: list[tuple[str, Any, str]] = []
+        #: The enabled plugins' dashboard modules: path under the dashboard's js/ -> file.
+        self.dashboard: dict[str, Path] = {}
 
     @property
     def catalogue(self) -> Catalogue:
@@ -444,9 +446,27 @@ class PluginHost:
 
         return remove
 
+    def add_dashboard_extension(self, plugin: str, javascript_file: str | os.PathLike[str]) -> Callable[[], None]:
+        """Serve a dashboard module of ``plugin`` (NodeContext.add_dashboard_extension) as
+        ``js/extensions/<plugin>/<file name>``; returns its removal. FileNotFoundError when the
+        file is not there (the plugin then fails to start)."""
+        file = Path(javascript_file)
+        if not file.is_absolute():
+            start = self.catalogue.plugins[plugin].start
+            module = sys.modules[getattr(start, "__module__", None) or type(start).__module__]
+            file = Path(module.__file__ or "").parent / file
+        if not file.is_file():
+            raise FileNotFoundError(f"dashboard extension {file} not found")
+        url = f"extensions/{plugin}/{file.name}"
+        self.dashboard[url] = file
+        return lambda: self.dashboard.pop(url, None)
+
     def describe(self) -> dict[str, Any]:
-        """Every plugin there is, with its state (``describe``)."""
-        return describe(self.catalogue, self.explicit, self._running, self.failed)
+        """Every plugin there is, with its state, and where the node finds plugins and keeps the
+        enabled_plugins file (``describe``)."""
+        return describe(self.catalogue, self.explicit, self._running, self.failed) | directories(
+            self.broker.config.plugins_dir, self.file
+        )
 
 
 def describe(
@@ -474,6 +494,14 @@ def describe(
             "error": failed.get(name) or catalogue.broken.get(name),
         })  # fmt: skip
     return {"plugins": plugins, "explicit": list(explicit)}
+
+
+def directories(plugins_dir: str | None, file: Path | None) -> dict[str, str]:
+    """What ``amqp-plugins directories`` shows: the plugins directory (the configured one,
+    else ``RABBITMQ_PLUGINS_DIR``; entry points need none) and the enabled_plugins file ("" for
+    none). There is no expansion directory: plugins are Python packages, never archives."""
+    return {"plugins_dir": plugins_dir or os.environ.get(PLUGINS_DIR_ENV, ""), "plugins_expand_dir": "",
+            "enabled_plugins_file": str(file or "")}  # fmt: skip
 
 
 def catalogue_of(description: dict[str, Any]) -> Catalogue:

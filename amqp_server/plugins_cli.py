@@ -1,4 +1,5 @@
-"""``amqp-plugins``: rabbitmq-plugins' commands (list, enable, disable, set), texts and exit codes.
+"""``amqp-plugins``: rabbitmq-plugins' commands (list, enable, disable, set, is_enabled,
+directories), texts and exit codes.
 
 A running node (found through its data directory, as amqp-ctl finds it) is told at once: it
 writes its enabled_plugins file and enables or disables the plugins. With ``--offline``, or when
@@ -17,6 +18,7 @@ from amqp_server.ctl import (
     DATA_ERROR,
     OK,
     SOFTWARE,
+    UNAVAILABLE,
     USAGE,
     CommandError,
     Context,
@@ -28,6 +30,7 @@ from amqp_server.plugin_host import (
     PluginsNotFound,
     catalogue_of,
     describe,
+    directories,
     discover,
     enabled_plugins_path,
     read_enabled,
@@ -49,15 +52,21 @@ USAGES = {
     "enable": (("offline", "online", "all"), "enable <plugin1> [ <plugin2>] | --all [--offline] [--online]"),
     "disable": (("offline", "online", "all"), "disable <plugin1> [ <plugin2>] | --all [--offline] [--online]"),
     "set": (("offline", "online"), "set <plugin1> [ <plugin2>] [--offline] [--online]"),
+    "is_enabled": (("offline", "online"), "is_enabled <plugin1> [ <plugin2>] [--offline] [--online]"),
+    "directories": (("offline", "online"), "directories [--offline] [--online]"),
 }  # fmt: skip
 GENERAL_FLAGS = ("quiet", "silent")
 GENERAL_USAGE = f"{TOOL} [--node <node>] [--data-dir <dir>] [--quiet]"
 
 
+class NodeRequired(Exception):
+    """An online command (is_enabled, directories without --offline) and no node runs."""
+
+
 class Plugins:
     """The plugins as the node (or, when none runs, the files) tells of them."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, require_node: bool = False) -> None:
         self.ctx = ctx
         self.online = False
         self.file = enabled_plugins_path(ctx.data_dir, ctx.options.get("enabled_plugins_file", ""))
@@ -68,14 +77,17 @@ class Plugins:
                 self.online = True
                 return
             except NodeDown:
-                pass  # rabbitmq-plugins goes on offline: the file is changed
+                if require_node:  # (the health checks never answer for a node they cannot ask)
+                    raise NodeRequired from None
+                # rabbitmq-plugins goes on offline: the file is changed
         try:
             explicit = read_enabled(self.file) or []
         except ValueError as exc:
             raise CommandError(
                 f"cannot read the enabled_plugins file {self.file}: {exc}", DATA_ERROR
             ) from None
-        self.description = describe(discover(ctx.options.get("plugins_dir")), explicit)
+        plugins_dir = ctx.options.get("plugins_dir")
+        self.description = describe(discover(plugins_dir), explicit) | directories(plugins_dir, self.file)
 
     @property
     def explicit(self) -> list[str]:
@@ -181,6 +193,50 @@ def set_plugins(ctx: Context) -> None:
     _change(ctx, plugins, list(dict.fromkeys(ctx.args)), None, lambda _after: [])
 
 
+def is_enabled(ctx: Context) -> None:
+    """rabbitmq-plugins' health check: exit 69 unless every named plugin runs (offline: is
+    enabled, explicitly or as a dependency, by the enabled_plugins file)."""
+    plugins = Plugins(ctx, require_node=True)
+    which = _plugins_are(ctx.args)
+    where = f" on node {ctx.node}" if plugins.online else ""
+    if not ctx.quiet and not ctx.as_json:
+        print(f"Asking node {ctx.node} if {which} enabled..." if plugins.online
+              else f"Inferring if {which} from local environment...")  # fmt: skip
+    if plugins.online:
+        active = sorted(p["name"] for p in plugins.description["plugins"] if p["running"])
+    else:
+        active = sorted(catalogue_of(plugins.description).closure(plugins.explicit))
+    missing = [name for name in ctx.args if name not in active]
+    if not missing:
+        # Elixir's String.capitalize: the first letter up, every other one down.
+        message = f"{which} enabled{where}".capitalize()
+        print(compact({"message": message, "result": "ok"}) if ctx.as_json else message)
+        return
+    message = f"{_plugins_are(missing)} not enabled{where}. ".capitalize()
+    message += f"Enabled plugins and dependencies: {', '.join(active)}"
+    if ctx.as_json:
+        raise CommandError(compact({"message": message, "result": "error"}), UNAVAILABLE, prefix=False)
+    raise CommandError(message, UNAVAILABLE)
+
+
+def _plugins_are(names: list[str]) -> str:
+    return f"plugin {names[0]} is" if len(names) == 1 else f"plugins {', '.join(names)} are"
+
+
+def list_directories(ctx: Context) -> None:
+    plugins = Plugins(ctx, require_node=True)
+    if not ctx.quiet and not ctx.as_json:
+        print(f"Listing plugin directories used by node {ctx.node}" if plugins.online
+              else "Listing plugin directories inferred from local environment...")  # fmt: skip
+    found = {key: plugins.description.get(key, "") for key in ("enabled_plugins_file", "plugins_dir",
+                                                               "plugins_expand_dir")}  # fmt: skip
+    if ctx.as_json:
+        print(compact(found))
+        return
+    print(f"Plugin archives directory: {found['plugins_dir']}\nPlugin expansion directory: "
+          f"{found['plugins_expand_dir']}\nEnabled plugins file: {found['enabled_plugins_file']}")  # fmt: skip
+
+
 def _banner(ctx: Context, text: str) -> None:
     if not ctx.quiet and not ctx.as_json:
         print("\n".join([text.format(ctx.node), *ctx.args]))
@@ -233,11 +289,14 @@ def _applying(result: dict[str, Any]) -> str:
     return (" and ".join(done) or "nothing to do") + "."
 
 
-COMMANDS: dict[str, tuple[int, Callable[[Context], None]]] = {
-    "list": (0, list_plugins),
-    "enable": (1, enable),
-    "disable": (1, disable),
-    "set": (0, set_plugins),
+# command -> (fewest arguments, most arguments (None: any), handler)
+COMMANDS: dict[str, tuple[int, int | None, Callable[[Context], None]]] = {
+    "list": (0, 1, list_plugins),
+    "enable": (1, None, enable),
+    "disable": (1, None, disable),
+    "set": (0, None, set_plugins),
+    "is_enabled": (1, None, is_enabled),
+    "directories": (0, 0, list_directories),
 }
 
 
@@ -261,9 +320,9 @@ def parse(argv: list[str]) -> tuple[str | None, Context]:
     return name, ctx
 
 
-def _usage_error(ctx: Context, text: str) -> int:
+def _usage_error(ctx: Context, text: str, heading: str = "Error (argument validation)") -> int:
     usage = USAGES[ctx.command][1]
-    print(f"Error (argument validation): {text}\nArguments given:\n\t{' '.join(ctx.argv)}\n\nUsage\n\n"
+    print(f"{heading}: {text}\nArguments given:\n\t{' '.join(ctx.argv)}\n\nUsage\n\n"
           f"{GENERAL_USAGE} {usage}", file=sys.stderr)  # fmt: skip
     return USAGE
 
@@ -276,12 +335,15 @@ def run(argv: list[str]) -> int:
         return exc.code
     if name not in COMMANDS:
         print((f"\nCommand '{name}' not found. \n\n" if name else "") + f"Usage\n\n{GENERAL_USAGE} <command> "
-              "[<command options>]\n\nAvailable commands:\n\n   disable  Disables one or more plugins\n"
-              "   enable   Enables one or more plugins\n   list     Lists plugins and their state\n"
-              "   set      Enables one or more plugins, disables the rest", file=sys.stderr)  # fmt: skip
+              "[<command options>]\n\nAvailable commands:\n\nMonitoring, observability and health checks:\n\n"
+              "   directories   Displays plugin directory and enabled plugin file paths\n"
+              "   is_enabled    Health check that exits with a non-zero code if provided plugins are not enabled "
+              "on target node\n\nPlugin Management:\n\n   disable       Disables one or more plugins\n"
+              "   enable        Enables one or more plugins\n   list          Lists plugins and their state\n"
+              "   set           Enables one or more plugins, disables the rest", file=sys.stderr)  # fmt: skip
         return USAGE
     ctx.command = name
-    needs, handler = COMMANDS[name]
+    needs, most, handler = COMMANDS[name]
     allowed = set(USAGES[name][0]) | set(GENERAL_FLAGS)
     invalid = [flag for flag, option in FLAG_OPTIONS.items() if option in ctx.options and option not in allowed
                and flag in argv]  # fmt: skip
@@ -295,8 +357,12 @@ def run(argv: list[str]) -> int:
         return _usage_error(ctx, "Cannot set both online and offline")
     if len(ctx.args) < needs and not ctx.options.get("all"):
         return _usage_error(ctx, "not enough arguments.")
+    if most is not None and len(ctx.args) > most:
+        return _usage_error(ctx, "too many arguments.")
     try:
         handler(ctx)
+    except NodeRequired:
+        return _usage_error(ctx, "this command requires the target node to be running.", "Error")
     except NodeDown as exc:  # (the node went away between two requests)
         print(f"Error: {exc}", file=sys.stderr)
         return SOFTWARE

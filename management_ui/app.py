@@ -18,7 +18,7 @@ from aiohttp import web
 from amqp_server.admin.operations import Admin
 from amqp_server.core.broker import Broker
 from management_ui.api import MODULES
-from management_ui.api.extensions import plugin_route
+from management_ui.api.extensions import extension_file, plugin_route
 from management_ui.paging import OrderCache
 from management_ui.rates import Sampler
 from management_ui.resource import Context, Listeners, State, handler
@@ -56,6 +56,8 @@ def make_app(state: State) -> web.Application:
             return web.FileResponse(index)
 
         app.router.add_get("/", root)
+        # Before the static files: plugins' dashboard modules, looked up per request.
+        app.router.add_get("/js/extensions/{path:.+}", extension_file(state.broker))
         app.router.add_static("/", STATIC)
         app.on_response_prepare.append(_revalidate)
     return app

@@ -85,6 +85,12 @@ def populate(amqp: int, http_port: int) -> None:
     staging = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", amqp, "staging"))
     staging.channel().queue_declare("smoke-tests")
     staging.close()
+    # The shovel plugin is enabled (see main): one shovel within the node, one from an exchange.
+    api(http_port, "PUT", "/parameters/shovel/%2F/dead-letters-to-staging", {"value": {
+        "src-uri": "amqp://", "src-queue": "orders.dead", "dest-uri": "amqp:///staging", "dest-queue": "orders.dead"}})  # fmt: skip
+    api(http_port, "PUT", "/parameters/shovel/%2F/paid-orders-to-billing", {"value": {
+        "src-uri": "amqp://", "src-exchange": "orders", "src-exchange-key": "order.paid",
+        "dest-uri": "amqp:///staging", "dest-exchange": "amq.topic", "dest-exchange-key": "billing"}})  # fmt: skip
 
 
 def work(amqp: int, stop: threading.Event) -> list[threading.Thread]:
@@ -150,6 +156,7 @@ def screenshots(http_port: int, out: Path, chromium: str) -> None:
             ("queue", "#/queues/%2F/orders.audit", "order.#"),
             ("exchange", "#/exchanges/%2F/orders", "order.#"),
             ("policies", "#/policies", "orders-ttl"),
+            ("shovels", "#/shovels", "running"),
         ]
         for name, route, shows in pages:
             page.evaluate("route => { location.hash = route; }", route)
@@ -172,6 +179,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         config = Path(data_dir) / "rabbitmq.conf"
         config.write_text("collect_statistics_interval = 1000\ncluster_name = rabbit@demo\n")
+        (Path(data_dir) / "data").mkdir()
+        (Path(data_dir) / "data" / "enabled_plugins").write_text("[rabbitmq_shovel].\n")  # the Shovel Status page
         command = [sys.executable, "-m", "amqp_server", "--host", "127.0.0.1", "--port", str(amqp),
                    "--management-port", str(http_port), "--prometheus-port", "0",
                    "--data-dir", str(Path(data_dir) / "data"), "--config", str(config),

@@ -62,6 +62,13 @@ class Admin:
     def list_vhosts(self) -> list[str]:
         return sorted(self.broker.vhosts)
 
+    def vhost_info(self) -> list[dict[str, Any]]:
+        """The vhosts with what ``list_vhosts`` can show of them (rabbit_vhost's info keys)."""
+        return [
+            {"name": name, "description": vhost.description, "tags": vhost.tags, "tracing": vhost.tracer is not None}
+            for name, vhost in sorted(self.broker.vhosts.items())
+        ]
+
     def set_tracing(self, name: str, on: bool) -> None:
         """trace_on / trace_off (rabbit_trace:start/stop): a vhost that does not exist is no
         error, as in RabbitMQ."""

@@ -46,6 +46,7 @@ class Federation:
             "federation_status", lambda _args: [status.cli_row(link) for link in self.sorted_links()]
         )
         node.add_routes(http.routes("/federation-links", self.http_rows))
+        node.add_dashboard_extension("federation.js")
         for vhost in node.vhosts():
             self.reconcile(vhost)
 

@@ -35,6 +35,7 @@ class Shovels:
         node.add_command("delete_shovel", self.delete)
         node.add_command("restart_shovel", self.restart)
         node.add_routes(http.routes("/shovels", self.http_rows))
+        node.add_dashboard_extension("shovel.js")
         for (vhost, name), value in sorted(node.parameters(COMPONENT).items()):
             self._launch(vhost, name, value)
 

@@ -109,6 +109,8 @@ def test_publish_and_deliveries_are_traced_as_rabbitmq_does(
     assert ctl(node, "trace_on", "-p", vhost) == (
         0, f'Starting tracing for vhost "{vhost}" ...\nTrace enabled for vhost {vhost}\n'
     )  # fmt: skip
+    assert f"\n{vhost}\ttrue\n" in ctl(node, "list_vhosts", "-q", "name", "tracing")[1]
+    assert "\n/\tfalse\n" in ctl(node, "list_vhosts", "-q", "name", "tracing")[1]
     with connect_named(node, unique, vhost=vhost) as connection:
         channel = connection.channel()
         channel.queue_declare("trace")

@@ -100,6 +100,25 @@ def test_enabled_plugins_file_from_the_environment(tmp_path: Path) -> None:
     }  # fmt: skip
 
 
+def test_is_enabled_and_directories_offline(tmp_path: Path) -> None:
+    data, named = tmp_path / "data", tmp_path / "plugins_file"
+    # Without a node they answer only with --offline, as rabbitmq-plugins' do.
+    code, _, err = plugins(data, "is_enabled", HASH)
+    assert code == 64 and err.startswith("Error: this command requires the target node to be running.\n")
+    assert plugins(data, "directories", "x")[0] == 64
+    assert plugins(data, "--offline", "--enabled-plugins-file", str(named), "set", "rabbitmq_federation")[0] == 0
+    code, out, _ = plugins(data, "--offline", "--enabled-plugins-file", str(named), "is_enabled", "rabbitmq_federation")
+    assert (code, out) == (0, "Inferring if plugin rabbitmq_federation is from local environment...\n"
+                              "Plugin rabbitmq_federation is enabled\n")  # fmt: skip
+    code, out, err = plugins(data, "--offline", "--formatter", "json", "is_enabled", HASH)
+    assert (code, out, json.loads(err)) == (
+        69, "", {"message": f"Plugin {HASH} is not enabled. Enabled plugins and dependencies: ", "result": "error"})  # fmt: skip
+    env = {**os.environ, "RABBITMQ_PLUGINS_DIR": str(tmp_path / "more")}
+    code, out, _ = plugins(data, "--offline", "--formatter", "json", "directories", env=env)
+    assert json.loads(out) == {"enabled_plugins_file": str(data / "enabled_plugins"),
+                               "plugins_dir": str(tmp_path / "more"), "plugins_expand_dir": ""}  # fmt: skip
+
+
 def test_online_changes_apply_at_once_and_last(node: Node, tmp_path: Path, unique: str) -> None:
     data = tmp_path / "data"
     code, out, err = plugins(data, "enable", HASH)
@@ -107,6 +126,15 @@ def test_online_changes_apply_at_once_and_last(node: Node, tmp_path: Path, uniqu
     assert out.endswith(f"The following plugins have been enabled:\n  {HASH}\n\nstarted 1 plugins.\n")
     code, out, _ = plugins(data, "-q", "list", "rabbitmq_consistent")
     assert out == f"[E*] {HASH} 0.1.0\n"
+    assert plugins(data, "is_enabled", HASH) == (
+        0, f"Asking node rabbit@localhost if plugin {HASH} is enabled...\n"
+           f"Plugin {HASH} is enabled on node rabbit@localhost\n", "")  # fmt: skip
+    assert plugins(data, "is_enabled", "rabbitmq_shovel", "rabbitmq_federation")[::2] == (
+        69, "Error:\nPlugins rabbitmq_shovel, rabbitmq_federation are not enabled on node rabbit@localhost. "
+            f"Enabled plugins and dependencies: {HASH}\n")  # fmt: skip
+    code, out, _ = plugins(data, "directories")
+    assert (code, out) == (0, "Listing plugin directories used by node rabbit@localhost\nPlugin archives directory: \n"
+                              f"Plugin expansion directory: \nEnabled plugins file: {data / 'enabled_plugins'}\n")  # fmt: skip
     connection = node.connect()
     channel = connection.channel()
     channel.exchange_declare(unique, "x-consistent-hash", durable=True)

@@ -3,6 +3,7 @@
 import * as api from './api.js';
 import { chooseVhost, context, hasTag, vhostsChanged } from './context.js';
 import { fill, h, showError, time } from './dom.js';
+import { loadExtensions } from './extensions.js';
 import { channelPage, channelsPage } from './pages/channels.js';
 import { connectionPage, connectionsPage } from './pages/connections.js';
 import { exchangePage, exchangesPage } from './pages/exchanges.js';
@@ -77,6 +78,7 @@ async function start() {
   // A policymaker's Admin tab has the policies only.
   $('admin-tab').querySelector('a').href = hasTag('administrator') ? '#/users' : '#/policies';
   document.title = `Management: ${overview.cluster_name ?? ''}`;
+  await loadExtensions(); // before the first render: a reload on a plugin's page shows it
   $('login').hidden = true;
   $('app').hidden = false;
   await render();
