@@ -1,6 +1,6 @@
 """The worked third-party example (examples/modulus-hash-exchange) as an operator meets it:
 pip-installed (into a directory put on the broker's PYTHONPATH), enabled with amqp-plugins on
-a running broker process, then used by a stock client."""
+a running broker process, then used by a stock client, then disabled."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pika
+import pika.exceptions
 import pytest
 from conftest import Node
 from helpers import message_count
@@ -66,3 +68,12 @@ def test_modulus_hash_plugin_installed_enabled_and_routing(node: Node, tmp_path:
     for queue in queues:  # each message went where crc32(key) % 3 says
         method, _props, body = channel.basic_get(queue, auto_ack=True)
         assert queues[zlib.crc32(body) % 3] == queue
+
+    # Disabled, its exchange stays as a placeholder that refuses publishes, as RabbitMQ's does.
+    code, out, err = plugins(data, "disable", "modulus_hash_exchange")
+    assert (code, err) == (0, "") and out.endswith("stopped 1 plugins.\n")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+        channel.basic_publish(unique, "order-1", b"x")
+        channel.queue_declare(queues[0], passive=True)  # (the refusal arrives by then)
+    assert refused.value.args[0] == 406
+    assert "exchange type x-modulus-hash not found" in refused.value.args[1]

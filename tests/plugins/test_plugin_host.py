@@ -270,3 +270,16 @@ def test_stored_exchange_of_a_disabled_plugin_recovers_as_placeholder(tmp_path: 
         assert message_count(channel, unique) == 1
     finally:
         handle.stop()
+
+
+def test_a_plugin_that_fails_to_import_at_boot_does_not_harm_it(plugins_dir: Path, tmp_path: Path, unique: str) -> None:
+    (tmp_path / "enabled_plugins").write_text("[phtest_broken,phtest_top].\n")
+    handle = start_broker(data_dir=str(tmp_path), plugins_dir=str(plugins_dir))
+    try:
+        assert handle.broker.plugins.enabled == ["phtest_base", "phtest_top"]
+        assert handle.broker.plugins.failed == {"phtest_broken": "RuntimeError: this plugin cannot be imported"}
+        connection = handle.connect()
+        connection.channel().queue_declare(unique, auto_delete=True)
+        connection.close()
+    finally:
+        handle.stop()
