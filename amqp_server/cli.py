@@ -61,6 +61,10 @@ def parse_args(argv: list[str] | None = None, env: Mapping[str, str] | None = No
     parser.add_argument("--data-dir", help="directory for the node's data (default ./data)")
     parser.add_argument("--node-name", help="node name (default rabbit@localhost)")
     parser.add_argument(
+        "--cluster-port", type=int, help="inter-node port; turns clustering on (default: $RABBITMQ_DIST_PORT)"
+    )
+    parser.add_argument("--cookie-file", help="the cluster's shared secret (default: <data-dir>/.control_secret)")
+    parser.add_argument(
         "--log-level", help="debug, info, notice, warning, error, critical or none (default info)"
     )
     args = parser.parse_args(argv)
@@ -77,7 +81,7 @@ def parse_args(argv: list[str] | None = None, env: Mapping[str, str] | None = No
         config.listeners = None  # one listener, as RABBITMQ_NODE_PORT makes
     if args.node_name is not None:
         args.node_name = node_name(args.node_name)
-    for name in ("host", "port", "management_port", "prometheus_port", "node_name"):
+    for name in ("host", "port", "management_port", "prometheus_port", "node_name", "cluster_port", "cookie_file"):
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
@@ -90,7 +94,8 @@ def parse_args(argv: list[str] | None = None, env: Mapping[str, str] | None = No
             )
         config.log_console_level = config.log_file_level = level
     for what, port in (
-        ("port", config.port), ("management port", config.management_port), ("prometheus port", config.prometheus_port)
+        ("port", config.port), ("management port", config.management_port), ("prometheus port", config.prometheus_port),
+        ("cluster port", config.cluster_port),
     ):  # fmt: skip
         if port is not None and not 0 <= port <= 65535:
             raise SystemExit(f"cannot start: {what} {port} is out of range (0-65535)")

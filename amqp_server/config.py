@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from amqp_server.auth.config import ALIASES, EC_ALGORITHMS, HMAC_ALGORITHMS, RSA_ALGORITHMS, chain_entries
 from amqp_server.control import DATA_DIR_ENV
 from amqp_server.core.alarms import parse_float, parse_information_unit
 from amqp_server.core.broker import BrokerConfig
@@ -168,6 +169,20 @@ def permission_pattern(value: str) -> str:
     return value
 
 
+def auth_backend(value: str) -> str:
+    """``auth_backends.N``: a backend's short name or module name, as the module name."""
+    if value not in ALIASES:
+        raise Invalid(f'"{value}" is not a valid enum value, acceptable values are: {", ".join(ALIASES)}')
+    return ALIASES[value]
+
+
+def non_negative(value: str) -> int:
+    number = integer(value)
+    if number < 0:
+        raise Invalid(f"{number} is not a non-negative integer")  # non_negative_integer
+    return number
+
+
 # -- the schema ---------------------------------------------------------------------------------
 
 #: The TLS options of a listener, under the prefix of its kind (``ssl_options.`` for AMQPS,
@@ -230,6 +245,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log.file": ("log_file", log_file),
     "log.file.level": ("log_file_level", file_log_level),
     "queue_memory_window": ("queue_memory_window", ranged(0, 2**31)),  # not a RabbitMQ key
+    "cluster_formation.node_type": ("cluster_node_type", enum("disc", "disk", "ram")),
     # Keys whose value is a list assembled from several lines (see apply_conf):
     "listeners.tcp": ("listeners", enum("none")),
     "listeners.ssl": ("ssl_listeners", enum("none")),
@@ -242,6 +258,23 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "default_permissions.configure": ("default_permissions", permission_pattern),
     "default_permissions.write": ("default_permissions", permission_pattern),
     "default_permissions.read": ("default_permissions", permission_pattern),
+    # The backend chain's settings (BrokerConfig.auth; docs/security.md).
+    "auth_http.http_method": ("auth.http_method", enum("get", "post")),
+    "auth_http.user_path": ("auth.http_user_path", string),
+    "auth_http.vhost_path": ("auth.http_vhost_path", string),
+    "auth_http.resource_path": ("auth.http_resource_path", string),
+    "auth_http.topic_path": ("auth.http_topic_path", string),
+    "auth_http.request_timeout": ("auth.http_request_timeout", non_negative),
+    "auth_http.connection_timeout": ("auth.http_connection_timeout", non_negative),
+    "auth_cache.cached_backend": ("auth.cache_backend", auth_backend),
+    "auth_cache.cached_backend.authn": ("auth.cache_backend", auth_backend),
+    "auth_cache.cached_backend.authz": ("auth.cache_backend", auth_backend),
+    "auth_cache.cache_ttl": ("auth.cache_ttl", non_negative),
+    "auth_cache.cache_refusals": ("auth.cache_refusals", boolean),
+    "auth_oauth2.resource_server_id": ("auth.oauth2_resource_server_id", string),
+    "auth_oauth2.additional_scopes_key": ("auth.oauth2_additional_scopes_key", string),
+    "auth_oauth2.default_key": ("auth.oauth2_default_key", string),
+    "auth_oauth2.verify_aud": ("auth.oauth2_verify_aud", boolean),
 }
 #: Keys with a name of the operator's choosing in their last part (``listeners.tcp.default``,
 #: ``listeners.tcp.2``, ``loopback_users.guest``, ``default_user_tags.monitoring``).
@@ -252,6 +285,12 @@ PATTERNS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "auth_mechanisms.$n": ("auth_mechanisms", enum(*MECHANISM_NAMES)),
     "loopback_users.$user": ("loopback_users", boolean),
     "default_user_tags.$tag": ("default_user_tags", boolean),
+    "auth_backends.$n": ("auth.backends", auth_backend),
+    "auth_backends.$n.authn": ("auth.backends", auth_backend),
+    "auth_backends.$n.authz": ("auth.backends", auth_backend),
+    "auth_oauth2.signing_keys.$name": ("auth.oauth2_signing_keys", string),
+    "cluster_formation.classic_config.nodes.$n": ("cluster_nodes", string),
+    "auth_oauth2.algorithms.$n": ("auth.oauth2_algorithms", enum(*RSA_ALGORITHMS, *EC_ALGORITHMS, *HMAC_ALGORITHMS)),
 }
 _KEY = re.compile(r"[A-Za-z0-9_\-@$]+(?:\.[A-Za-z0-9_\-@$]+)*")
 _PHASE = "Error preparing configuration in phase transform_datatypes"
@@ -261,9 +300,10 @@ def schema_key(key: str) -> str | None:
     """The ``KEYS`` or ``PATTERNS`` entry ``key`` is, or None (an unknown key)."""
     if key in KEYS:
         return key
-    prefix, _, name = key.rpartition(".")
+    parts = key.split(".")
     for pattern in PATTERNS:
-        if pattern.rpartition(".")[0] == prefix and name:
+        words = pattern.split(".")  # a ``$`` word stands for any word (auth_backends.$n.authn)
+        if len(words) == len(parts) and all(w == p or (w[0] == "$" and p) for w, p in zip(words, parts, strict=True)):
             return pattern
     return None
 
@@ -299,6 +339,8 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
     permissions = dict(config.default_permissions)
     relative: set[str] = set()
     mechanisms: list[str] | None = None
+    backends: dict[str, dict[str, str]] = {}  # auth_backends: position -> default/authn/authz
+    cached: dict[str, str] = {}  # auth_cache.cached_backend: default/authn/authz
     given = set()
     for number, key, value in parse_conf(text, source):
         given.add(key)
@@ -343,6 +385,18 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
             tags = [t for t in tags or [] if t != last] + ([last] if parsed else [])
         elif name == "default_permissions":
             permissions[last] = parsed
+        elif name == "auth.backends":
+            backends.setdefault(key.split(".")[1], {})[last if last in ("authn", "authz") else "default"] = parsed
+        elif name == "auth.cache_backend":
+            cached[last if last in ("authn", "authz") else "default"] = parsed
+        elif name == "auth.oauth2_signing_keys":
+            config.auth.oauth2_signing_keys[last] = parsed
+        elif name == "auth.oauth2_algorithms":
+            config.auth.oauth2_algorithms.append(parsed)
+        elif name == "cluster_nodes":
+            config.cluster_nodes.append(parsed)
+        elif name.startswith("auth."):
+            setattr(config.auth, name[len("auth.") :], parsed)
         else:
             setattr(config, name, parsed)
             if entry.endswith(".relative"):
@@ -362,6 +416,13 @@ def apply_conf(text: str, config: BrokerConfig, source: str = "rabbitmq.conf") -
     if tags is not None:
         config.default_user_tags = tags
     config.default_permissions = permissions
+    try:
+        if backends:
+            config.auth.backends = chain_entries(backends)
+        if cached:
+            config.auth.cache_backend = chain_entries({"1": cached})[0]
+    except ValueError as exc:
+        raise ConfigError(f"{_PHASE}: auth_backends: {exc} ({source})") from None
     if "vm_memory_high_watermark" in relative:  # (a relative disk limit already wins)
         config.vm_memory_high_watermark_absolute = None
 
@@ -414,6 +475,7 @@ def apply_environment(env: Mapping[str, str], config: BrokerConfig) -> None:
     for variable, name in (
         (MANAGEMENT_PORT_VARIABLE, "management_port"),
         (PROMETHEUS_PORT_VARIABLE, "prometheus_port"),
+        ("RABBITMQ_DIST_PORT", "cluster_port"),
     ):
         port = _env_port(env, variable)
         if port is not None:

@@ -45,9 +45,15 @@ DATA_DIR_ENV = "AMQP_SERVER_DATA_DIR"
 APP_STOPPED = "app_stopped"  # the error of a command that needs the application running
 # What a node with its application stopped (rabbitmqctl stop_app) still answers.
 WHILE_STOPPED = frozenset(
-    ("ping", "stop", "stop_app", "start_app", "reset", "force_reset", "environment", "check_running")
-)
+    ("ping", "stop", "stop_app", "start_app", "reset", "force_reset", "environment", "check_running",
+     "cluster_status", "join_cluster", "change_cluster_node_type", "forget_cluster_node", "update_cluster_nodes")
+)  # fmt: skip
 MAX_REQUEST = 64 * 1024 * 1024  # an import_definitions document travels in one line
+# Cluster membership (cluster.operations); those changing this node's own membership need the
+# application stopped, as rabbitmqctl's.
+CLUSTER_COMMANDS = frozenset(("cluster_status", "join_cluster", "change_cluster_node_type", "forget_cluster_node",
+                              "update_cluster_nodes"))  # fmt: skip
+APP_STOPPED_COMMANDS = frozenset(("join_cluster", "change_cluster_node_type", "update_cluster_nodes"))
 
 
 @contextmanager
@@ -313,6 +319,8 @@ class ControlServer:
             return {"ok": True, "result": None}
         if command in ("stop_app", "start_app", "reset", "force_reset"):
             return await self._application(command)
+        if command in CLUSTER_COMMANDS:
+            return await self._cluster(command, args)
         if not self.running and command not in WHILE_STOPPED:
             return {"ok": False, "error": APP_STOPPED}
         node_command = self._node_commands.get(command)
@@ -347,12 +355,40 @@ class ControlServer:
         if command in ("reset", "force_reset"):
             if app.running:
                 return {"ok": False, "error": "app_running"}
+            from cluster.operations import leave_cluster  # (as in _cluster)
+
+            try:
+                await leave_cluster(self.admin.broker)  # a member leaves its cluster first
+            except AdminError as exc:
+                return {"ok": False, "error": str(exc)}
             await self.admin.reset()
         elif command == "stop_app" and app.running:
             await app.stop_app()
         elif command == "start_app" and not app.running:
             await app.start_app()
         return {"ok": True, "result": None}
+
+
+    async def _cluster(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
+        from cluster import operations  # (amqp-ctl imports this module without the broker)
+
+        if command in APP_STOPPED_COMMANDS and self.running:
+            return {"ok": False, "error": "app_running"}
+        broker = self.admin.broker
+        try:
+            if command == "cluster_status":
+                result = operations.cluster_status(broker, self.listeners())
+            elif command == "join_cluster":
+                result = await operations.join_cluster(broker, args["node"], bool(args.get("ram")))
+            elif command == "change_cluster_node_type":
+                result = await operations.change_node_type(broker, args["type"])
+            elif command == "forget_cluster_node":
+                result = await operations.forget_cluster_node(broker, args["node"])
+            else:  # update_cluster_nodes: membership is the cluster's log, nothing to seed
+                result = None
+        except AdminError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, "result": result}
 
 
 def _if_vhost(admin: Admin, args: dict[str, Any], listing: Callable[[str], list[Any]]) -> list[Any]:

@@ -60,7 +60,8 @@ VALUE_OPTIONS = {"-n": "node", "--node": "node", "-p": "vhost", "--vhost": "vhos
                  "--data-dir": "data_dir", "--priority": "priority", "--apply-to": "apply_to", "--user": "user",
                  "-t": "timeout", "--timeout": "timeout", "--unit": "unit"}  # fmt: skip
 FLAG_OPTIONS = {"-q": "quiet", "--quiet": "quiet", "-s": "silent", "--silent": "silent", "--global": "global",
-                "--if-unused": "if_unused", "--if-empty": "if_empty", "--no-table-headers": "no_headers"}  # fmt: skip
+                "--if-unused": "if_unused", "--if-empty": "if_empty", "--no-table-headers": "no_headers",
+                "--ram": "ram", "--disc": "disc", "--offline": "offline"}  # fmt: skip
 
 
 class CommandError(Exception):
@@ -973,6 +974,78 @@ def simple_command(name: str, banner: str, params: tuple[str, ...], code: int, s
 
 for _name, _banner, _params, _code, _scoped in SIMPLE_COMMANDS:
     command(_name, needs=len(_params))(simple_command(_name, _banner, _params, _code, _scoped))
+
+
+# -- clustering --------------------------------------------------------------------------------
+
+
+def cluster_call(ctx: Context, command: str, **args: Any) -> Any:
+    """A cluster command: the node's refusals that are rabbitmqctl's own "Error: ..." lines
+    print as they are."""
+    try:
+        return ctx.call(command, **args)
+    except CommandError as exc:
+        if str(exc).startswith("Error: "):
+            raise CommandError(str(exc), exc.code, prefix=False) from None
+        raise
+
+
+@command("cluster_status", tools=BOTH)
+def cluster_status(ctx: Context) -> None:
+    ctx.banner(f"Cluster status of node {ctx.node} ...")
+    info = cluster_call(ctx, "cluster_status")
+    if ctx.as_json:
+        print(compact(info))
+        return
+    sections = [("Basics", [f"Cluster name: {info['cluster_name']}"]), ("Disk Nodes", info["disk_nodes"])]
+    if info["ram_nodes"]:
+        sections.append(("RAM Nodes", info["ram_nodes"]))
+    sections += [
+        ("Running Nodes", info["running_nodes"]),
+        ("Versions", [f"{node}: {v['rabbitmq_name']} {v['rabbitmq_version']} on Erlang {v['erlang_version']}"
+                      for node, v in info["versions"].items()]),
+        ("Maintenance status", [f"Node: {node}, status: {status}" for node, status in info["maintenance_status"].items()]),
+        ("Alarms", [f"Node {a['node']} reported an alarm: {a['resource']}" for a in info["alarms"]] or ["(none)"]),
+        ("Network Partitions", [f"Node {node} cannot communicate with {', '.join(peers)}"
+                                for node, peers in info["partitions"].items()] or ["(none)"]),
+        ("Listeners", [f"Node: {item['node']}, interface: {item['interface']}, port: {item['port']}, "
+                       f"protocol: {item['protocol']}, purpose: {item['purpose']}"
+                       for items in info["listeners"].values() for item in items] or ["(none)"]),
+        ("Feature flags", ["(none)"]),
+    ]  # fmt: skip
+    print("\n\n".join(f"{title}\n\n" + "\n".join(lines) for title, lines in sections))
+
+
+@command("join_cluster", needs=1)
+def join_cluster(ctx: Context) -> None:
+    ctx.banner(f"Clustering node {ctx.node} with {ctx.args[0]}")
+    message = cluster_call(ctx, "join_cluster", node=ctx.args[0], ram=bool(ctx.options.get("ram")))
+    if message and not ctx.quiet:
+        print(message)
+
+
+@command("change_cluster_node_type", needs=1)
+def change_cluster_node_type(ctx: Context) -> None:
+    kind = ctx.args[0]
+    if kind not in ("disc", "disk", "ram"):
+        raise CommandError("The node type must be either disc or ram.", USAGE)
+    ctx.banner(f"Turning {ctx.node} into a {kind} node")
+    message = cluster_call(ctx, "change_cluster_node_type", type=kind)
+    if message and not ctx.quiet:
+        print(message)
+
+
+@command("forget_cluster_node", needs=1)
+def forget_cluster_node(ctx: Context) -> None:
+    # --offline is accepted: the cluster's leader removes the node either way, with a quorum.
+    ctx.banner(f"Removing node {ctx.args[0]} from the cluster")
+    cluster_call(ctx, "forget_cluster_node", node=ctx.args[0])
+
+
+@command("update_cluster_nodes", needs=1)
+def update_cluster_nodes(ctx: Context) -> None:
+    ctx.banner(f"Will seed {ctx.node} from {ctx.args[0]} on next start")
+    cluster_call(ctx, "update_cluster_nodes", node=ctx.args[0])
 
 
 # -- entry point -----------------------------------------------------------------------------

@@ -19,11 +19,14 @@ from amqp_server.config import level_filter, log_file_path
 from amqp_server.control import ControlServer
 from amqp_server.core.broker import Broker, BrokerConfig
 from amqp_server.metadata.sqlite import SqliteStore
+from amqp_server.metadata.store import MetadataStore
 from amqp_server.storage.message_store import MessageStore
 from amqp_server.tls import TlsError, TlsOptions, load_files, server_context
 from amqp_server.transport.connection import Connection
 
 if TYPE_CHECKING:
+    from cluster.metadata_store import RaftMetadataStore
+    from cluster.service import ClusterService
     from management_ui.app import ManagementServer
     from management_ui.prometheus.server import PrometheusServer
     from management_ui.sites import Https
@@ -104,11 +107,21 @@ class Server:
         config = config or BrokerConfig()
         # With a data directory, durable metadata lives in SQLite there; without, in memory only.
         # Persistent messages of durable queues go to the message store in the same directory.
-        self.broker = Broker(
-            config,
-            SqliteStore(config.data_dir) if config.data_dir else None,
-            MessageStore(config.data_dir) if config.data_dir else None,
-        )
+        # A clustered node's metadata is the cluster's, on Raft (cluster.metadata_store).
+        # Clustering is on with a cluster port or peers.
+        self.cluster: ClusterService | None = None
+        store: MetadataStore | None = SqliteStore(config.data_dir) if config.data_dir else None
+        raft: RaftMetadataStore | None = None
+        if config.cluster_port is not None or config.cluster_nodes:
+            # Imported here: a node without clustering loads none of it.
+            from cluster.metadata_store import RaftMetadataStore
+            from cluster.service import ClusterService
+
+            self.cluster = ClusterService(config)
+            store = raft = RaftMetadataStore(self.cluster, config.data_dir, ram=config.cluster_node_type == "ram")
+        self.broker = Broker(config, store, MessageStore(config.data_dir) if config.data_dir else None)
+        if raft is not None:
+            raft.broker = self.broker
         self._servers: list[asyncio.Server] = []  # one per AMQP listener
         self._tls_servers: list[asyncio.Server] = []  # one per AMQPS listener
         # Made at start; ``reload_tls`` loads new certificate files into it.
@@ -154,6 +167,8 @@ class Server:
         config = self.broker.config
         try:
             self.broker.plugins.load()  # the plugins' types, before the metadata using them recovers
+            if self.cluster is not None:  # links first: the metadata may come from the cluster
+                await self._start_cluster()
             await self.broker.boot()
             if config.load_definitions:  # imported at every boot, as RabbitMQ does
                 await load_file(Admin(self.broker), config.load_definitions)
@@ -184,6 +199,8 @@ class Server:
             await self._stop_http()
             await self._close_stores()
             raise
+        if self.cluster is not None:
+            self.cluster.advertise(amqp=self.port, **({"management": self.management_port} if self.management else {}))
         self._log_listeners()
 
     def _log_listeners(self) -> None:
@@ -254,6 +271,19 @@ class Server:
             await self._stop_amqp()
             raise
         self._log_listeners()
+
+    async def _start_cluster(self) -> None:
+        from cluster.names import NodeNameError
+
+        assert self.cluster is not None
+        try:
+            await self.cluster.start()
+        except NodeNameError as exc:
+            raise StartError(f"invalid cluster peer: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.filename is None:
+                raise _listen_error(self.broker.config.host, self.cluster.port, exc) from exc
+            raise StartError(f"cannot read the cluster's cookie: {exc}") from exc
 
     async def _start_control(self, data_dir: str) -> None:
         try:  # the secret is read or made first: an unreadable one stops the start too
@@ -341,10 +371,13 @@ class Server:
         self.management = self.prometheus = None
 
     async def _close_stores(self) -> None:
-        """The metadata store goes last: it holds the data directory's lock."""
+        """The metadata store goes last: it holds the data directory's lock (the cluster's
+        links after it: they carry its messages)."""
         if self.broker.message_store is not None:
             await self.broker.message_store.close()
         await self.broker.store.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
 
 
 async def serve(config: BrokerConfig) -> None:

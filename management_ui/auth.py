@@ -1,7 +1,8 @@
 """Who may call what, as rabbit_mgmt_util decides it.
 
-Every request logs in with HTTP basic auth against the broker's users (the password hashes
-RabbitMQ uses, the loopback rule of AMQP logins). A user needs one of the management tags
+Every request logs in with HTTP basic auth through the backend chain (``auth_backends``: by
+default the broker's users and the password hashes RabbitMQ uses), with the loopback rule of
+AMQP logins. A user needs one of the management tags
 (administrator, monitoring, policymaker, management); each resource then applies one
 ``Rule``, whose message is the 401 reason when it fails:
 
@@ -29,7 +30,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from amqp_server.core.access import User, check_password
+from amqp_server.auth.backend import ConnectionInfo, Refusal
+from amqp_server.auth.chain import Login
+from amqp_server.core.access import User
 from amqp_server.transport.handshake import is_loopback
 from management_ui.errors import challenge, login_failed, not_authorised
 
@@ -52,8 +55,9 @@ def is_policymaker(user: User) -> bool:
     return "administrator" in user.tags or "policymaker" in user.tags
 
 
-def authenticate(request: web.Request, broker: Broker) -> User:
-    """The user the request logs in as (rabbit_mgmt_util:is_authorized up to the tag check)."""
+async def authenticate(request: web.Request, broker: Broker) -> User:
+    """The user the request logs in as (rabbit_mgmt_util:is_authorized up to the tag check),
+    through the backend chain (``auth_backends``) as AMQP logins."""
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
@@ -65,9 +69,16 @@ def authenticate(request: web.Request, broker: Broker) -> User:
         raise challenge() from None
     if not sep:
         raise challenge()
-    user = broker.users.get(username)
-    if user is None or not check_password(password, user.password_hash, user.hashing_algorithm):
+    result = broker.auth.login(username, password, ConnectionInfo(request.remote or "", "HTTP"))
+    if not isinstance(result, Login | Refusal):
+        result = await result
+    if isinstance(result, Refusal):
         raise login_failed()
+    username = result.name
+    # A user of another backend has the tags it gave (and no permissions of this node's).
+    user = broker.users.get(username) if result.internal else None
+    if user is None:
+        user = User(username, "", list(result.tags))
     if username in broker.config.loopback_users and not is_loopback(request.remote or ""):
         raise not_authorised("User can only log in via localhost")
     if MANAGEMENT_TAGS.isdisjoint(user.tags):

@@ -71,6 +71,8 @@ def from_direct_request(error: AMQPError) -> HttpError:
         return not_authorised("Access refused.")
     if error.code == NOT_FOUND:
         return not_found(error.explanation, "not_found")
+    if getattr(error, "http_status", None) == 503:  # the cluster's metadata store has no quorum here
+        return HttpError(503, "service_unavailable", error.explanation)
     return bad_request(error.explanation)
 
 

@@ -206,7 +206,7 @@ def handler(resource: Resource, state: Callable[[web.Request], Context]) -> Hand
         ctx = state(request)
         try:
             if resource.login:
-                ctx.user = auth.authenticate(request, ctx.broker)
+                ctx.user = await auth.authenticate(request, ctx.broker)
                 resource.authorize(ctx)
             return await _run(resource, ctx, method)
         except HttpError as error:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 from pamqp.base import Frame as PamqpMethod
 
+from amqp_server.auth.chain import BACKEND_TOPICS
 from amqp_server.channel import confirms, deliveries, direct_reply_to, entities, transactions
 from amqp_server.channel.assembler import ContentAssembler, method_expected
 from amqp_server.channel.confirms import ConfirmTracker
@@ -128,8 +129,12 @@ class Channel:
         self.task: asyncio.Task[None] | None = None  # the running metadata method, if any
         self._permissions = access.PermissionCache()  # checks passed, as RabbitMQ's permission_cache
         self._topic_grants = access.PermissionCache()  # and its topic_permission_cache
-        self.topic_permissions = connection.broker.topic_permissions  # the live table (changed in place)
+        # The live table (changed in place); for a user other backends authorise, a stand-in
+        # that makes every topic routing key checked (by them).
+        user = connection.user
+        self.topic_permissions = connection.broker.topic_permissions if user is None or user.internal else BACKEND_TOPICS
         self.reply_consumer: direct_reply_to.ReplyConsumer | None = None
+        self._server_named: tuple[Any, str] | None = None  # the last queue.declare given a name
         # Counters for stats(): plain integer increments on the message path, nothing else.
         self.stat_publish = 0
         self.stat_confirm = 0
@@ -224,6 +229,12 @@ class Channel:
         else:
             self._handle_method(command)
 
+    def _await_check(self, pending: access.PendingCheck, command: Command) -> None:
+        """A check a backend has to wait for: the command runs again once it is granted (its
+        checks come before anything it changes); later commands wait meanwhile."""
+        self._backlog = deque()
+        self.task = self.connection.broker.spawn(self._run(pending.wait, command, retry=True))
+
     def _handle_method(self, method: Any) -> None:
         if isinstance(method, Ack):
             settle(self, method)
@@ -238,20 +249,29 @@ class Channel:
                 error.method = (method.index >> 16, method.index & 0xFFFF)
             self.close_with(error)
             return
+        except access.PendingCheck as pending:
+            self._await_check(pending, method)
+            return
         if asyncio.iscoroutine(result):
             self._backlog = deque()
             self.task = self.connection.broker.spawn(self._run(result, method))
 
-    async def _run(self, coro: Any, method: Any) -> None:
+    async def _run(self, coro: Any, method: Command, retry: bool = False) -> None:
         try:
-            await coro
+            try:
+                await coro
+            except access.PendingCheck as pending:  # raised by an asynchronous handler
+                await pending.wait
+                retry = True
+            if retry and self._backlog is not None:
+                self._backlog.appendleft(method)  # granted: the command runs again, first
         except ChannelError as error:
             if error.method == (0, 0):
-                error.method = (method.index >> 16, method.index & 0xFFFF)
+                error.method = _ids(method)
             self.close_with(error)
         except Exception as exc:
             if not isinstance(exc, ConnectionError):
-                log.exception("%s failed", method.name)
+                log.exception("%s failed", getattr(method, "name", "basic.publish"))
                 exc = ConnectionError(INTERNAL_ERROR, f"internal error: {exc}")
             self._stop()
             self.connection.close_with(exc)
@@ -334,6 +354,8 @@ class Channel:
         except ChannelError as error:
             error.method = (60, 40)
             raise
+        except access.PendingCheck as pending:  # (an exception clause: nothing on the hot path)
+            self._await_check(pending, (publish, header, body))
 
     def _route(self, exchange: Exchange, mandatory: bool, message: Message, seq: int) -> bool | None:
         """Route, return or confirm one publish. None: no queue took it; else whether every
@@ -549,14 +571,43 @@ class Channel:
         self.connection.write_method(self.number, method)
 
     def check(self, kind: str, resource: str, name: str) -> None:
+        """A permission check (cached per channel); a user other backends authorise is checked
+        by them, and a check they have to wait for raises ``access.PendingCheck``."""
         connection = self.connection
-        self._permissions.check(connection.permission, kind, resource, name, self.vhost.name, connection.username)
+        user = connection.user
+        if user is None or user.internal:
+            self._permissions.check(connection.permission, kind, resource, name, self.vhost.name, connection.username)
+        elif (kind, resource, name) not in self._permissions.granted:
+            vhost = self.vhost.name
+            refusal = access.refused(resource, name, vhost, connection.username)
+            decision = user.check_resource(vhost, resource, name, kind)
+            self._permissions.decide((kind, resource, name), decision, refusal)
 
     def check_topic(self, kind: str, exchange: str, routing_key: str) -> None:
         """The topic permission check on a routing key of a topic exchange."""
-        self._topic_grants.check_topic(
-            self.topic_permissions, kind, exchange, routing_key, self.vhost.name, self.connection.username
-        )
+        user = self.connection.user
+        if user is None or user.internal:
+            self._topic_grants.check_topic(
+                self.topic_permissions, kind, exchange, routing_key, self.vhost.name, self.connection.username
+            )
+        elif (kind, exchange, routing_key) not in self._topic_grants.granted:
+            vhost, username = self.vhost.name, self.connection.username
+            refusal = access.topic_refused(exchange, routing_key, vhost, username)
+            decision = user.check_topic(vhost, exchange, routing_key, kind)
+            self._topic_grants.decide((kind, exchange, routing_key), decision, refusal)
+
+    def server_queue_name(self, method: Any) -> str:
+        """A name for a server-named queue; the same when the declare runs again after a check
+        a backend was waited for (the check was of that name)."""
+        named = self._server_named
+        if named is None or named[0] is not method:
+            named = self._server_named = (method, self.connection.new_queue_name())
+        return named[1]
+
+    def forget_checks(self) -> None:
+        """The user's credentials changed (connection.update-secret): check everything again."""
+        self._permissions.granted.clear()
+        self._topic_grants.granted.clear()
 
     def queue_name(self, name: str) -> str:
         """An empty queue name means the channel's last declared queue (AMQP's rule)."""

@@ -79,7 +79,7 @@ def queue_declare(channel: Channel, method: commands.Queue.Declare) -> Any:
 
 async def _declare_queue(channel: Channel, method: commands.Queue.Declare) -> None:
     connection = channel.connection
-    name = method.queue or connection.new_queue_name()
+    name = method.queue or channel.server_queue_name(method)
     queue = await channel.vhost.declare_queue(
         name,
         passive=method.passive,

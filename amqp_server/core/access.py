@@ -49,7 +49,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 
 from amqp_server.protocol.errors import ACCESS_REFUSED, INTERNAL_ERROR, ChannelError, ConnectionError
@@ -149,19 +149,37 @@ def check_topic(
 ) -> None:
     """Raise RabbitMQ's 403 unless ``user`` may ``kind`` ("write"/"read") ``routing_key`` on the
     topic exchange, given the user's topic permission patterns for it (None: allowed)."""
-    if patterns is None:
-        return
-    pattern = (patterns.get(kind) or "^$").replace("{username}", user).replace("{vhost}", vhost)
+    if patterns is not None and not topic_allowed(
+        patterns.get(kind) or "^$", routing_key, {"username": user, "vhost": vhost}
+    ):
+        raise topic_refused(exchange, routing_key, vhost, user)
+
+
+def topic_allowed(pattern: str, routing_key: str, variables: Mapping[str, str]) -> bool:
+    """Whether the topic ``pattern``, ``{name}`` replaced by each variable, is found in the key."""
+    for name, value in variables.items():
+        pattern = pattern.replace("{" + name + "}", value)
     try:
-        allowed = re.search(pattern, routing_key) is not None
+        return re.search(pattern, routing_key) is not None
     except re.error:
         # A value spliced in made it no regular expression: RabbitMQ's channel crashes.
         raise ConnectionError(INTERNAL_ERROR, "") from None
-    if not allowed:
-        raise ChannelError(
-            ACCESS_REFUSED,
-            f"access to topic '{routing_key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{user}'",
-        )
+
+
+def topic_refused(exchange: str, routing_key: str, vhost: str, user: str) -> ChannelError:
+    """RabbitMQ's refusal of a routing key (rabbit_access_control:check_topic_access)."""
+    return ChannelError(
+        ACCESS_REFUSED,
+        f"access to topic '{routing_key}' in exchange '{exchange}' in vhost '{vhost}' refused for user '{user}'",
+    )
+
+
+class PendingCheck(Exception):  # noqa: N818 - not an error: the command waits for the answer
+    """A check whose answer a backend has to wait for (``PermissionCache.decide``): the
+    channel runs ``wait()`` (which grants or raises the refusal) and the command again."""
+
+    def __init__(self, wait: Awaitable[None]) -> None:
+        self.wait = wait
 
 
 class PermissionCache:
@@ -200,6 +218,21 @@ class PermissionCache:
         if key not in self.granted:
             check_topic(topic_permissions.get((user, vhost, exchange)), kind, exchange, routing_key, vhost, user)
             self._grant(key)
+
+    def decide(self, key: tuple[str, str, str], decision: bool | Awaitable[bool], refusal: ChannelError) -> None:
+        """Take a backend's answer to the check ``key``: granted, ``refusal`` raised, or
+        ``PendingCheck`` while the answer is awaited (not ``granted`` yet)."""
+        if decision is True:
+            self._grant(key)
+        elif decision is False:
+            raise refusal
+        else:
+            raise PendingCheck(self._await(key, decision, refusal))
+
+    async def _await(self, key: tuple[str, str, str], decision: Awaitable[bool], refusal: ChannelError) -> None:
+        if not await decision:
+            raise refusal
+        self._grant(key)
 
     def _grant(self, key: tuple[str, str, str]) -> None:
         granted = self.granted

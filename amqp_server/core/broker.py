@@ -9,6 +9,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from amqp_server.auth.chain import Chain
+from amqp_server.auth.config import AuthConfig
 from amqp_server.core.access import hash_password
 from amqp_server.core.alarms import AlarmMonitor
 from amqp_server.core.events import Event, EventBus
@@ -47,6 +49,8 @@ class BrokerConfig:
     # connections whose client certificate was verified (rabbitmq_auth_mechanism_ssl).
     auth_mechanisms: list[str] = field(default_factory=lambda: ["PLAIN", "AMQPLAIN"])
     ssl_cert_login_from: str = "common_name"  # or distinguished_name
+    # The authentication and authorisation backends (``auth_backends.*``, ``auth_http.*``, ...).
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # The management plugin (RabbitMQ's HTTP API, package management_ui): the command line turns
     # it on; embedding code (tests) opts in. Port 0 takes a free port (Server.management_port);
     # an empty host listens where AMQP does.
@@ -117,6 +121,15 @@ class BrokerConfig:
     plugins: list[str] = field(default_factory=list)
     enabled_plugins_file: str = ""
     plugins_dir: str = ""
+    # Clustering (docs/clustering.md), off unless a port or peers are given: the inter-node
+    # port (RABBITMQ_DIST_PORT; 25672 when clustering is on and none is given), the cookie file
+    # ("": the control secret in the data directory), the peers to form a cluster with
+    # (``cluster_formation.classic_config.nodes.*``, ``name@host`` or ``name@host:port``) and
+    # this node's type when it joins them (``cluster_formation.node_type``: disc or ram).
+    cluster_port: int | None = None
+    cookie_file: str = ""
+    cluster_nodes: list[str] = field(default_factory=list)
+    cluster_node_type: str = "disc"
 
 
 class Broker:
@@ -143,6 +156,7 @@ class Broker:
         self.users = self.state.users
         self.permissions = self.state.permissions
         self.topic_permissions = self.state.topic_permissions
+        self.auth = Chain(self, self.config.auth)  # auth_backends: who may log in, and do what
         self.vhost_limits = self.state.vhost_limits
         self.user_limits = self.state.user_limits
         self.parameters = self.state.parameters
@@ -176,6 +190,7 @@ class Broker:
         changes = await self.store.load()
         if self.message_store is not None:
             await self.message_store.open()  # after the metadata store has locked the directory
+        await self.store.start()
         for change in changes:
             try:
                 prepared = self.prepare(change)
@@ -217,7 +232,13 @@ class Broker:
         applying it fails in ``prepare``, before the commit: a committed change always applies.
 
         True: the change took effect. False: a ``create`` change found the thing existing (made
-        by a concurrent change that committed first); nothing was committed or changed."""
+        by a concurrent change that committed first); nothing was committed or changed.
+
+        A replicating store (``MetadataStore.applies``: the cluster's) applies committed changes
+        itself, on every node in log order, and answers whether a creation took effect there."""
+        if self.store.applies and change.replicated:
+            self.prepare(change)  # what cannot apply is refused before it is proposed
+            return await self.store.commit(change) is not False
         if not change.create:
             prepared = self.prepare(change)
             await self.store.commit(change)
@@ -226,7 +247,7 @@ class Broker:
         key = (change.kind, change.vhost, change.name)
         while (pending := self._creating.get(key)) is not None:
             await asyncio.shield(pending)  # the first creation of this name decides
-        if self._exists(change):
+        if self.exists(change):
             return False
         self._creating[key] = done = asyncio.get_running_loop().create_future()
         try:
@@ -238,7 +259,8 @@ class Broker:
             done.set_result(None)
         return True
 
-    def _exists(self, change: Change) -> bool:
+    def exists(self, change: Change) -> bool:
+        """Whether the queue or exchange a ``create`` change names exists already."""
         vhost = self.vhosts.get(change.vhost or "")
         table = getattr(vhost, "queues" if change.kind == "queue" else "exchanges", {})
         return change.name in table
@@ -285,6 +307,13 @@ class Broker:
         """Apply a snapshot to this (empty) broker."""
         for change in changes:
             self.apply(change, self.prepare(change))
+
+    def clear(self) -> None:
+        """Drop every vhost (with what it holds), user and global setting without committing
+        anything: a node about to take its cluster's snapshot (``restore``)."""
+        for change in reversed(self.snapshot()):
+            if change.kind == "vhost" or change.vhost is None:
+                self.apply(Change(change.kind, "delete", change.vhost, change.name), None)
 
     # -- what follows from a change (event subscribers) -----------------------------------
 

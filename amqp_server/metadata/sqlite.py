@@ -167,6 +167,30 @@ def loads(text: str) -> dict[str, Any]:
 # -- the store --------------------------------------------------------------------------------
 
 
+def lock_directory(data_dir: str) -> int:
+    """Lock ``data_dir`` against a second broker process (``flock`` on ``.lock``); the fd."""
+    path = os.path.join(data_dir, LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(f"cannot open lock file {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(
+            f"data directory {data_dir} is in use by another broker process (lock {path} is held)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def unlock_directory(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
 class SqliteStore(MetadataStore):
     """Durable metadata in ``<data_dir>/metadata.db``; opened (and locked) on first use."""
 
@@ -209,26 +233,11 @@ class SqliteStore(MetadataStore):
         )
 
     def _lock(self) -> None:
-        path = os.path.join(self.data_dir, LOCK_NAME)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(f"cannot open lock file {path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StoreError(
-                f"data directory {self.data_dir} is in use by another broker process (lock {path} is held)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+        self._lock_fd = lock_directory(self.data_dir)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            unlock_directory(self._lock_fd)
             self._lock_fd = None
 
     async def _connect(self) -> aiosqlite.Connection:

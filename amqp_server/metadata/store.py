@@ -38,14 +38,22 @@ class MetadataStore(ABC):
     #: True until the store has been written once: the broker creates its defaults (vhost '/',
     #: user guest) only then, as RabbitMQ does on a node's first start, not whenever it is empty.
     first_start = True
+    #: True for a store that applies committed changes to the broker itself (the cluster's:
+    #: every node applies them in log order); ``commit`` then answers False for a creation that
+    #: found the thing existing.
+    applies = False
 
     @abstractmethod
-    async def commit(self, change: Change) -> None:
+    async def commit(self, change: Change) -> bool | None:
         """Return once the change is final (on disk, or agreed by the cluster's voters)."""
 
     @abstractmethod
     async def load(self) -> list[Change]:
         """The durable changes to apply at boot, oldest first."""
+
+    async def start(self) -> None:
+        """The broker can apply changes now (its message store is open): a store that applies
+        them itself (``applies``) starts doing so."""
 
     async def set_aside(self, change: Change, reason: str) -> None:
         """Keep a stored change that can no longer be applied out of later boots, with the

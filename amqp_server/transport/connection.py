@@ -79,6 +79,7 @@ from amqp_server.transport.states import (
 )
 
 if TYPE_CHECKING:
+    from amqp_server.auth.chain import Login
     from amqp_server.core.broker import Broker
     from amqp_server.core.vhost import VirtualHost
 
@@ -135,6 +136,8 @@ class Connection(asyncio.Protocol):
         self.frame_max = config.frame_max
         self.heartbeat = 0
         self.username = ""
+        self.user: Login | None = None  # who logged in, and the backends that authorise it
+        self.credential_timer: asyncio.TimerHandle | None = None  # closes it when its token expires
         self.mechanism = ""
         self.tls: ssl.SSLObject | None = None  # the TLS session of a connection to an AMQPS listener
         self.vhost: VirtualHost | None = None
@@ -325,9 +328,6 @@ class Connection(asyncio.Protocol):
             raise unexpected_frame(frame_type, payload)
         else:
             raise unknown_frame(frame_type, payload)
-
-    def _on_update_secret(self, method: commands.Connection.UpdateSecret) -> None:
-        self.write_method(0, commands.Connection.UpdateSecretOk())
 
     # -- state others read ---------------------------------------------------------------
 
@@ -671,8 +671,8 @@ _CONNECTION_HANDLERS = {
     (OPENING, commands.Connection.Open): handshake.on_open,
     (RUNNING, commands.Connection.Close): Connection._on_close,
     (BLOCKED, commands.Connection.Close): Connection._on_close,
-    (RUNNING, commands.Connection.UpdateSecret): Connection._on_update_secret,
-    (BLOCKED, commands.Connection.UpdateSecret): Connection._on_update_secret,
+    (RUNNING, commands.Connection.UpdateSecret): handshake.on_update_secret,
+    (BLOCKED, commands.Connection.UpdateSecret): handshake.on_update_secret,
 }
 
 

@@ -1,25 +1,31 @@
 """The opening of a connection, as rabbit_reader runs it: the protocol header, connection.start
-and start-ok (authentication with a SASL mechanism from ``sasl.MECHANISMS``, loopback users,
-login refusal), tune and tune-ok (negotiating frame_max, channel_max and heartbeat), and
-connection.open (the vhost, its connection limits and the user's access to it).
+and start-ok (authentication with a SASL mechanism from ``sasl.MECHANISMS`` through the backend
+chain ``broker.auth``, loopback users, login refusal), tune and tune-ok (negotiating frame_max,
+channel_max and heartbeat), and connection.open (the vhost, its connection limits and the
+user's access to it); then the user's credential: its expiry and connection.update-secret.
 
-The functions take the ``Connection``; the start-ok, tune-ok and open handlers are what the
-connection's channel-0 table calls in the states starting, tuning and opening.
+The functions take the ``Connection``; the start-ok, tune-ok, open and update-secret handlers
+are what the connection's channel-0 table calls in the states starting, tuning, opening and
+running. A backend that has to be waited for pauses the reading of the connection meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 import platform
+import time
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
 from amqp_server import __version__
-from amqp_server.core.access import check_password
+from amqp_server.auth.backend import ConnectionInfo, Refusal
+from amqp_server.auth.chain import Login
 from amqp_server.protocol.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
+    CONNECTION_FORCED,
     NOT_ALLOWED,
     SYNTAX_ERROR,
     ConnectionError,
@@ -32,6 +38,7 @@ from amqp_server.transport.sasl import EXTERNAL, MECHANISM_NAMES, MECHANISMS
 from amqp_server.transport.states import DEAD, HANDSHAKING, OPENING, RUNNING, STARTING, TUNING
 
 if TYPE_CHECKING:
+    from amqp_server.core.vhost import VirtualHost
     from amqp_server.transport.connection import Connection
 
 log = logging.getLogger("amqp_server.transport.connection")  # one logger for the connection's story
@@ -158,14 +165,10 @@ def on_start_ok(connection: Connection, method: commands.Connection.StartOk) -> 
     connection.client_properties = method.client_properties or {}
     capabilities = connection.client_properties.get("capabilities")
     connection.capabilities = capabilities if isinstance(capabilities, dict) else {}
-    broker = connection.broker
+    password: str | None = None
     if mechanism == EXTERNAL:
         # The certificate was verified by the TLS handshake: the user only has to exist.
         username = certificate_user(connection) or ""
-        connection.username = username
-        if username not in broker.users:
-            _login_refused(connection, username, f"user '{username}' - invalid credentials")
-            return
     else:
         response = method.response
         raw = response.encode() if isinstance(response, str) else bytes(response or b"")  # str iff UTF-8
@@ -173,11 +176,47 @@ def on_start_ok(connection: Connection, method: commands.Connection.StartOk) -> 
         if credentials is None:
             raise ConnectionError(SYNTAX_ERROR, f"{mechanism} response is malformed", (10, 11))
         username, password = credentials
-        connection.username = username
-        user = broker.users.get(username)
-        if user is None or not check_password(password, user.password_hash, user.hashing_algorithm):
-            _login_refused(connection, username, "invalid credentials")
-            return
+    connection.username = username
+    peer_host = connection.peer[0] if connection.peer else ""
+    result = connection.broker.auth.login(username, password, ConnectionInfo(peer_host))
+    if isinstance(result, Login | Refusal):
+        _logged_in(connection, username, result)
+    else:  # a backend has to be waited for: the client waits for tune meanwhile
+        _later(connection, _login_later(connection, username, result))
+
+
+def _later(connection: Connection, step: Coroutine[Any, Any, None]) -> None:
+    """Run a handshake step that waits for a backend; nothing more is read meanwhile (reading
+    resumes after it, also when it closed the connection: close-ok is still to be read)."""
+    connection.pause_reading("auth")
+    connection.broker.spawn(_then_read(connection, step))
+
+
+async def _then_read(connection: Connection, step: Coroutine[Any, Any, None]) -> None:
+    try:
+        await step
+    finally:
+        connection.resume_reading("auth")
+
+
+async def _login_later(connection: Connection, username: str, pending: Awaitable[Login | Refusal]) -> None:
+    try:
+        result = await pending
+    except Exception as exc:  # noqa: BLE001 - a backend failing is a refusal, as in RabbitMQ
+        log.exception("authentication backend failed")
+        result = Refusal(f"User '{username}' authentication failed with internal error: {exc}")
+    if not connection.closed:
+        _logged_in(connection, username, result)
+
+
+def _logged_in(connection: Connection, username: str, result: Login | Refusal) -> None:
+    """The chain's answer: refused, or the user (named by the backend, e.g. a token's client id)."""
+    if isinstance(result, Refusal):
+        _login_refused(connection, username, result.reason)
+        return
+    broker = connection.broker
+    username = connection.username = result.name
+    connection.user = result
     peer_host = connection.peer[0] if connection.peer else ""
     if username in broker.config.loopback_users and not is_loopback(peer_host):
         _login_refused(connection, username, f"user '{username}' can only connect via localhost")
@@ -265,8 +304,32 @@ def on_open(connection: Connection, method: commands.Connection.Open) -> None:
     if vhost is None:
         raise ConnectionError(NOT_ALLOWED, f"vhost {name} not found", (10, 40))
     check_connection_limits(connection, name)
+    user = connection.user
+    assert user is not None
+    if user.internal:  # today's path: no backend to ask
+        allowed: bool | Awaitable[bool] = (connection.username, vhost.name) in broker.permissions
+    else:
+        allowed = user.check_vhost(vhost.name, connection.peer[0] if connection.peer else "")
+    if isinstance(allowed, bool):
+        _open(connection, vhost, allowed)
+    else:
+        _later(connection, _open_later(connection, vhost, allowed))
+
+
+async def _open_later(connection: Connection, vhost: VirtualHost, pending: Awaitable[bool]) -> None:
+    allowed = await pending
+    if connection.closed:
+        return
+    try:
+        _open(connection, vhost, allowed)
+    except ConnectionError as error:
+        connection.close_with(error)
+
+
+def _open(connection: Connection, vhost: VirtualHost, allowed: bool) -> None:
+    broker = connection.broker
     username = connection.username
-    if broker.permissions.get((username, vhost.name)) is None:
+    if not allowed:
         raise ConnectionError(NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user '{username}'", (10, 40))
     connection.vhost = vhost
     connection.state = RUNNING
@@ -287,3 +350,61 @@ def on_open(connection: Connection, method: commands.Connection.Open) -> None:
         username,
         vhost.name,
     )
+    _watch_expiry(connection)
+
+
+def _watch_expiry(connection: Connection) -> None:
+    """rabbit_reader's credential expiry timer: a connection whose credential (a token)
+    expires is closed, 320 CONNECTION_FORCED - credential expired."""
+    if connection.credential_timer is not None:
+        connection.credential_timer.cancel()
+        connection.credential_timer = None
+    user = connection.user
+    expires_at = user.expires_at() if user is not None else None
+    if expires_at is not None:
+        delay = max(0.0, expires_at - time.time())
+        connection.credential_timer = connection.loop.call_later(delay, _credential_expired, connection)
+
+
+def _credential_expired(connection: Connection) -> None:
+    connection.credential_timer = None
+    if connection.open:
+        log.warning("closing AMQP connection %s of user '%s': credential has expired", connection._describe(), connection.username)
+        connection.close_with(ConnectionError(CONNECTION_FORCED, "credential expired"))
+
+
+def on_update_secret(connection: Connection, method: commands.Connection.UpdateSecret) -> None:
+    """connection.update-secret (rabbit_reader): the backends whose state can expire take the new
+    secret; a refusal closes the connection 530 NOT_ALLOWED."""
+    user = connection.user
+    assert user is not None
+    secret = method.new_secret
+    secret = secret.decode(errors="replace") if isinstance(secret, bytes) else secret
+    log.debug("connection %s: user '%s' asked to update secret, reason: %s", connection._describe(), user.name, method.reason)
+    result = user.update_secret(secret)
+    if isinstance(result, Login | Refusal):
+        _secret_updated(connection, result)
+    else:
+        _later(connection, _update_secret_later(connection, result))
+
+
+async def _update_secret_later(connection: Connection, pending: Awaitable[Login | Refusal]) -> None:
+    result = await pending
+    if connection.closed:
+        return
+    try:
+        _secret_updated(connection, result)
+    except ConnectionError as error:
+        connection.close_with(error)
+
+
+def _secret_updated(connection: Connection, result: Login | Refusal) -> None:
+    if isinstance(result, Refusal):
+        log.error("Secret update was refused for user '%s': %s", connection.username, result.reason)
+        raise ConnectionError(NOT_ALLOWED, "New secret was refused by one of the backends", (10, 70))
+    connection.user = result
+    for channel in connection.channels.values():
+        channel.forget_checks()  # the new credential's permissions apply from now on
+    connection.write_method(0, commands.Connection.UpdateSecretOk())
+    log.info("connection %s: user '%s' updated secret", connection._describe(), result.name)
+    _watch_expiry(connection)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from amqp_server.transport.sasl import MECHANISMS
+from cluster.operations import members, partitions
 from management_ui import auth, paging, rates
 from management_ui.api.overview import contexts, exchange_types
 from management_ui.errors import not_found
@@ -61,23 +62,40 @@ def node_item(ctx: Context, ranges: dict[str, rates.Range]) -> dict[str, Any]:
     return item
 
 
+def member_items(ctx: Context) -> list[dict[str, Any]]:
+    """Every member of the cluster (this node alone when not clustered): this node in full,
+    the others by what this node knows of them (type, whether it reaches them)."""
+    found, running = members(ctx.broker)
+    unreachable = partitions(ctx.broker).get(ctx.broker.node_name, [])
+    items = []
+    for name, kind in found.items():
+        if name == ctx.broker.node_name:
+            item = node_item(ctx, rates.ranges(ctx.query))
+            item.update(type=kind, partitions=unreachable)
+        else:
+            item = {"name": name, "type": kind, "running": name in running, "partitions": []}
+        items.append(item)
+    return items
+
+
 class Nodes(Resource):
     rule = auth.MONITOR
 
     async def to_json(self, ctx: Context) -> Any:
-        return Body(paging.reply_list(ctx.query, [node_item(ctx, rates.ranges(ctx.query))], ("vhost", "name")))
+        return Body(paging.reply_list(ctx.query, member_items(ctx), ("vhost", "name")))
 
 
 class OneNode(Resource):
     rule = auth.MONITOR
 
     def exists(self, ctx: Context) -> bool:
-        return ctx.param("node") == ctx.broker.node_name
+        return any(item["name"] == ctx.param("node") for item in member_items(ctx))
 
     async def to_json(self, ctx: Context) -> Any:
-        if ctx.param("node") != ctx.broker.node_name:
-            raise not_found()
-        return node_item(ctx, rates.ranges(ctx.query))
+        for item in member_items(ctx):
+            if item["name"] == ctx.param("node"):
+                return item
+        raise not_found()
 
 
 ROUTES = [

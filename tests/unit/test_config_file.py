@@ -6,6 +6,7 @@ file > default (cli.parse_args)."""
 from __future__ import annotations
 
 import logging
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
@@ -111,12 +112,26 @@ KEY_EXAMPLES = [
     ("log.file.level = =debug", "log_file_level", "=debug"),
     ("log.file.level = <warning", "log_file_level", "<warning"),
     ("queue_memory_window = 0", "queue_memory_window", 0),
+    ("cluster_formation.node_type = ram", "cluster_node_type", "ram"),
+    ("auth_http.http_method = post", "auth.http_method", "post"),
+    ("auth_http.user_path = http://auth:8000/user", "auth.http_user_path", "http://auth:8000/user"),
+    ("auth_http.vhost_path = http://auth:8000/vhost", "auth.http_vhost_path", "http://auth:8000/vhost"),
+    ("auth_http.resource_path = http://auth:8000/resource", "auth.http_resource_path", "http://auth:8000/resource"),
+    ("auth_http.topic_path = http://auth:8000/topic", "auth.http_topic_path", "http://auth:8000/topic"),
+    ("auth_http.request_timeout = 15000", "auth.http_request_timeout", 15000),
+    ("auth_http.connection_timeout = 5000", "auth.http_connection_timeout", 5000),
+    ("auth_cache.cache_ttl = 0", "auth.cache_ttl", 0),
+    ("auth_cache.cache_refusals = true", "auth.cache_refusals", True),
+    ("auth_oauth2.resource_server_id = rabbitmq", "auth.oauth2_resource_server_id", "rabbitmq"),
+    ("auth_oauth2.additional_scopes_key = extra_scope", "auth.oauth2_additional_scopes_key", "extra_scope"),
+    ("auth_oauth2.default_key = key-1", "auth.oauth2_default_key", "key-1"),
+    ("auth_oauth2.verify_aud = false", "auth.oauth2_verify_aud", False),
 ]
 
 
 @pytest.mark.parametrize(("line", "field", "value"), KEY_EXAMPLES)
 def test_keys(line, field, value):
-    assert getattr(conf(line + "\n"), field) == value
+    assert attrgetter(field)(conf(line + "\n")) == value
 
 
 def test_every_key_is_tested_and_documented():
@@ -127,6 +142,7 @@ def test_every_key_is_tested_and_documented():
         "loopback_users",
         *(key for key in KEYS if any(key.startswith(prefix) for prefix in TLS_PREFIXES) and not key.endswith(".port")),
         *(f"default_permissions.{k}" for k in ("configure", "write", "read")),
+        *(f"auth_cache.cached_backend{suffix}" for suffix in ("", ".authn", ".authz")),
     }
     assert set(KEYS) - tested == lists  # (tested below)
     docs = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
@@ -208,6 +224,51 @@ def test_bad_listeners(value):
 
 def test_listeners_none_is_refused():
     assert "the node needs an AMQP listener" in error("listeners.tcp = none\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "chain"),
+    [
+        ("", [("rabbit_auth_backend_internal",) * 2]),
+        ("auth_backends.1 = internal\n", [("rabbit_auth_backend_internal",) * 2]),
+        (
+            "auth_backends.2 = rabbit_auth_backend_internal\nauth_backends.1 = http\n",
+            [("rabbit_auth_backend_http",) * 2, ("rabbit_auth_backend_internal",) * 2],
+        ),
+        (
+            "auth_backends.1.authn = oauth2\nauth_backends.1.authz = internal\nauth_backends.10 = cache\n",
+            [("rabbit_auth_backend_oauth2", "rabbit_auth_backend_internal"), ("rabbit_auth_backend_cache",) * 2],
+        ),
+        ("auth_backends.1.authz = http\n", [("rabbit_auth_backend_http",) * 2]),
+    ],
+)
+def test_auth_backends(text, chain):
+    assert conf(text).auth.backends == chain
+
+
+def test_auth_backend_keys_assembled_from_lines():
+    config = conf(
+        "auth_cache.cached_backend.authn = http\nauth_cache.cached_backend.authz = internal\n"
+        "auth_oauth2.signing_keys.key-1 = /etc/keys/one.pem\nauth_oauth2.signing_keys.key-2 = /etc/keys/two.pem\n"
+        "auth_oauth2.algorithms.1 = RS256\nauth_oauth2.algorithms.2 = ES256\n"
+    )
+    assert config.auth.cache_backend == ("rabbit_auth_backend_http", "rabbit_auth_backend_internal")
+    assert config.auth.oauth2_signing_keys == {"key-1": "/etc/keys/one.pem", "key-2": "/etc/keys/two.pem"}
+    assert config.auth.oauth2_algorithms == ["RS256", "ES256"]
+    assert conf("auth_cache.cached_backend = http\n").auth.cache_backend == ("rabbit_auth_backend_http",) * 2
+
+
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        ("auth_backends.1 = ldap\n", '"ldap" is not a valid enum value'),
+        ("auth_backends.x = internal\n", "Auth backend position in the chain should be an integer x"),
+        ("auth_backends.1 = internal\nauth_backends.1.authn = http\n", "Auth backend already defined for the 1th authn"),
+        ("auth_oauth2.algorithms.1 = none\n", '"none" is not a valid enum value'),
+    ],
+)
+def test_bad_auth_backends(text, detail):
+    assert detail in error(text)
 
 
 @pytest.mark.parametrize(
@@ -443,6 +504,25 @@ def test_data_dir_and_node_name_precedence(tmp_path: Path):
     assert parse_args(["--node-name", "cli@host"], env).node_name == "cli@host"
     assert parse_args(["--data-dir", "d"], {**env, "RABBITMQ_MNESIA_DIR": "/srv"}).data_dir == "d"
     assert parse_args([], {**env, "RABBITMQ_MNESIA_DIR": "/srv"}).data_dir == "/srv"
+
+
+def test_clustering_settings(tmp_path: Path):
+    """Off by default; peers from the file's classic_config lines in order; the cluster port
+    from RABBITMQ_DIST_PORT under --cluster-port."""
+    config = conf("")
+    assert (config.cluster_port, config.cookie_file, config.cluster_nodes) == (None, "", [])
+    config = conf(
+        "cluster_formation.classic_config.nodes.1 = rabbit@host-a\n"
+        "cluster_formation.classic_config.nodes.2 = rabbit@host-b:25673\n"
+    )
+    assert config.cluster_nodes == ["rabbit@host-a", "rabbit@host-b:25673"]
+    assert "cluster_formation.node_type" in error("cluster_formation.node_type = tape")
+    assert parse_args([], {"RABBITMQ_DIST_PORT": "25700"}).cluster_port == 25700
+    args = ["--cluster-port", "25800", "--cookie-file", "/etc/cookie"]
+    config = parse_args(args, {"RABBITMQ_DIST_PORT": "25700"})
+    assert (config.cluster_port, config.cookie_file) == (25800, "/etc/cookie")
+    with pytest.raises(SystemExit, match="cluster port 70000 is out of range"):
+        parse_args(["--cluster-port", "70000"], {})
 
 
 def test_log_level_option_over_environment_and_file(tmp_path: Path):
