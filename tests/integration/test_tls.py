@@ -197,7 +197,8 @@ def test_config_file_listener_and_sighup_reload(pki: dict, tmp_path: Path) -> No
         "ssl_options.versions.1 = tlsv1.3\n"
         "ssl_options.versions.2 = tlsv1.2\n"
     )
-    node = Node(tmp_path / "data", tmp_path, "--config", str(conf), port=plain).wait_listening()
+    # The TLS listener starts after the plain one: waiting for it waits for both.
+    node = Node(tmp_path / "data", tmp_path, "--config", str(conf), port=secure).wait_listening()
     try:
         before = served_serial(pki, secure)
         renewed = pki["ca"].issue("renewed", "localhost", server=True)
