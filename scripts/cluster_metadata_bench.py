@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import tempfile
 import time
 from pathlib import Path
+
+from broker_process import free_port
 
 from amqp_server.core.broker import BrokerConfig
 from amqp_server.metadata.store import Change
 from amqp_server.server import Server
 from cluster.metadata_store import RaftMetadataStore
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def run(changes: int, concurrency: int) -> None:

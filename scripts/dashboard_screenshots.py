@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,30 +24,12 @@ import urllib.request
 from pathlib import Path
 
 import pika
+from broker_process import free_port, wait_listening
 from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWPORT = {"width": 1200, "height": 760}
 AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit("the broker exited")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def api(http_port: int, method: str, path: str, body: object = None) -> None:

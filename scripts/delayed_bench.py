@@ -39,16 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import pika
+from broker_process import free_port
 
 PLUGIN = "rabbitmq_delayed_message_exchange"
 EXCHANGE = "bench.delayed"
 SPREAD = (600_000, 1_200_000)  # ms: the held messages' delays
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Broker:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import tempfile
 import time
 
 import pika
+from broker_process import free_port, wait_listening
 
 REQUESTS = (
     ("/api/overview", "overview"),
@@ -38,25 +38,6 @@ REQUESTS = (
     ("/api/nodes", "nodes"),
 )
 HEADERS = {"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit("the broker exited")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def declare(port: int, count: int) -> None:
