@@ -212,17 +212,13 @@ class Server:
     async def _listen(self, addresses: list[tuple[str, int]], tls: bool = False) -> None:
         loop = asyncio.get_running_loop()
         timeout = self.broker.config.ssl_handshake_timeout
+        # asyncio takes a handshake timeout only with a TLS context ("infinity": its default).
+        options = {"ssl": self.tls_context, "ssl_handshake_timeout": timeout if timeout != float("inf") else None}
         for host, port in addresses:
             try:
-                if tls:
-                    server = await loop.create_server(
-                        self._new_connection, host, port, reuse_address=True, backlog=1024, ssl=self.tls_context,
-                        ssl_handshake_timeout=timeout if timeout != float("inf") else None,
-                    )  # fmt: skip
-                else:
-                    server = await loop.create_server(
-                        self._new_connection, host, port, reuse_address=True, backlog=1024
-                    )
+                server = await loop.create_server(
+                    self._new_connection, host, port, reuse_address=True, backlog=1024, **(options if tls else {})
+                )
             except OSError as exc:
                 raise _listen_error(host, port, exc) from exc
             (self._tls_servers if tls else self._servers).append(server)
