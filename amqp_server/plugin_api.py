@@ -204,6 +204,11 @@ class NodeContext:
         return self._broker.node_name
 
     @property
+    def amqp_address(self) -> tuple[str, int] | None:
+        """Where the node's first AMQP listener listens, once it does (None before)."""
+        return self._broker.amqp_address
+
+    @property
     def cluster_name(self) -> str:
         return self._broker.cluster_name
 

@@ -201,6 +201,7 @@ class Server:
             raise
         if self.cluster is not None:
             self.cluster.advertise(amqp=self.port, **({"management": self.management_port} if self.management else {}))
+        self.broker.amqp_address = self.listeners[0]
         self._log_listeners()
 
     def _log_listeners(self) -> None:
@@ -266,6 +267,7 @@ class Server:
         except BaseException:
             await self._stop_amqp()
             raise
+        self.broker.amqp_address = self.listeners[0]
         self._log_listeners()
 
     async def _start_cluster(self) -> None:

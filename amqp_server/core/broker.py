@@ -167,6 +167,8 @@ class Broker:
         # Control-channel commands plugins add (``NodeContext.add_command``): name -> handler.
         self.plugin_commands: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.connections: set[Connection] = set()
+        # The first AMQP listener's (address, port) once the server listens (port 0 resolved).
+        self.amqp_address: tuple[str, int] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Creations (Change.create) being committed, by (kind, vhost, name): a second creation
         # of the same name waits for the first and then finds it existing.

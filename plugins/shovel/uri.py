@@ -41,8 +41,7 @@ class Endpoint:
         host, port, user, password = self.host, self.port, self.user, self.password
         if host is None:
             config = node.config
-            listeners = config.listeners or [(config.host, config.port)]
-            bound, port = listeners[0]
+            bound, port = node.amqp_address or (config.listeners or [(config.host, config.port)])[0]
             host = "127.0.0.1" if bound in ("", "0.0.0.0", "::", None) else bound
             user = user if user is not None else config.default_user
             password = password if password is not None else config.default_pass
