@@ -121,7 +121,10 @@ class Server:
             store = raft = RaftMetadataStore(self.cluster, config.data_dir, ram=config.cluster_node_type == "ram")
         self.broker = Broker(config, store, MessageStore(config.data_dir) if config.data_dir else None)
         if raft is not None:
+            from cluster.queue_link import QueueLink
+
             raft.broker = self.broker
+            self.broker.queue_link = QueueLink(self.broker, self.cluster)
         self._servers: list[asyncio.Server] = []  # one per AMQP listener
         self._tls_servers: list[asyncio.Server] = []  # one per AMQPS listener
         # Made at start; ``reload_tls`` loads new certificate files into it.
@@ -276,6 +279,8 @@ class Server:
         assert self.cluster is not None
         try:
             await self.cluster.start()
+            if self.broker.queue_link is not None:
+                self.broker.queue_link.start()  # type: ignore[attr-defined]
         except NodeNameError as exc:
             raise StartError(f"invalid cluster peer: {exc}") from exc
         except (OSError, ValueError) as exc:
@@ -374,6 +379,8 @@ class Server:
         if self.broker.message_store is not None:
             await self.broker.message_store.close()
         await self.broker.store.close()
+        if self.broker.queue_link is not None:
+            await self.broker.queue_link.stop()  # type: ignore[attr-defined]
         if self.cluster is not None:
             await self.cluster.stop()
 

@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 MEMBERS_FILE = "cluster_nodes.json"  # who to rejoin: a RAM node keeps nothing else
 TICK = 0.05  # seconds between RaftNode.tick calls
+RECOVERY_WAIT = 30.0  # seconds a restarting node waits for its log's entries to be committed
 OPTIONS = RaftOptions(election_timeout=1.0, heartbeat_interval=0.1)
 # MembershipError texts that mean "not now": the change is tried again until the timeout.
 _RETRY = ("in progress", "has not committed", "has not caught up")
@@ -157,10 +158,28 @@ class RaftMetadataStore(MetadataStore):
         state, commit = self._stored
         if state is not None:
             self._start(state, commit)
+            await self._recover_log(state)
         elif self._founder():
             await self._found()
         else:
             await self._join(self._rejoin_targets())
+
+    async def _recover_log(self, state: DurableState) -> None:
+        """Wait (up to RECOVERY_WAIT) until the entries of this node's log are applied: the
+        commit index stored with them may lag (it is written with the next entries), and the
+        message store's recovery, which comes next, keeps the messages of the queues the
+        metadata has then. Without a leader in time (no majority up yet) the node starts
+        with what it knew committed, and says so."""
+        last = state.entries[-1].index if state.entries else 0
+        if self.applied >= last:
+            return
+        try:
+            await self._caught_up(last, asyncio.get_running_loop().time() + RECOVERY_WAIT)
+        except Unavailable:
+            log.warning(
+                "no leader within %s s: starting with the metadata applied up to entry %d of %d (queues declared "
+                "after it recover no messages)", RECOVERY_WAIT, self.applied, last,
+            )  # fmt: skip
 
     async def _found(self) -> None:
         """Start as the only member (the voter) of a new cluster."""

@@ -24,7 +24,7 @@ from amqp_server.core.broker import BrokerConfig
 from cluster.heartbeat import FailureDetector, Status
 from cluster.link import DEFAULT_PORT, LinkDown, LinkManager
 from cluster.names import parse
-from cluster.wire import PeerInfo, new_incarnation
+from cluster.wire import PeerInfo, message_frame, new_incarnation
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,18 @@ class ClusterService:
             raise LinkDown("not started")
         await self.links.send(node, message)
 
+    def post(self, node: str, message: Any) -> None:
+        """Send now, past a full send buffer (``LinkDown`` without a link): for messages
+        whose flow is bounded elsewhere (cluster.queue_link's credit)."""
+        link = self.links.link(node) if self.links is not None else None
+        if link is None:
+            raise LinkDown(f"no link to node {node}")
+        link.send(message_frame(message))
+
+    def peers(self) -> list[str]:
+        """The nodes linked now."""
+        return [peer.node for peer in self.links.peers()] if self.links is not None else []
+
     def running(self, node: str) -> bool:
         """Whether ``node`` is reachable now: linked, or heard by the failure detector."""
         if node == self.node or self.linked(node):
@@ -159,7 +171,10 @@ class ClusterService:
         if handler is None:
             log.warning("node %s sent an unexpected %s", node, type(message).__name__)
             return
-        handler(node, message)
+        try:
+            handler(node, message)
+        except Exception:  # a bug in one handler must not take the link (and all else) down
+            log.exception("handling %s from node %s failed", type(message).__name__, node)
 
     def _up(self, peer: PeerInfo) -> None:
         if self.on_peer_up is not None:

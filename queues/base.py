@@ -107,6 +107,9 @@ class QueueType(ABC):
     #: False for a queue this node cannot reach now (its home node is down: queues.remote);
     #: the vhost then refuses to declare, bind, consume from, get from, purge or delete it.
     home_reachable: ClassVar[bool] = True
+    #: True for the proxy of a queue homed on another node (queues.remote): basic.get, purge
+    #: and declare-ok's counts ask the home node, asynchronously.
+    is_remote: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -104,6 +104,16 @@ class ChannelConsumer:
         )  # fmt: skip
 
 
+def exclusive_use_error(queue: QueueType, exclusive: bool) -> ChannelError | None:
+    """RabbitMQ's refusal of a consumer where an exclusive one is, or of an exclusive one where
+    any is (single active consumer queues count as having one)."""
+    existing = getattr(queue, "consumers", ())
+    sac = queue.settings.single_active_consumer  # an exclusive consumer is refused there too
+    if (existing or sac) and (exclusive or any(c.exclusive for c in existing)):
+        return ChannelError(ACCESS_REFUSED, f"queue '{queue.name}' in vhost '{queue.vhost}' in exclusive use")
+    return None
+
+
 # -- method handlers ---------------------------------------------------------------------
 
 
@@ -118,7 +128,7 @@ def qos(channel: Channel, method: commands.Basic.Qos) -> None:
         channel.consumer_prefetch = method.prefetch_count  # for consumers made from now on
 
 
-def consume(channel: Channel, method: commands.Basic.Consume) -> None:
+def consume(channel: Channel, method: commands.Basic.Consume) -> Any:
     # Checks in rabbit_channel's order: tag reuse, queue name, permission, queue exists,
     # exclusive owner, consumer arguments, exclusive consumers.
     connection = channel.connection
@@ -141,20 +151,42 @@ def consume(channel: Channel, method: commands.Basic.Consume) -> None:
             f"invalid arg 'x-priority' for queue '{name}' in vhost '{vhost.name}': "
             f'"expected integer, got {amqp_type_name(priority)}"',
         )
-    existing = getattr(queue, "consumers", ())
-    sac = queue.settings.single_active_consumer  # an exclusive consumer is refused there too
-    if (existing or sac) and (method.exclusive or any(c.exclusive for c in existing)):
-        raise ChannelError(ACCESS_REFUSED, f"queue '{name}' in vhost '{vhost.name}' in exclusive use")
+    if not queue.is_remote:  # (the home node checks a remote queue's)
+        error = exclusive_use_error(queue, method.exclusive)
+        if error is not None:
+            raise error
     tag = method.consumer_tag or connection.new_consumer_tag()
     consumer = ChannelConsumer(tag, channel, queue, method.no_ack, method.exclusive, priority, dict(method.arguments or {}))
     channel.consumers[tag] = consumer
+    if queue.is_remote:
+        return _consume_remote(channel, method, consumer)
     if not method.nowait:
         channel.reply(build(commands.Basic.ConsumeOk, consumer_tag=tag))
     queue.add_consumer(consumer)
-    connection.broker.events.emit(
-        "consumer.created", consumer, consumer_tag=tag, exclusive=method.exclusive, ack_required=not method.no_ack,
-        prefetch_count=consumer.prefetch, arguments=consumer.arguments, channel=channel.name,
-        queue=name, vhost=vhost.name,
+    _created(channel, method, consumer)
+    return None
+
+
+async def _consume_remote(channel: Channel, method: commands.Basic.Consume, consumer: ChannelConsumer) -> None:
+    """basic.consume of a queue homed on another node: consume-ok once the home node took the
+    consumer (deliveries that come before it wait for it)."""
+    queue = consumer.queue
+    try:
+        await queue.add_consumer(consumer)
+    except BaseException:
+        channel.consumers.pop(consumer.tag, None)
+        raise
+    if not method.nowait:
+        channel.reply(build(commands.Basic.ConsumeOk, consumer_tag=consumer.tag))
+    queue.subscribed(consumer)  # type: ignore[attr-defined]
+    _created(channel, method, consumer)
+
+
+def _created(channel: Channel, method: commands.Basic.Consume, consumer: ChannelConsumer) -> None:
+    channel.connection.broker.events.emit(
+        "consumer.created", consumer, consumer_tag=consumer.tag, exclusive=method.exclusive,
+        ack_required=not method.no_ack, prefetch_count=consumer.prefetch, arguments=consumer.arguments,
+        channel=channel.name, queue=consumer.queue.name, vhost=channel.vhost.name,
     )  # fmt: skip
 
 
@@ -168,13 +200,28 @@ def cancel(channel: Channel, method: commands.Basic.Cancel) -> None:
         channel.reply(build(commands.Basic.CancelOk, consumer_tag=method.consumer_tag))
 
 
-def get(channel: Channel, method: commands.Basic.Get) -> None:
+def get(channel: Channel, method: commands.Basic.Get) -> Any:
     vhost = channel.vhost
     name = channel.queue_name(method.queue)
     channel.check("read", "queue", name)
     queue = vhost.queue_or_404(name)
     vhost.check_exclusive(queue, channel.connection.id)
+    if queue.is_remote:
+        return _get_remote(channel, method, queue)
     entry = queue.get()
+    _answer_get(channel, method, queue, entry, queue.message_count if entry is not None else 0)
+    return None
+
+
+async def _get_remote(channel: Channel, method: commands.Basic.Get, queue: QueueType) -> None:
+    entry, count = await queue.fetch(method.no_ack)  # type: ignore[attr-defined]
+    _answer_get(channel, method, queue, entry, count)
+
+
+def _answer_get(
+    channel: Channel, method: commands.Basic.Get, queue: QueueType, entry: QueueEntry | None, count: int
+) -> None:
+    """basic.get-ok with ``entry`` (``count`` ready messages left), or get-empty."""
     if entry is None:
         channel.stat_get_empty += 1
         channel.reply(commands.Basic.GetEmpty())
@@ -189,8 +236,9 @@ def get(channel: Channel, method: commands.Basic.Get) -> None:
         channel.stat_get += 1
         channel.unacked[tag] = entry
     message = entry.message
-    if vhost.tracer is not None:
-        vhost.tracer.delivered(channel, name, message, entry.redelivered)
+    tracer = channel.vhost.tracer
+    if tracer is not None:
+        tracer.delivered(channel, queue.name, message, entry.redelivered)
     connection = channel.connection
     connection.write_chunks(
         encode_get_ok(
@@ -198,7 +246,7 @@ def get(channel: Channel, method: commands.Basic.Get) -> None:
             tag,
             entry.redelivered,
             message.exchange_and_key,
-            queue.message_count,
+            count,
             message.header,
             message.body,
             connection.frame_max,

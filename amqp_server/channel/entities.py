@@ -94,14 +94,10 @@ async def _declare_queue(channel: Channel, method: commands.Queue.Declare) -> No
     queue.touch()  # a (passive) redeclare restarts the x-expires countdown
     connection.last_queue[channel.number] = name
     if not method.nowait:
-        channel.reply(
-            build(
-                commands.Queue.DeclareOk,
-                queue=name,
-                message_count=queue.message_count,
-                consumer_count=queue.consumer_count,
-            )
+        ready, consumers = (
+            await queue.counts() if queue.is_remote else (queue.message_count, queue.consumer_count)  # type: ignore[attr-defined]
         )
+        channel.reply(build(commands.Queue.DeclareOk, queue=name, message_count=ready, consumer_count=consumers))
 
 
 async def queue_bind(channel: Channel, method: commands.Queue.Bind) -> None:
@@ -131,12 +127,21 @@ async def queue_unbind(channel: Channel, method: commands.Queue.Unbind) -> None:
     channel.reply(commands.Queue.UnbindOk())
 
 
-def queue_purge(channel: Channel, method: commands.Queue.Purge) -> None:
+def queue_purge(channel: Channel, method: commands.Queue.Purge) -> Any:
     name = channel.queue_name(method.queue)
     channel.check("read", "queue", name)
     queue = channel.vhost.queue_or_404(name)
     channel.vhost.check_exclusive(queue, channel.connection.id)
+    if queue.is_remote:
+        return _purge_remote(channel, method, queue)
     count = queue.purge()
+    if not method.nowait:
+        channel.reply(build(commands.Queue.PurgeOk, message_count=count))
+    return None
+
+
+async def _purge_remote(channel: Channel, method: commands.Queue.Purge, queue: Any) -> None:
+    count = await queue.purge_home()
     if not method.nowait:
         channel.reply(build(commands.Queue.PurgeOk, message_count=count))
 

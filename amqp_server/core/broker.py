@@ -25,6 +25,7 @@ from queues.registry import load_queue_types
 if TYPE_CHECKING:
     from amqp_server.storage.message_store import MessageStore
     from amqp_server.transport.connection import Connection
+    from queues.remote import HomeLink
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ class Broker:
         self.connections: set[Connection] = set()
         # The first AMQP listener's (address, port) once the server listens (port 0 resolved).
         self.amqp_address: tuple[str, int] | None = None
+        # How queues homed on other nodes are reached (cluster.queue_link); None unclustered.
+        self.queue_link: HomeLink | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Creations (Change.create) being committed, by (kind, vhost, name): a second creation
         # of the same name waits for the first and then finds it existing.

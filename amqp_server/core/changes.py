@@ -132,7 +132,7 @@ def _build_queue(vhost: VirtualHost, change: Change) -> QueueType:
         raise ValueError(f"queue type '{queue_type}' is not installed")
     home_node = record.get("home_node", vhost.broker.node_name)
     # The queue itself lives on its home node only; other nodes hold a proxy of it.
-    build = type_class if home_node == vhost.broker.node_name else partial(RemoteQueue, queue_type)
+    build = type_class if home_node == vhost.broker.node_name else partial(RemoteQueue, queue_type, vhost.broker.queue_link)
     queue = build(
         vhost.name,
         change.name,

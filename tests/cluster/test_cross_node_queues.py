@@ -1,0 +1,224 @@
+"""Queues across nodes (docs/clustering.md, "Queues across nodes"): three broker processes on
+loopback; a queue lives on the node that declared it and pika clients of every node publish
+to it, consume from it (prefetch, acks, requeues, redelivery), get from it and purge it; when
+its home node is killed the other nodes answer as RabbitMQ does and the durable queue comes
+back with its messages when the node returns.
+
+The tests run in order on one cluster (module fixture); the last one kills and restarts the
+first node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+from conftest import Node, free_port
+from helpers import wait_until
+from pika.exceptions import ChannelClosedByBroker
+
+NAMES = [f"rabbit-{i}@localhost" for i in range(3)]
+
+
+class Member:
+    def __init__(self, index: int, base: Path, ports: list[int], cookie: Path) -> None:
+        self.index = index
+        self.data_dir = base / f"node{index}"
+        self.base = base
+        config = base / f"node{index}.conf"
+        config.write_text(
+            "".join(
+                f"cluster_formation.classic_config.nodes.{n} = {NAMES[j]}:{ports[j]}\n"
+                for n, j in enumerate(j for j in range(3) if j != index)
+            )
+        )
+        self.args = ["--node-name", NAMES[index], "--cluster-port", str(ports[index]), "--cookie-file", str(cookie),
+                     "--config", str(config), "--log-level", "warning"]  # fmt: skip
+        self.amqp_port = free_port()
+        self.process: Node | None = None
+
+    def start(self) -> Member:
+        self.process = Node(self.data_dir, self.base, "--port", str(self.amqp_port), "--host", "127.0.0.1", *self.args,
+                            port=self.amqp_port)  # fmt: skip
+        return self
+
+    def connect(self) -> pika.BlockingConnection:
+        assert self.process is not None
+        return self.process.connect()
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
+    base = tmp_path_factory.mktemp("cross")
+    cookie = base / "cookie"
+    cookie.write_text("cross-node cookie\n")
+    ports = [free_port() for _ in range(3)]
+    nodes = [Member(i, base, ports, cookie).start() for i in range(3)]
+    try:
+        for node in nodes:
+            assert node.process is not None
+            node.process.wait_listening(30)
+        yield nodes
+    finally:
+        for node in nodes:
+            if node.process is not None:
+                node.process.kill()
+
+
+def declare_when_reachable(node: Member, name: str) -> pika.frame.Method:
+    """A passive declare on ``node``, retried until the queue's metadata and its home node's
+    counters have reached it (metadata commits before it is applied everywhere)."""
+
+    found: list[pika.frame.Method] = []
+
+    def attempt() -> bool:
+        with node.connect() as connection:
+            try:
+                found.append(connection.channel().queue_declare(name, passive=True))
+            except ChannelClosedByBroker:
+                return False
+        return True
+
+    wait_until(None, attempt, 10, f"queue {name} not reachable from node {node.index}")
+    return found[0]
+
+
+def test_publish_on_one_node_consume_on_another(members: list[Member]) -> None:
+    home, publisher_node, consumer_node = members
+    with home.connect() as connection:
+        connection.channel().queue_declare("xq", durable=True)
+    declare_when_reachable(publisher_node, "xq")
+    declare_when_reachable(consumer_node, "xq")
+    with publisher_node.connect() as connection:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for i in range(200):  # each confirmed by the home node (persistent: on its disk)
+            channel.basic_publish("", "xq", str(i).encode(), pika.BasicProperties(delivery_mode=2), mandatory=True)
+        ok = channel.queue_declare("xq", passive=True)
+        assert ok.method.message_count == 200
+    with consumer_node.connect() as connection:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=10)
+        received: list[bytes] = []
+
+        def on_message(ch, method, properties, body) -> None:  # type: ignore[no-untyped-def]
+            received.append(body)
+            assert properties.delivery_mode == 2
+            ch.basic_ack(method.delivery_tag)
+            if len(received) == 200:
+                ch.stop_consuming()
+
+        channel.basic_consume("xq", on_message)
+        connection.call_later(20, channel.stop_consuming)
+        channel.start_consuming()
+        assert received == [str(i).encode() for i in range(200)]
+    with home.connect() as connection:
+        assert connection.channel().queue_declare("xq", passive=True).method.message_count == 0
+
+
+def test_get_purge_and_counts_from_another_node(members: list[Member]) -> None:
+    home, other, _ = members
+    with home.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("gq")
+        for body in (b"a", b"b", b"c", b"d"):
+            channel.basic_publish("", "gq", body)
+    declare_when_reachable(other, "gq")
+    with other.connect() as connection:
+        channel = connection.channel()
+        method, _, body = channel.basic_get("gq", auto_ack=True)
+        assert body == b"a" and method.message_count == 3
+        method, _, body = channel.basic_get("gq")
+        assert body == b"b" and not method.redelivered
+        channel.basic_nack(method.delivery_tag, requeue=True)
+        method, _, body = channel.basic_get("gq")
+        assert body == b"b" and method.redelivered
+        channel.basic_ack(method.delivery_tag)
+        assert channel.queue_purge("gq").method.message_count == 2
+        assert channel.basic_get("gq") == (None, None, None)
+        ok = channel.queue_declare("gq", passive=True)
+        assert (ok.method.message_count, ok.method.consumer_count) == (0, 0)
+
+
+def test_unacked_messages_of_a_closed_channel_are_redelivered(members: list[Member]) -> None:
+    home, first, second = members
+    with home.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("rq")
+        for i in range(5):
+            channel.basic_publish("", "rq", str(i).encode())
+    declare_when_reachable(first, "rq")
+    connection = first.connect()
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=3)
+    held = []
+    for _ in range(3):  # the prefetch window: three deliveries and no more
+        method, _, body = next(channel.consume("rq", inactivity_timeout=10))
+        held.append(body)
+    assert held == [b"0", b"1", b"2"]
+    connection.close()  # unacked: requeued at the home node
+    with second.connect() as connection:
+        channel = connection.channel()
+        bodies = []
+        for method, _, body in channel.consume("rq", auto_ack=True, inactivity_timeout=5):
+            if method is None:
+                break
+            bodies.append((body, method.redelivered))
+        assert bodies == [(b"0", True), (b"1", True), (b"2", True), (b"3", False), (b"4", False)]
+
+
+def test_an_exclusive_consumer_is_refused_across_nodes(members: list[Member]) -> None:
+    home, other, _ = members
+    with home.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("eq")
+        channel.basic_consume("eq", lambda *a: None, exclusive=True)
+        declare_when_reachable(other, "eq")
+        with other.connect() as other_connection:
+            with pytest.raises(ChannelClosedByBroker) as refused:
+                other_connection.channel().basic_consume("eq", lambda *a: None)
+            assert refused.value.reply_code == 403
+            assert refused.value.reply_text == "ACCESS_REFUSED - queue 'eq' in vhost '/' in exclusive use"
+
+
+def test_home_node_down_and_back(members: list[Member]) -> None:
+    home, other, _ = members
+    with home.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("hq", durable=True)
+        channel.confirm_delivery()
+        for i in range(3):
+            channel.basic_publish("", "hq", str(i).encode(), pika.BasicProperties(delivery_mode=2))
+    declare_when_reachable(other, "hq")
+    watcher = other.connect()
+    watch = watcher.channel()
+    cancelled: list[str] = []
+    watch.basic_qos(prefetch_count=1)
+    watch.basic_consume("hq", lambda ch, m, p, b: None, consumer_tag="watcher")
+    watch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
+    assert home.process is not None
+    home.process.kill()
+    deadline = time.monotonic() + 15
+    while not cancelled and time.monotonic() < deadline:
+        watcher.process_data_events(0.2)
+    assert cancelled == ["watcher"]  # basic.cancel: the queue's node went away
+    assert watcher.is_open  # the connection to the other node stays up
+    watcher.close()
+    with other.connect() as connection:
+        with pytest.raises(ChannelClosedByBroker) as absent:
+            connection.channel().queue_declare("hq", passive=True)
+        assert absent.value.reply_code == 404
+        assert absent.value.reply_text == (
+            "NOT_FOUND - home node 'rabbit-0@localhost' of durable queue 'hq' in vhost '/' is down or inaccessible"
+        )
+    home.start()
+    home.process.wait_listening(30)
+    ok = declare_when_reachable(other, "hq")
+    assert ok.method.message_count == 3  # back with its messages
+    with other.connect() as connection:
+        channel = connection.channel()
+        bodies = [channel.basic_get("hq", auto_ack=True)[2] for _ in range(3)]
+        assert bodies == [b"0", b"1", b"2"]
