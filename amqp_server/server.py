@@ -173,6 +173,8 @@ class Server:
             if self.cluster is not None:  # links first: the metadata may come from the cluster
                 await self._start_cluster()
             await self.broker.boot()
+            if self.broker.queue_link is not None:  # its transient queues of a previous run go
+                await self.broker.queue_link.drop_transient(self.broker.node_name)  # type: ignore[attr-defined]
             if config.load_definitions:  # imported at every boot, as RabbitMQ does
                 await load_file(Admin(self.broker), config.load_definitions)
             self.broker.alarms.start()  # the first memory/disk check runs before any client connects

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from amqp_server.channel.deliveries import exclusive_use_error
 from amqp_server.core.message import Message
+from amqp_server.metadata.store import Change
 from amqp_server.protocol.errors import NOT_FOUND, ChannelError
 from cluster.link import LinkDown
 from cluster.wire import message
@@ -49,6 +50,12 @@ log = logging.getLogger(__name__)
 
 #: The most deliveries in flight to a consumer no prefetch limits (no_ack, prefetch 0).
 WINDOW = 1000
+#: Pauses before asking a home node again that does not have a queue yet (it applies the
+#: queue's metadata a little after the node that committed it).
+APPLY_WAITS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: Seconds a peer stays down before its transient queues are deleted (a link that comes
+#: straight back was not a node going down).
+DOWN_GRACE = 2.0
 #: Seconds between the home node's reports of its queues' counters.
 STATS_INTERVAL = 1.0
 
@@ -309,6 +316,10 @@ class QueueLink:
     def reachable(self, node: str) -> bool:
         return self.service.linked(node)
 
+    def running_nodes(self) -> list[str]:
+        """The other nodes queues can be placed on now (linked)."""
+        return self.service.peers()
+
     def publish(self, queue: RemoteQueue, message: Message) -> bool | Settlement:
         node = queue.home_node
         if not self.service.linked(node):
@@ -383,10 +394,20 @@ class QueueLink:
         (batch.acked if outcome == ACK else batch.requeued if outcome == REQUEUE else batch.rejected).extend(ids)
 
     async def call(self, queue: RemoteQueue, op: str, **args: Any) -> Any:
-        id = next(self._ids)
-        future = self._expect(queue, id)
-        self._send(queue.home_node, Call(id, op, queue.vhost, queue.name, args))
-        result = await future
+        for wait in itertools.chain(APPLY_WAITS, (None,)):
+            id = next(self._ids)
+            future = self._expect(queue, id)
+            self._send(queue.home_node, Call(id, op, queue.vhost, queue.name, args))
+            try:
+                result = await future
+                break
+            except ChannelError as exc:
+                # The home node may not have applied a queue just committed: asked again
+                # while this node still has the queue.
+                vhost = self.broker.vhosts.get(queue.vhost)
+                if exc.code != NOT_FOUND or wait is None or vhost is None or vhost.queues.get(queue.name) is not queue:
+                    raise
+                await asyncio.sleep(wait)
         if op == "get":
             return self._got(queue, result)
         return result
@@ -644,6 +665,27 @@ class QueueLink:
 
     def _peer_down(self, node: str) -> None:
         self._lost(node)
+        asyncio.get_running_loop().call_later(DOWN_GRACE, self._still_down, node)
+
+    def _still_down(self, node: str) -> None:
+        # One node does the deleting: the first of the running ones by name.
+        if not self.service.running(node) and self.broker.node_name == min([self.broker.node_name, *self.service.peers()]):
+            self.broker.spawn(self.drop_transient(node))
+
+    async def drop_transient(self, node: str) -> None:
+        """Delete the exclusive and non-durable queues homed on ``node``: as RabbitMQ deletes
+        them when their node goes down (they cannot come back), and at a node's start those of
+        its previous run (a whole cluster stopped together left them in the metadata)."""
+        for vhost in list(self.broker.vhosts.values()):
+            gone = [q.name for q in vhost.queues.values()
+                    if q.home_node == node and (not q.durable or q.exclusive_owner is not None)]  # fmt: skip
+            for name in gone:
+                try:
+                    await self.broker.change(Change("queue", "delete", vhost.name, name, persisted=False))
+                except Exception as exc:  # noqa: BLE001 - no quorum now, say: the next start tries again
+                    log.warning("transient queue '%s' in vhost '%s' of node %s not deleted: %s", name, vhost.name,
+                                node, getattr(exc, "reply_text", exc))  # fmt: skip
+                    return
 
     def _lost(self, node: str) -> None:
         """The link to ``node`` is gone, with whatever it carried."""

@@ -154,7 +154,7 @@ class ClusterService:
 
     def peers(self) -> list[str]:
         """The nodes linked now."""
-        return [peer.node for peer in self.links.peers()] if self.links is not None else []
+        return [peer.node for peer in self.links.peers] if self.links is not None else []
 
     def running(self, node: str) -> bool:
         """Whether ``node`` is reachable now: linked, or heard by the failure detector."""

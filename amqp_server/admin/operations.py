@@ -653,7 +653,7 @@ def _queue_info(queue: Any) -> dict[str, Any]:
         "arguments": dict(queue.arguments),
         "policy": getattr(queue, "policy", None) or "",
         "type": queue.type_name,
-        "state": "running",
+        "state": stats.get("state", "running"),
     }
 
 

@@ -93,10 +93,12 @@ async def _declare_queue(channel: Channel, method: commands.Queue.Declare) -> No
     )
     queue.touch()  # a (passive) redeclare restarts the x-expires countdown
     connection.last_queue[channel.number] = name
+    # A queue homed elsewhere answers from its home node, which then has it (a publish that
+    # follows finds it there), nowait or not.
+    ready, consumers = (
+        await queue.counts() if queue.is_remote else (queue.message_count, queue.consumer_count)  # type: ignore[attr-defined]
+    )
     if not method.nowait:
-        ready, consumers = (
-            await queue.counts() if queue.is_remote else (queue.message_count, queue.consumer_count)  # type: ignore[attr-defined]
-        )
         channel.reply(build(commands.Queue.DeclareOk, queue=name, message_count=ready, consumer_count=consumers))
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from amqp_server.core.changes import binding_record
+from amqp_server.core.placement import home_node
 from amqp_server.metadata.store import Change
 from amqp_server.protocol.errors import (
     ACCESS_REFUSED,
@@ -319,7 +320,7 @@ async def declare_queue(
                 "auto_delete": auto_delete,
                 "exclusive_owner": exclusive_owner,
                 "arguments": dict(arguments),
-                "home_node": vhost.broker.node_name,
+                "home_node": home_node(vhost, name, arguments, exclusive_owner is not None),
             },
             persisted=durable,
             create=True,

@@ -78,7 +78,7 @@ def queue_item(ctx: Context, queue: QueueType, ranges: dict[str, rates.Range], f
         "policy": getattr(queue, "policy", None),
         "recoverable_slaves": None,
         "single_active_consumer_tag": stats.get("single_active_consumer_tag"),
-        "state": "running",
+        "state": stats.get("state", "running"),
         "type": queue.type_name,
         "vhost": queue.vhost,
     }
@@ -98,7 +98,8 @@ def queue_item(ctx: Context, queue: QueueType, ranges: dict[str, rates.Range], f
         queue, rates.QUEUE_COUNTERS, rates.QUEUE_LAYOUT["messages"], stats, ranges.get("msg_rates")
     )
     if full:
-        item["consumer_details"] = [consumer_item(ctx, consumer) for consumer in consumers]
+        # (consumers of other nodes, cluster.queue_link's stand-ins, are listed by their nodes)
+        item["consumer_details"] = [consumer_item(ctx, c) for c in consumers if c.channel is not None]
         item["deliveries"] = []
         item["incoming"] = []
     return item

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pika
 import pytest
+import requests
 from conftest import Node, free_port
 from helpers import wait_until
 from pika.exceptions import ChannelClosedByBroker
@@ -38,6 +39,8 @@ class Member:
         self.args = ["--node-name", NAMES[index], "--cluster-port", str(ports[index]), "--cookie-file", str(cookie),
                      "--config", str(config), "--log-level", "warning"]  # fmt: skip
         self.amqp_port = free_port()
+        self.management_port = free_port()
+        self.args += ["--management-port", str(self.management_port)]  # (the last one given counts)
         self.process: Node | None = None
 
     def start(self) -> Member:
@@ -184,11 +187,43 @@ def test_an_exclusive_consumer_is_refused_across_nodes(members: list[Member]) ->
             assert refused.value.reply_text == "ACCESS_REFUSED - queue 'eq' in vhost '/' in exclusive use"
 
 
+def queue_item(node: Member, name: str) -> dict:
+    response = requests.get(f"http://127.0.0.1:{node.management_port}/api/queues/%2F/{name}", auth=("guest", "guest"))
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def home_of(node: Member, name: str) -> str:
+    return str(queue_item(node, name)["node"])
+
+
+def test_queue_master_locator_places_queues(members: list[Member]) -> None:
+    first, second, third = members
+    with second.connect() as connection:
+        channel = connection.channel()
+        channel.queue_declare("local-q")  # client-local, the default
+        # The first node is home to every queue so far; the other two to none but local-q.
+        channel.queue_declare("min-q", arguments={"x-queue-master-locator": "min-masters"})
+        channel.confirm_delivery()
+        channel.basic_publish("", "min-q", b"placed")  # the home node has it when declare-ok came
+    assert home_of(first, "local-q") == NAMES[1]
+    assert home_of(first, "min-q") == NAMES[2]
+    with first.connect() as connection:
+        channel = connection.channel()
+        channel.exclusive = channel.queue_declare("", exclusive=True, arguments={"x-queue-master-locator": "random"})
+        assert home_of(first, channel.exclusive.method.queue) == NAMES[0]  # exclusive: always local
+        # The home node's counters reach the other nodes (the HTTP API of the first node here).
+        wait_until(None, lambda: queue_item(first, "min-q")["messages"] == 1, 5, "counters not reported")
+        method, _, body = channel.basic_get("min-q", auto_ack=True)
+        assert body == b"placed"
+
+
 def test_home_node_down_and_back(members: list[Member]) -> None:
     home, other, _ = members
     with home.connect() as connection:
         channel = connection.channel()
         channel.queue_declare("hq", durable=True)
+        channel.queue_declare("tq")  # transient: gone with its node, as in RabbitMQ
         channel.confirm_delivery()
         for i in range(3):
             channel.basic_publish("", "hq", str(i).encode(), pika.BasicProperties(delivery_mode=2))
@@ -214,6 +249,16 @@ def test_home_node_down_and_back(members: list[Member]) -> None:
         assert absent.value.reply_text == (
             "NOT_FOUND - home node 'rabbit-0@localhost' of durable queue 'hq' in vhost '/' is down or inaccessible"
         )
+
+    def transient_gone() -> bool:
+        with other.connect() as connection:
+            try:
+                connection.channel().queue_declare("tq", passive=True)
+            except ChannelClosedByBroker as exc:
+                return exc.reply_text == "NOT_FOUND - no queue 'tq' in vhost '/'"
+        return False
+
+    wait_until(None, transient_gone, 15, "the transient queue of the node that went down is still there")
     home.start()
     home.process.wait_listening(30)
     ok = declare_when_reachable(other, "hq")
