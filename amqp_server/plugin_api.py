@@ -331,12 +331,7 @@ class NodeContext:
         """Stop (True) or resume (False) reading from connections that publish: for a plugin
         whose own store falls behind what publishers send it, as the broker does when its
         message store does (silently, as RabbitMQ's credit flow)."""
-        reason = f"plugin {self.plugin}"
-        for connection in self._broker.connections:
-            if not on:
-                connection.resume_reading(reason)
-            elif any(channel.stat_publish for channel in connection.channels.values()):
-                connection.pause_reading(reason)
+        self._broker.throttle_publishers(f"plugin {self.plugin}", on)
 
     def on_disable(self, undo: Callable[[], None]) -> None:
         """Run ``undo`` when the plugin is disabled (after its ``stop`` hook)."""

@@ -243,6 +243,7 @@ class QueueLink:
         self._deliveries = itertools.count(1)
         self._outboxes: dict[str, _Outbox] = {}
         self._flushing = False
+        self._throttled: set[str] = set()  # peers whose link is over its send buffer
         # Proxy side.
         self._publishes: dict[str, dict[int, Settlement]] = {}  # node -> id -> settlement
         self._subscriptions: dict[int, Subscription] = {}
@@ -269,6 +270,8 @@ class QueueLink:
 
     def start(self) -> None:
         self._reporter = asyncio.get_running_loop().create_task(self._report())
+        assert self.service.links is not None
+        self.service.links.on_writable = self._writable
 
     async def stop(self) -> None:
         if self._reporter is not None:
@@ -310,6 +313,16 @@ class QueueLink:
                     self.service.post(node, item)
             except LinkDown:
                 self._lost(node)
+                continue
+            if node not in self._throttled and not self.service.writable(node):
+                # The peer reads slower than this node sends: publishers wait (credit flow).
+                self._throttled.add(node)
+                self.broker.throttle_publishers(f"link to node {node}", True)
+
+    def _writable(self, node: str) -> None:
+        if node in self._throttled:
+            self._throttled.discard(node)
+            self.broker.throttle_publishers(f"link to node {node}", False)
 
     # -- proxy side: what RemoteQueue asks --------------------------------------------------------
 
@@ -690,6 +703,7 @@ class QueueLink:
     def _lost(self, node: str) -> None:
         """The link to ``node`` is gone, with whatever it carried."""
         self._generations[node] = self._generations.get(node, 0) + 1
+        self._writable(node)
         self._outboxes.pop(node, None)
         self._published.pop(node, None)
         # Proxy side: pending publishes refused, calls failed, consumers cancelled.

@@ -152,6 +152,10 @@ class ClusterService:
             raise LinkDown(f"no link to node {node}")
         link.send(message_frame(message))
 
+    def writable(self, node: str) -> bool:
+        """Whether ``node``'s link has room in its send buffer."""
+        return self.links is not None and self.links.writable(node)
+
     def peers(self) -> list[str]:
         """The nodes linked now."""
         return [peer.node for peer in self.links.peers] if self.links is not None else []

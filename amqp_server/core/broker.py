@@ -388,6 +388,15 @@ class Broker:
         self._connection_ids += 1
         return f"{self.node_name}/{self._connection_ids}"
 
+    def throttle_publishers(self, reason: str, on: bool) -> None:
+        """Stop (True) or resume (False) reading from connections that publish, for ``reason``
+        (a store or link falling behind what publishers send it: RabbitMQ's credit flow, silent)."""
+        for connection in self.connections:
+            if not on:
+                connection.resume_reading(reason)
+            elif any(channel.stat_publish for channel in connection.channels.values()):
+                connection.pause_reading(reason)
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background coroutine, keeping a reference and logging its failure."""
         task = asyncio.get_running_loop().create_task(coro)
