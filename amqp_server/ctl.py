@@ -7,6 +7,7 @@ anywhere on the line, as rabbitmqctl takes them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -260,7 +261,8 @@ Handler = Callable[[Context], None]
 CTL, DIAGNOSTICS = "amqp-ctl", "amqp-diagnostics"  # rabbitmqctl, rabbitmq-diagnostics
 # name -> (positional arguments needed, handler, the tools that have it)
 COMMANDS: dict[str, tuple[int, Handler, tuple[str, ...]]] = {}
-OFFLINE = ("hash_password", "await_startup")  # commands that run without a reachable node
+# Commands that run without a reachable node (forget_cluster_node reaches it unless --offline).
+OFFLINE = ("hash_password", "await_startup", "forget_cluster_node")
 
 
 def command(name: str, needs: int = 0, tools: tuple[str, ...] = (CTL,)) -> Callable[[Handler], Handler]:
@@ -1037,9 +1039,30 @@ def change_cluster_node_type(ctx: Context) -> None:
 
 @command("forget_cluster_node", needs=1)
 def forget_cluster_node(ctx: Context) -> None:
-    # --offline is accepted: the cluster's leader removes the node either way, with a quorum.
-    ctx.banner(f"Removing node {ctx.args[0]} from the cluster")
-    cluster_call(ctx, "forget_cluster_node", node=ctx.args[0])
+    """Online, through the cluster's leader (a quorum); --offline, on the stopped node's own
+    data directory: its stored membership loses the node (cluster.operations.forget_offline)."""
+    node = ctx.args[0]
+    if not ctx.options.get("offline"):
+        reach(ctx)
+        ctx.banner(f"Removing node {node} from the cluster")
+        cluster_call(ctx, "forget_cluster_node", node=node)
+        return
+    try:
+        ctx.call("ping")
+    except NodeDown:
+        pass  # stopped, as it must be
+    else:
+        raise CommandError("Error: this command requires the target node to be stopped.\nArguments given:\n\t"
+                           + " ".join(ctx.argv), USAGE, prefix=False)  # fmt: skip
+    ctx.banner(f"Removing node {node} from the cluster. "
+               "Warning: metadata changes committed only on the forgotten nodes are lost")  # fmt: skip
+    from amqp_server.admin.errors import AdminError  # the node's modules: only for this command
+    from cluster.operations import forget_offline
+
+    try:
+        asyncio.run(forget_offline(str(ctx.data_dir), node))
+    except AdminError as exc:
+        raise CommandError(str(exc)) from None
 
 
 @command("update_cluster_nodes", needs=1)

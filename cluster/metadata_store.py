@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -26,7 +27,7 @@ import os
 import random
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.metadata.sqlite import lock_directory, unlock_directory
+from amqp_server.metadata.sqlite import lock_directory, read_changes, unlock_directory
 from amqp_server.metadata.store import Change, MetadataStore
 from amqp_server.protocol.errors import INTERNAL_ERROR, ConnectionError
 from amqp_server.storage.sqlite_db import StoreError
@@ -56,6 +57,7 @@ from cluster.raft import (
     bootstrap,
 )
 from cluster.raft.log import Entry
+from cluster.raft.snapshot import Snapshot
 from cluster.raft_storage import MemoryRaftStorage, SqliteRaftStorage
 from cluster.service import ClusterService, peer_address
 from cluster.wire import new_incarnation
@@ -93,6 +95,22 @@ def unavailable(change: Change | None) -> Unavailable:
     return Unavailable(
         INTERNAL_ERROR, f"failed to {verb} {kind} '{change.name}'{where} because the operation timed out"
     )
+
+
+def read_members_file(data_dir: str) -> dict[str, Any]:
+    """``<data dir>/cluster_nodes.json``: the node's type and the other members it last knew
+    (``{"type": "disc", "nodes": {node: [host, port]}}``), or {} without one."""
+    path = os.path.join(data_dir, MEMBERS_FILE)
+    with contextlib.suppress(OSError, ValueError), open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+    return {}
+
+
+def write_members_file(data_dir: str, document: dict[str, Any]) -> None:
+    path = os.path.join(data_dir, MEMBERS_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(document, handle)
+    os.replace(path + ".tmp", path)
 
 
 class ClusterError(StoreError):
@@ -133,6 +151,7 @@ class RaftMetadataStore(MetadataStore):
         self._peers: set[str] = set()
         self._config_seen: Any = None
         self._stored: tuple[DurableState | None, int] = (None, 0)
+        self._imported: list[Change] | None = None  # what the node stored while it ran alone
         service.handlers[RaftEnvelope] = self._raft_message
         service.handlers[Request] = self._request_message
         service.handlers[Reply] = self._reply_message
@@ -149,7 +168,12 @@ class RaftMetadataStore(MetadataStore):
             os.makedirs(self.data_dir, exist_ok=True)
             self._lock_fd = lock_directory(self.data_dir)
         self._stored = await self.storage.open()
-        self.first_start = self._stored[0] is None and self._founder()
+        state = self._stored[0]
+        if state is not None and not state.snapshot.config.ordered_members and not state.entries:
+            self._stored = (None, 0)  # a join that got nowhere before its start failed: join again
+        if self._stored[0] is None and self.data_dir and not self.ram and not self._members_file():
+            self._imported = await read_changes(self.data_dir)
+        self.first_start = self._stored[0] is None and self._founder() and self._imported is None
         return []
 
     async def start(self) -> None:
@@ -160,7 +184,8 @@ class RaftMetadataStore(MetadataStore):
             self._start(state, commit)
             await self._recover_log(state)
         elif self._founder():
-            await self._found()
+            await self._found(self._imported)
+            self._imported = None
         else:
             await self._join(self._rejoin_targets())
 
@@ -181,20 +206,52 @@ class RaftMetadataStore(MetadataStore):
                 "after it recover no messages)", RECOVERY_WAIT, self.applied, last,
             )  # fmt: skip
 
-    async def _found(self) -> None:
-        """Start as the only member (the voter) of a new cluster."""
+    async def _found(self, imported: list[Change] | None = None) -> None:
+        """Start as the only member (the voter) of a new cluster; with the metadata it had
+        alone (``imported``) as the snapshot the cluster starts from."""
         state = bootstrap(frozenset({self.member_id}))
+        if imported is not None:
+            state.snapshot = Snapshot(0, 0, state.snapshot.config, self._import(imported))
         await self.storage.bootstrap(state)
-        self._start(state, 0)
+        self._start(state, 0, restore=imported is None)
         await self._wait_leader(self.timeout)
         await self._propose(member_command(self.service.node, self._own_address()), None)
 
     def _founder(self) -> bool:
         """Whether this node founds the cluster: a disc node never in one before (no members
-        file: a member that lost its state rejoins), with the lowest name of its peers'."""
+        file: a member that lost its state rejoins) that has metadata of its own (peer
+        discovery is for blank nodes, as RabbitMQ's) or the lowest name of its peers'."""
         if self.ram or self._members_file():
             return False
+        if self._imported is not None:
+            return True
         return min([self.service.node, *self._rejoin_targets()]) == self.service.node
+
+    def _import(self, changes: list[Change]) -> bytes:
+        """Apply the metadata this node stored while it ran alone, as a boot replays it, and
+        answer the snapshot of it the new cluster starts from. Its queues are homed here
+        whatever name the node had: their messages are in this directory's message store,
+        claimed by (vhost, name) when the queues come back."""
+        broker = self.broker
+        assert broker is not None
+        for change in changes:
+            if change.kind == "queue":
+                home = {**change.record, "home_node": self.service.node}
+                change = dataclasses.replace(change, record=home)
+            try:
+                broker.apply(change, broker.prepare(change))
+            except Exception as exc:  # noqa: BLE001 - as a boot: the rest is imported
+                reason = getattr(exc, "reply_text", None) or f"{type(exc).__name__}: {exc}"
+                log.error(
+                    "not importing %s %r in vhost %r: %s", change.kind, change.name, change.vhost, reason
+                )
+        peers = ", ".join(self.service.configured)
+        log.warning(
+            "node %s founds a cluster with the metadata it had alone%s", self.service.node,
+            f" (its peers {peers} are not asked: to join their cluster instead, join_cluster resets it)"
+            if peers else "",
+        )  # fmt: skip
+        return snapshot_data(broker.snapshot(), {})
 
     async def commit(self, change: Change) -> bool | None:
         if not change.replicated:
@@ -237,10 +294,12 @@ class RaftMetadataStore(MetadataStore):
 
     # -- the driver -----------------------------------------------------------------------------
 
-    def _start(self, state: DurableState, commit: int) -> None:
+    def _start(self, state: DurableState, commit: int, restore: bool = True) -> None:
+        """Run the Raft node from ``state``; ``restore``: its snapshot is not applied yet."""
         loop = asyncio.get_running_loop()
         self.node = RaftNode(self.member_id, state, OPTIONS, self._rng, loop.time())
-        self._restore(state.snapshot.data, state.snapshot.index)
+        if restore:
+            self._restore(state.snapshot.data, state.snapshot.index)
         # Entries up to the commit index stored last time are committed: applied now.
         for entry in state.entries:
             if entry.index <= commit:
@@ -426,10 +485,7 @@ class RaftMetadataStore(MetadataStore):
             return
         document = {"type": "ram" if self.ram else "disc",
                     "nodes": {n: list(a) if a else None for n, a in members.items()}}  # fmt: skip
-        path = os.path.join(self.data_dir, MEMBERS_FILE)
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
-            json.dump(document, handle)
-        os.replace(path + ".tmp", path)
+        write_members_file(self.data_dir, document)
 
     def _rejoin_targets(self) -> list[str]:
         """The peers a node without Raft state joins: the configured ones and, after a
@@ -443,11 +499,7 @@ class RaftMetadataStore(MetadataStore):
         return targets
 
     def _members_file(self) -> dict[str, Any]:
-        if self.data_dir:
-            path = os.path.join(self.data_dir, MEMBERS_FILE)
-            with contextlib.suppress(OSError, ValueError), open(path, encoding="utf-8") as handle:
-                return json.load(handle)
-        return {}
+        return read_members_file(self.data_dir) if self.data_dir else {}
 
     # -- proposing ------------------------------------------------------------------------------
 

@@ -1,17 +1,29 @@
 """amqp-ctl's cluster commands on the node side (the control channel calls these): status,
-join, node type, forget. Refusals are ``AdminError``s with rabbitmqctl's texts."""
+join, node type, forget; and forget_cluster_node --offline, which amqp-ctl runs itself on a
+stopped node's data directory. Refusals are ``AdminError``s with rabbitmqctl's texts."""
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any
 
 from amqp_server.admin.definitions import RABBIT_VERSION
 from amqp_server.admin.errors import AdminError
 from amqp_server.core.broker import Broker
-from cluster.metadata_store import ClusterError, RaftMetadataStore, Unavailable
+from amqp_server.metadata.sqlite import lock_directory, unlock_directory
+from amqp_server.storage.sqlite_db import StoreError
+from cluster.metadata_store import (
+    ClusterError,
+    RaftMetadataStore,
+    Unavailable,
+    node_of,
+    read_members_file,
+    write_members_file,
+)
 from cluster.names import NodeNameError
-from cluster.raft import MembershipError
+from cluster.raft import EntryKind, MembershipError
+from cluster.raft_storage import DB_NAME, SqliteRaftStorage
 from cluster.service import peer_address
 
 # rabbit_mnesia's error descriptions (3.10).
@@ -20,6 +32,10 @@ ONLY_DISC_NODE = (
     "Please convert another node of the cluster to a disc node first."
 )
 NOT_A_CLUSTER_NODE = "The node selected is not in the cluster."
+REMOVING_FROM_OFFLINE = (
+    "To remove a node remotely from an offline node, the node you are removing from must be a disc node "
+    "and all the other nodes must be offline."
+)
 NOT_CLUSTERED = "clustering is not configured on this node (start it with --cluster-port or cluster peers)"
 
 
@@ -141,6 +157,42 @@ async def forget_cluster_node(broker: Broker, node: str) -> None:
         await store.leader_call("forget", node_name=node)
     except (ClusterError, Unavailable, MembershipError) as exc:
         raise AdminError(_membership_text(exc)) from None
+
+
+async def forget_offline(data_dir: str, node: str) -> None:
+    """forget_cluster_node --offline: ``node`` leaves the membership stored in the data directory
+    of a stopped disc node, which then starts as a cluster without it, able to elect itself
+    when the nodes forgotten were the rest of its majority. What only they had committed is
+    lost (cluster.raft_storage's ``forget``); they must be reset before they join again."""
+    if not os.path.exists(os.path.join(data_dir, DB_NAME)):  # a RAM node, or never clustered
+        ram = read_members_file(data_dir).get("type") == "ram"
+        raise AdminError(REMOVING_FROM_OFFLINE if ram else NOT_A_CLUSTER_NODE)
+    try:
+        lock = lock_directory(data_dir)
+    except StoreError as exc:
+        raise AdminError(str(exc)) from None
+    storage = SqliteRaftStorage(data_dir)
+    try:
+        state, _commit = await storage.open()
+        if state is None:
+            raise AdminError(NOT_A_CLUSTER_NODE)
+        configs = [state.snapshot.config] + [e.command for e in state.entries if e.kind is EntryKind.CONFIG]
+        config = configs[-1]
+        if node not in {node_of(m) for m in config.ordered_members}:
+            raise AdminError(NOT_A_CLUSTER_NODE)
+        document = read_members_file(data_dir)
+        others = document.get("nodes", {})
+        if node not in others:  # a member the members file does not name as another: this node
+            raise AdminError(f"{node} is the node of this data directory: it cannot forget itself")
+        own = {node_of(m) for m in config.voters} - set(others)
+        if not own:  # not a voter (yet): it could not elect itself
+            raise AdminError(REMOVING_FROM_OFFLINE)
+        await storage.forget(node)
+        del others[node]
+        write_members_file(data_dir, document)
+    finally:
+        await storage.close()
+        unlock_directory(lock)
 
 
 async def leave_cluster(broker: Broker) -> None:

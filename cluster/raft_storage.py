@@ -143,6 +143,31 @@ class SqliteRaftStorage:
             for table in ("log", "state", "snapshot"):
                 await self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
 
+    async def forget(self, node: str) -> None:
+        """Take ``node`` (every identity it had: a RAM node's ``name#incarnation`` too) out of
+        the snapshot's configuration and every configuration entry of the log, in one
+        transaction: the membership this node starts with then lacks it, so that a node whose
+        peers are lost can elect itself (forget_cluster_node --offline, the node stopped).
+        Raft's safety no longer covers what only the forgotten nodes had."""
+        assert self._db is not None
+        db = self._db
+        async with db.execute("SELECT NULL, config FROM snapshot UNION ALL "
+                              "SELECT idx, command FROM log WHERE kind = 'config'") as cursor:  # fmt: skip
+            rows = await cursor.fetchall()
+        async with self._lock:
+            await db.execute("BEGIN")
+            try:
+                for idx, plain in rows:
+                    kept = json.dumps([[m for m in g if m.partition("#")[0] != node] for g in json.loads(plain)])  # fmt: skip
+                    if idx is None:
+                        await db.execute("UPDATE snapshot SET config = ?", (kept,))
+                    else:
+                        await db.execute("UPDATE log SET command = ? WHERE idx = ?", (kept, idx))
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
     async def close(self) -> None:
         async with self._lock:
             if self._db is not None:

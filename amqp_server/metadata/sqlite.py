@@ -250,26 +250,7 @@ class SqliteStore(MetadataStore):
         destination is not stored are left out."""
         await self.open()
         assert self._db is not None
-        try:
-            async with self._db.execute(
-                "SELECT kind, vhost, name, record FROM metadata ORDER BY seq"
-            ) as cursor:
-                rows = await cursor.fetchall()
-            changes = [Change(kind, "put", vhost, name, loads(record)) for kind, vhost, name, record in rows]
-        except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
-            raise StoreError(f"cannot read metadata store {self.path}: {exc}") from exc
-        vhosts = {change.name for change in changes if change.kind == "vhost"}
-        exchanges = {(c.vhost, c.name) for c in changes if c.kind == "exchange"}
-        queues = {(c.vhost, c.name) for c in changes if c.kind == "queue"}
-        kept = []
-        for change in changes:
-            if change.vhost is not None and change.kind != "vhost" and change.vhost not in vhosts:
-                continue
-            if change.kind == "binding" and not _binding_ends_exist(change, exchanges, queues):
-                continue
-            kept.append(change)
-        kept.sort(key=lambda change: _rank(change.kind))  # stable: oldest first within a kind
-        return kept
+        return await _stored_changes(self._db, self.path)
 
     async def commit(self, change: Change) -> None:
         """Return once a persisted change is on disk; any other is not stored."""
@@ -335,6 +316,43 @@ class SqliteStore(MetadataStore):
         for _change, future in batch:
             if not future.done():
                 future.set_result(None)
+
+
+async def read_changes(data_dir: str) -> list[Change] | None:
+    """The metadata a node stored while it ran alone (None: it has no ``metadata.db``), read for
+    a caller that holds the directory's lock: a node turned into a cluster's first member
+    imports it (cluster.metadata_store)."""
+    path = os.path.join(data_dir, DB_NAME)
+    if not os.path.exists(path):
+        return None
+    db = await open_database(path, "metadata store", MIGRATIONS)
+    try:
+        return await _stored_changes(db, path)
+    finally:
+        await db.close()
+
+
+async def _stored_changes(db: aiosqlite.Connection, path: str) -> list[Change]:
+    """Every stored change, in an order that applies cleanly; bindings whose source or
+    destination is not stored are left out."""
+    try:
+        async with db.execute("SELECT kind, vhost, name, record FROM metadata ORDER BY seq") as cursor:
+            rows = await cursor.fetchall()
+        changes = [Change(kind, "put", vhost, name, loads(record)) for kind, vhost, name, record in rows]
+    except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+        raise StoreError(f"cannot read metadata store {path}: {exc}") from exc
+    vhosts = {change.name for change in changes if change.kind == "vhost"}
+    exchanges = {(c.vhost, c.name) for c in changes if c.kind == "exchange"}
+    queues = {(c.vhost, c.name) for c in changes if c.kind == "queue"}
+    kept = []
+    for change in changes:
+        if change.vhost is not None and change.kind != "vhost" and change.vhost not in vhosts:
+            continue
+        if change.kind == "binding" and not _binding_ends_exist(change, exchanges, queues):
+            continue
+        kept.append(change)
+    kept.sort(key=lambda change: _rank(change.kind))  # stable: oldest first within a kind
+    return kept
 
 
 _DELETE_ROW = "DELETE FROM metadata WHERE kind = ? AND vhost IS ? AND name = ?"
