@@ -12,6 +12,7 @@ from amqp_server.admin.definitions import RABBIT_VERSION
 from amqp_server.admin.errors import AdminError
 from amqp_server.core.broker import Broker
 from amqp_server.metadata.sqlite import lock_directory, unlock_directory
+from amqp_server.protocol.errors import ChannelError
 from amqp_server.storage.sqlite_db import StoreError
 from cluster.metadata_store import (
     ClusterError,
@@ -216,3 +217,33 @@ def _membership_text(exc: Exception) -> str:
     if "is not a member" in text or "not in the cluster" in text:
         return NOT_A_CLUSTER_NODE
     return text
+
+
+async def quorum(broker: Broker, args: dict[str, Any]) -> Any:
+    """rabbitmq-queues' commands: a replicated queue's members (``action`` add, delete, status)
+    and every quorum queue's (grow, shrink: rows of vhost, name, size, result)."""
+    from cluster.replicated_queues import REPLICATED_TYPES, MembershipRefused
+
+    replicas = broker.replicas
+    if replicas is None:
+        raise AdminError(NOT_CLUSTERED)
+    action = args["action"]
+    try:
+        if action in ("grow", "shrink"):
+            rows = []
+            for vhost in broker.vhosts.values():
+                for queue in list(vhost.queues.values()):
+                    if queue.type_name not in REPLICATED_TYPES:
+                        continue
+                    change = "add" if action == "grow" else "delete"
+                    try:
+                        size = await replicas.membership(vhost.name, queue.name, change, args["node"])
+                        result = "ok"
+                    except (MembershipRefused, ChannelError) as exc:
+                        result = f"error: {getattr(exc, 'explanation', None) or exc}"
+                        size = len(await replicas.membership(vhost.name, queue.name, "status"))
+                    rows.append([vhost.name, queue.name, size, result])
+            return rows
+        return await replicas.membership(args["vhost"], args["queue"], action, args.get("node", ""))
+    except (MembershipRefused, ChannelError) as exc:
+        raise AdminError(f"Error:\n{getattr(exc, 'explanation', None) or exc}") from None

@@ -29,14 +29,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from amqp_server.channel.deliveries import exclusive_use_error
 from amqp_server.core.message import Message
 from amqp_server.metadata.store import Change
-from amqp_server.protocol.errors import NOT_FOUND, ChannelError
+from amqp_server.protocol.errors import NOT_FOUND, PRECONDITION_FAILED, ChannelError
 from cluster.link import LinkDown
 from cluster.wire import message
 from queues.base import Consumer, QueueEntry, QueueType, Settlement
@@ -258,6 +258,9 @@ class QueueLink:
         self._published: dict[str, Published] = {}  # answers being gathered, per peer
         self._reported: dict[tuple[str, str], tuple[int, int, int]] = {}
         self._reporter: asyncio.Task[None] | None = None
+        # Queue operations other modules serve at the home node (``Call`` ops answered
+        # asynchronously): op -> handler(queue, args).
+        self.operations: dict[str, Callable[[QueueType, dict[str, Any]], Awaitable[Any]]] = {}
         for kind, handler in (
             (Publish, self._on_publish), (Published, self._on_published), (Subscribe, self._on_subscribe),
             (Unsubscribe, self._on_unsubscribe), (Deliver, self._on_deliver), (Settle, self._on_settle),
@@ -288,6 +291,10 @@ class QueueLink:
             self._flushing = True
             asyncio.get_running_loop().call_soon(self._flush)
         return outbox
+
+    def send(self, node: str, item: Any) -> None:
+        """Send ``item`` (a registered message) to ``node`` in order with this link's own."""
+        self._send(node, item)
 
     def _send(self, node: str, item: Any) -> None:
         outbox = self._outbox(node)
@@ -614,6 +621,9 @@ class QueueLink:
     def _on_call(self, node: str, call: Call) -> None:
         try:
             queue = self._home_queue(call.vhost, call.queue)
+            if call.op in self.operations:
+                self.broker.spawn(self._operation(node, call, queue))
+                return
             if call.op == "get":
                 result = self._get(node, queue, bool(call.args.get("no_ack")))
             elif call.op == "purge":
@@ -627,6 +637,16 @@ class QueueLink:
         except ChannelError as exc:
             if call.id:
                 self._send(node, Answer(call.id, code=exc.code, text=exc.explanation))
+            return
+        if call.id:
+            self._send(node, Answer(call.id, result))
+
+    async def _operation(self, node: str, call: Call, queue: QueueType) -> None:
+        try:
+            result = await self.operations[call.op](queue, call.args)
+        except Exception as exc:  # noqa: BLE001 - the asking node gets the reason
+            if call.id:
+                self._send(node, Answer(call.id, code=PRECONDITION_FAILED, text=str(exc) or type(exc).__name__))
             return
         if call.id:
             self._send(node, Answer(call.id, result))

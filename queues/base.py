@@ -110,6 +110,9 @@ class QueueType(ABC):
     #: True for the proxy of a queue homed on another node (queues.remote): basic.get, purge
     #: and declare-ok's counts ask the home node, asynchronously.
     is_remote: ClassVar[bool] = False
+    #: The arguments of rabbit_amqqueue:declare_args/0 only some types take that this one takes
+    #: (of ``queues.arguments.TYPE_ARGS``): checked with the shared ones, in RabbitMQ's order.
+    type_arguments: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -149,6 +152,11 @@ class QueueType(ABC):
     def validate_arguments(cls, arguments: Mapping[str, Any], where: str) -> None:
         """Refuse queue.declare arguments this type does not take (``ChannelError``); the checks
         every type shares (queues.arguments) have passed. ``where`` is ``queue 'q' in vhost '/'``."""
+
+    @classmethod
+    def validate_properties(cls, *, durable: bool, exclusive: bool, auto_delete: bool, where: str) -> None:
+        """Refuse queue.declare flags this type does not take (``ChannelError``), after
+        ``validate_arguments``; ``durable`` is False for an exclusive queue."""
 
     @abstractmethod
     def publish(self, message: Any) -> bool | Settlement:

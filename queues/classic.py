@@ -26,7 +26,7 @@ import sys
 from bisect import insort
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from amqp_server.protocol.errors import INTERNAL_ERROR, PRECONDITION_FAILED, ChannelError, ConnectionError
 from amqp_server.protocol.field_types import text
@@ -61,6 +61,8 @@ UNSUPPORTED_ARGS = (
 
 class ClassicQueue(QueueType):
     type_name = "classic"
+    #: A subclass that keeps transient messages on disk too (the quorum queue) says so here.
+    stores_every_message: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -182,7 +184,7 @@ class ClassicQueue(QueueType):
         self._next_seq = seq + 1
         entry = QueueEntry(message, seq, self, expires)
         store = self._store
-        if store is not None and not is_persistent(message.header):
+        if store is not None and not is_persistent(message.header) and not self.stores_every_message:
             store = None
         # A persistent message of a durable queue is safe once the batch storing it is on disk:
         # the publish answers with that batch's settlement.

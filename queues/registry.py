@@ -1,6 +1,7 @@
 """Queue types, chosen by a queue's ``x-queue-type`` argument: the ``amqp_server.queue_types``
-entry-point group, plus in-process registration (see ``amqp_server.type_registry``). The classic
-queue registers through its entry point exactly as a third-party type does."""
+entry-point group, plus in-process registration (see ``amqp_server.type_registry``). The bundled
+types (``classic``, ``quorum``) register through their entry points exactly as a third-party type
+does."""
 
 from __future__ import annotations
 

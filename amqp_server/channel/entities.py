@@ -91,6 +91,9 @@ async def _declare_queue(channel: Channel, method: commands.Queue.Declare) -> No
         check=channel.check,
         connection_id=connection.id,
     )
+    replicas = connection.broker.replicas
+    if replicas is not None and queue.type_name in replicas.types:
+        queue = await replicas.ready(channel.vhost.name, name)  # its group has a leader
     queue.touch()  # a (passive) redeclare restarts the x-expires countdown
     connection.last_queue[channel.number] = name
     # A queue homed elsewhere answers from its home node, which then has it (a publish that

@@ -131,6 +131,12 @@ class BrokerConfig:
     cookie_file: str = ""
     cluster_nodes: list[str] = field(default_factory=list)
     cluster_node_type: str = "disc"
+    # TLS on the links between nodes (``cluster.ssl``, ``cluster.ssl_options.*``; docs/security.md):
+    # off unless ``cluster_ssl``; peers' certificates are checked unless ``verify = verify_none``.
+    cluster_ssl: bool = False
+    cluster_ssl_options: TlsOptions = field(
+        default_factory=lambda: TlsOptions(verify="verify_peer", fail_if_no_peer_cert=True)
+    )
 
 
 class Broker:
@@ -172,6 +178,8 @@ class Broker:
         self.amqp_address: tuple[str, int] | None = None
         # How queues homed on other nodes are reached (cluster.queue_link); None unclustered.
         self.queue_link: HomeLink | None = None
+        # The replicated queues' groups this node takes part in (cluster.replicated_queues).
+        self.replicas: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Creations (Change.create) being committed, by (kind, vhost, name): a second creation
         # of the same name waits for the first and then finds it existing.

@@ -131,8 +131,13 @@ def _build_queue(vhost: VirtualHost, change: Change) -> QueueType:
     if type_class is None:
         raise ValueError(f"queue type '{queue_type}' is not installed")
     home_node = record.get("home_node", vhost.broker.node_name)
-    # The queue itself lives on its home node only; other nodes hold a proxy of it.
-    build = type_class if home_node == vhost.broker.node_name else partial(RemoteQueue, queue_type, vhost.broker.queue_link)
+    replicas = vhost.broker.replicas
+    if replicas is not None and queue_type in replicas.types:  # a group of nodes holds it
+        build: Callable[..., QueueType] = partial(replicas.build, queue_type, record)
+    elif home_node == vhost.broker.node_name:
+        build = type_class
+    else:  # the queue itself lives on its home node only; other nodes hold a proxy of it
+        build = partial(RemoteQueue, queue_type, vhost.broker.queue_link)
     queue = build(
         vhost.name,
         change.name,

@@ -7,11 +7,15 @@ chooses it (``x-queue-master-locator`` argument, else the ``queue-master-locator
 
 An exclusive queue always lives with its owning connection, as in RabbitMQ. Without
 clustering every queue is local.
+
+A replicated queue (a quorum queue of a cluster) has members too: ``x-quorum-initial-group-size``
+of the running nodes (all of them by default), the declaring node first, then by name.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -40,3 +44,17 @@ def home_node(vhost: VirtualHost, name: str, arguments: Mapping[str, Any], exclu
         return random.choice(running)
     homes = Counter(queue.home_node for other in broker.vhosts.values() for queue in other.queues.values())
     return min(running, key=lambda node: (homes[node], node != local, node))
+
+
+def replica_group(vhost: VirtualHost, queue_type: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The record fields of a replicated queue's group (none for another queue): its members
+    and the group's id (a queue declared again after a delete is a new group)."""
+    broker = vhost.broker
+    replicas = broker.replicas
+    if replicas is None or queue_type not in replicas.types:
+        return {}
+    local = broker.node_name
+    others = sorted(set(replicas.running_nodes()) - {local})
+    size = arguments.get("x-quorum-initial-group-size")
+    members = [local, *others][: size if isinstance(size, int) and size > 0 else None]
+    return {"members": members, "group": uuid.uuid4().hex}

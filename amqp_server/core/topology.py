@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from amqp_server.core.changes import binding_record
-from amqp_server.core.placement import home_node
+from amqp_server.core.placement import home_node, replica_group
 from amqp_server.metadata.store import Change
 from amqp_server.protocol.errors import (
     ACCESS_REFUSED,
@@ -308,6 +308,9 @@ async def declare_queue(
     check_declare_arguments(arguments, where, vhost.broker.queue_types)
     queue_type = queue_type_of(arguments)
     vhost.broker.queue_types[queue_type].validate_arguments(arguments, where)
+    vhost.broker.queue_types[queue_type].validate_properties(
+        durable=durable, exclusive=exclusive_owner is not None, auto_delete=auto_delete, where=where
+    )
     created = await vhost.broker.change(
         Change(
             "queue",
@@ -321,6 +324,7 @@ async def declare_queue(
                 "exclusive_owner": exclusive_owner,
                 "arguments": dict(arguments),
                 "home_node": home_node(vhost, name, arguments, exclusive_owner is not None),
+                **replica_group(vhost, queue_type, arguments),
             },
             persisted=durable,
             create=True,

@@ -536,8 +536,9 @@ def test_reject_publish_still_hands_to_a_consumer_with_room(broker, unique):
         ({"x-max-priority": 300}, "invalid arg 'x-max-priority' for {q}: {{max_value_exceeded,300}}"),
         ({"x-queue-mode": "foo"}, "invalid arg 'x-queue-mode' for {q}: \"unsupported queue mode 'foo'\""),
         ({"x-queue-type": "foo"}, "invalid arg 'x-queue-type' for {q}: \"unsupported queue type 'foo'\""),
+        # A quorum queue must be durable (this declare is not).
+        ({"x-queue-type": "quorum"}, "invalid property 'non-durable' for {q}"),
         # Not built yet: refused as RabbitMQ refuses a type it does not have, never made classic.
-        ({"x-queue-type": "quorum"}, "invalid arg 'x-queue-type' for {q}: \"unsupported queue type 'quorum'\""),
         ({"x-queue-type": "stream"}, "invalid arg 'x-queue-type' for {q}: \"unsupported queue type 'stream'\""),
         (
             {"x-single-active-consumer": "x"},

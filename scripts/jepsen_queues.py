@@ -1,0 +1,241 @@
+"""A Jepsen-style check of replicated queues: three broker processes on loopback, publishers
+with confirms and consumers with manual acks on a quorum queue, while a nemesis kills nodes
+with SIGKILL and restarts them. At the end every node is up, a last consumer drains the queue,
+and the history is checked: every confirmed message was acked during the run or is delivered
+in the final drain (lost = 0); the final drain has each message once; duplicates come only
+from redelivery.
+
+    python scripts/jepsen_queues.py --seconds 120 --seed 7
+
+The suite runs a short version (tests/cluster/test_quorum_jepsen.py); docs/clustering.md has
+the results of long runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+from broker_process import free_port, wait_listening
+
+NAMES = [f"jepsen-{i}@localhost" for i in range(3)]
+QUEUE = "jepsen"
+
+
+class Node:
+    def __init__(self, index: int, base: Path, cluster_ports: list[int], cookie: Path) -> None:
+        self.index = index
+        self.port = free_port()
+        self.data_dir = base / f"node{index}"
+        config = base / f"node{index}.conf"
+        config.write_text("".join(
+            f"cluster_formation.classic_config.nodes.{n} = {NAMES[j]}:{cluster_ports[j]}\n"
+            for n, j in enumerate(j for j in range(3) if j != index)
+        ))  # fmt: skip
+        self.command = [sys.executable, "-m", "amqp_server", "--host", "127.0.0.1", "--port", str(self.port),
+                        "--data-dir", str(self.data_dir), "--node-name", NAMES[index],
+                        "--cluster-port", str(cluster_ports[index]), "--cookie-file", str(cookie),
+                        "--config", str(config), "--log-level", "error", "--management-port", "0",
+                        "--prometheus-port", "0"]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait(self) -> None:
+        assert self.process is not None
+        wait_listening(self.port, self.process)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    @property
+    def up(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def connect(self) -> pika.BlockingConnection:
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", self.port, credentials=pika.PlainCredentials("guest", "guest"),
+            connection_attempts=1, socket_timeout=5, blocked_connection_timeout=10,
+        ))  # fmt: skip
+
+
+@dataclass
+class History:
+    confirmed: set[str] = field(default_factory=set)
+    unconfirmed: set[str] = field(default_factory=set)  # nacked or unanswered: may be in or not
+    acked: set[str] = field(default_factory=set)
+    deliveries: int = 0
+    redeliveries: int = 0
+    kills: int = 0
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def publisher(nodes: list[Node], history: History, stop: threading.Event, name: str, rng: random.Random) -> None:
+    number = 0
+    while not stop.is_set():
+        node = rng.choice([n for n in nodes if n.up] or nodes)
+        try:
+            with node.connect() as connection:
+                channel = connection.channel()
+                channel.confirm_delivery()
+                while not stop.is_set():
+                    number += 1
+                    body = f"{name}-{number}"
+                    try:
+                        channel.basic_publish("", QUEUE, body.encode(), pika.BasicProperties(delivery_mode=2))
+                    except pika.exceptions.NackError:
+                        with history.lock:
+                            history.unconfirmed.add(body)
+                        time.sleep(0.05)  # refused (no leader yet): not in a tight loop
+                        continue
+                    except BaseException:
+                        with history.lock:
+                            history.unconfirmed.add(body)
+                        raise
+                    with history.lock:
+                        history.confirmed.add(body)
+        except Exception as exc:  # noqa: BLE001 - the node went or refused: another one
+            with history.lock:
+                history.errors.append(f"publisher: {type(exc).__name__}")
+            time.sleep(0.1)
+
+
+def consumer(nodes: list[Node], history: History, stop: threading.Event, rng: random.Random) -> None:
+    while not stop.is_set():
+        node = rng.choice([n for n in nodes if n.up] or nodes)
+        try:
+            with node.connect() as connection:
+                channel = connection.channel()
+                channel.basic_qos(prefetch_count=20)
+                for method, _properties, body in channel.consume(QUEUE, inactivity_timeout=0.5):
+                    if stop.is_set():
+                        break
+                    if method is None:
+                        continue
+                    channel.basic_ack(method.delivery_tag)
+                    with history.lock:
+                        history.deliveries += 1
+                        history.redeliveries += method.redelivered
+                        history.acked.add(body.decode())
+        except Exception as exc:  # noqa: BLE001 - cancelled on failover, or the node went
+            with history.lock:
+                history.errors.append(f"consumer: {type(exc).__name__}")
+            time.sleep(0.1)
+
+
+def nemesis(nodes: list[Node], history: History, stop: threading.Event, rng: random.Random) -> None:
+    while not stop.is_set():
+        time.sleep(rng.uniform(1.0, 2.5))
+        if stop.is_set():
+            break
+        victim = rng.choice(nodes)
+        victim.kill()
+        history.kills += 1
+        time.sleep(rng.uniform(0.5, 2.0))
+        victim.start()
+        victim.wait()
+
+
+def drain(nodes: list[Node]) -> list[str]:
+    """The final consumer: everything left in the queue, acked."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with nodes[0].connect() as connection:
+                channel = connection.channel()
+                channel.queue_declare(QUEUE, passive=True)
+                channel.basic_qos(prefetch_count=200)
+                bodies = []
+                for method, _properties, body in channel.consume(QUEUE, inactivity_timeout=3):
+                    if method is None:
+                        return bodies
+                    channel.basic_ack(method.delivery_tag)
+                    bodies.append(body.decode())
+        except Exception:  # the queue's new leader is not in place yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def run(seconds: float, seed: int, publishers: int = 2) -> dict[str, object]:
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as directory:
+        base = Path(directory)
+        cookie = base / "cookie"
+        cookie.write_text("jepsen\n")
+        cluster_ports = [free_port() for _ in range(3)]
+        nodes = [Node(i, base, cluster_ports, cookie) for i in range(3)]
+        for node in nodes:
+            node.start()
+        try:
+            for node in nodes:
+                node.wait()
+            with nodes[0].connect() as connection:
+                connection.channel().queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+            history = History()
+            stop = threading.Event()
+            workers = [threading.Thread(target=publisher, args=(nodes, history, stop, f"p{i}", random.Random(rng.random())))
+                       for i in range(publishers)]  # fmt: skip
+            workers.append(threading.Thread(target=consumer, args=(nodes, history, stop, random.Random(rng.random()))))
+            chaos = threading.Thread(target=nemesis, args=(nodes, history, stop, random.Random(rng.random())))
+            for worker in [*workers, chaos]:
+                worker.daemon = True
+                worker.start()
+            time.sleep(seconds)
+            stop.set()
+            chaos.join(60)
+            for worker in workers:
+                worker.join(30)
+            for node in nodes:  # every node up for the final drain
+                if not node.up:
+                    node.start()
+                    node.wait()
+            final = drain(nodes)
+        finally:
+            for node in nodes:
+                node.kill()
+    drained = set(final)
+    lost = history.confirmed - history.acked - drained
+    return {
+        "seed": seed,
+        "seconds": seconds,
+        "kills": history.kills,
+        "confirmed": len(history.confirmed),
+        "unconfirmed": len(history.unconfirmed),
+        "acked_during_run": len(history.acked),
+        "deliveries_during_run": history.deliveries,
+        "redelivered_during_run": history.redeliveries,
+        "final_drain": len(final),
+        "final_drain_duplicates": len(final) - len(drained),
+        "redelivered_after_ack": len(drained & history.acked),
+        "lost": sorted(lost)[:20],
+        "lost_count": len(lost),
+        "client_errors": len(history.errors),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    result = run(args.seconds, args.seed)
+    print(json.dumps(result, indent=2))
+    sys.exit(1 if result["lost_count"] or result["final_drain_duplicates"] else 0)
+
+
+if __name__ == "__main__":
+    main()
