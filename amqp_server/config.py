@@ -186,9 +186,20 @@ def non_negative(value: str) -> int:
 # -- the schema ---------------------------------------------------------------------------------
 
 #: The TLS options of a listener, under the prefix of its kind (``ssl_options.`` for AMQPS,
-#: ``management.ssl.``, ``prometheus.ssl.``); each prefix's ``TlsOptions`` is a BrokerConfig field.
+#: ``management.ssl.``, ``prometheus.ssl.``, ``cluster.ssl_options.`` for both ends of the links
+#: between nodes); each prefix's ``TlsOptions`` is a BrokerConfig field.
 TLS_PREFIXES = {"ssl_options.": "ssl_options", "management.ssl.": "management_ssl_options",
-                "prometheus.ssl.": "prometheus_ssl_options"}  # fmt: skip
+                "prometheus.ssl.": "prometheus_ssl_options",
+                "cluster.ssl_options.": "cluster_ssl_options"}  # fmt: skip
+#: The links between nodes: TLS on or off (RabbitMQ's ``-proto_dist inet_tls``), the name a
+#: dialed peer's certificate must carry, and TLS 1.2 and 1.3 only.
+CLUSTER_TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "cluster.ssl": ("cluster_ssl", boolean),
+    "cluster.ssl_options.server_name_indication": ("server_name_indication", string),
+}
+CLUSTER_TLS_PATTERNS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "cluster.ssl_options.versions.$n": ("versions", enum("tlsv1.2", "tlsv1.3")),
+}
 TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "cacertfile": ("cacertfile", string),
     "certfile": ("certfile", string),
@@ -250,6 +261,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "listeners.tcp": ("listeners", enum("none")),
     "listeners.ssl": ("ssl_listeners", enum("none")),
     **{f"{prefix}{key}": spec for prefix in TLS_PREFIXES for key, spec in TLS_KEYS.items()},
+    **CLUSTER_TLS_KEYS,
     "management.ssl.port": ("management_ssl_port", ranged(0, 65535)),
     "prometheus.ssl.port": ("prometheus_ssl_port", ranged(0, 65535)),
     "ssl_handshake_timeout": ("ssl_handshake_timeout", milliseconds_or_infinity),
@@ -282,6 +294,7 @@ PATTERNS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "listeners.tcp.$name": ("listeners", listener),
     "listeners.ssl.$name": ("ssl_listeners", listener),
     **{f"{prefix}{key}.$n": spec for prefix in TLS_PREFIXES for key, spec in TLS_LIST_KEYS.items()},
+    **CLUSTER_TLS_PATTERNS,
     "auth_mechanisms.$n": ("auth_mechanisms", enum(*MECHANISM_NAMES)),
     "loopback_users.$user": ("loopback_users", boolean),
     "default_user_tags.$tag": ("default_user_tags", boolean),

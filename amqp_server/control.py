@@ -8,6 +8,10 @@ is involved and it works with the HTTP API off and no users at all.
 One request per connection: a JSON line ``{"secret", "command", "args"}``, answered by a JSON
 line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": text}``. Every command is a
 call on ``Admin`` (which the HTTP API uses too); nothing here decides anything.
+
+The same requests, without the secret, come from other hosts over the cluster port
+(``amqp-ctl -n name@host``: a control client's link, authenticated by the cluster's cookie,
+``cluster.service``), and are answered here too (``answer``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 SOCKET_NAME = "control.sock"
 SECRET_NAME = ".control_secret"
 REFUSED = "refused: wrong control secret"
+BOOTING = "booting"  # the error a control client gets before the node's control channel is up
 # BrokerConfig's defaults, for amqp-ctl to find a node started without --data-dir or --node-name
 # (tests/cli checks they stay equal).
 DEFAULT_DATA_DIR = "data"
@@ -52,7 +57,7 @@ MAX_REQUEST = 64 * 1024 * 1024  # an import_definitions document travels in one 
 # Cluster membership (cluster.operations); those changing this node's own membership need the
 # application stopped, as rabbitmqctl's.
 CLUSTER_COMMANDS = frozenset(("cluster_status", "join_cluster", "change_cluster_node_type", "forget_cluster_node",
-                              "update_cluster_nodes"))  # fmt: skip
+                              "update_cluster_nodes", "quorum"))  # fmt: skip
 APP_STOPPED_COMMANDS = frozenset(("join_cluster", "change_cluster_node_type", "update_cluster_nodes"))
 
 
@@ -305,13 +310,21 @@ class ControlServer:
         finally:
             writer.close()
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def answer(self, line: bytes) -> dict[str, Any]:
+        """A request without a secret, from a control client the cluster link authenticated
+        with the cookie (``cluster.service``)."""
+        return await self._answer(line, authenticated=True)
+
+    async def _answer(self, line: bytes, authenticated: bool = False) -> dict[str, Any]:
         try:
             request = json.loads(line)
-            secret, command, args = request["secret"], request["command"], request.get("args") or {}
+            secret = None if authenticated else request["secret"]
+            command, args = request["command"], request.get("args") or {}
         except (ValueError, KeyError, TypeError):
             return {"ok": False, "error": "malformed request"}
-        if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), self.secret.encode()):
+        if not authenticated and (
+            not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), self.secret.encode())
+        ):
             log.warning("control channel: refused a request with a wrong secret")
             return {"ok": False, "error": REFUSED}
         if command == "stop":
@@ -384,6 +397,8 @@ class ControlServer:
                 result = await operations.change_node_type(broker, args["type"])
             elif command == "forget_cluster_node":
                 result = await operations.forget_cluster_node(broker, args["node"])
+            elif command == "quorum":
+                result = await operations.quorum(broker, args)
             else:  # update_cluster_nodes: membership is the cluster's log, nothing to seed
                 result = None
         except AdminError as exc:

@@ -1,8 +1,9 @@
 """``amqp-ctl``: rabbitmqctl's commands, texts and exit codes, over the node's control socket.
 
 The node is found through its data directory (``--data-dir``, default ``./data`` as the
-server's): the socket and the secret are there (see ``amqp_server.control``). Options may come
-anywhere on the line, as rabbitmqctl takes them.
+server's): the socket and the secret are there (see ``amqp_server.control``). ``-n`` naming
+another node reaches it over its cluster port with the cookie (``cluster.control_client``).
+Options may come anywhere on the line, as rabbitmqctl takes them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -20,6 +22,7 @@ from typing import Any, NoReturn
 
 from amqp_server.control import (
     APP_STOPPED,
+    BOOTING,
     DATA_DIR_ENV,
     DEFAULT_DATA_DIR,
     DEFAULT_NODE_NAME,
@@ -59,7 +62,8 @@ POLICY_VALUE_ORDER = ("pattern", "definition", "priority", "apply-to")
 # Options that take a value; the others are flags.
 VALUE_OPTIONS = {"-n": "node", "--node": "node", "-p": "vhost", "--vhost": "vhost", "--formatter": "formatter",
                  "--data-dir": "data_dir", "--priority": "priority", "--apply-to": "apply_to", "--user": "user",
-                 "-t": "timeout", "--timeout": "timeout", "--unit": "unit"}  # fmt: skip
+                 "-t": "timeout", "--timeout": "timeout", "--unit": "unit", "--erlang-cookie": "erlang_cookie",
+                 "--cookie-file": "cookie_file"}  # fmt: skip
 FLAG_OPTIONS = {"-q": "quiet", "--quiet": "quiet", "-s": "silent", "--silent": "silent", "--global": "global",
                 "--if-unused": "if_unused", "--if-empty": "if_empty", "--no-table-headers": "no_headers",
                 "--ram": "ram", "--disc": "disc", "--offline": "offline"}  # fmt: skip
@@ -75,7 +79,12 @@ class CommandError(Exception):
 
 
 class NodeDown(Exception):
-    """The node could not be reached or refused us; the reason goes under DIAGNOSTICS."""
+    """The node could not be reached or refused us; the reason goes under DIAGNOSTICS.
+    ``client``: (this client's name, its cookie's hash) when it was asked over the cluster port."""
+
+    def __init__(self, reason: str, client: tuple[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.client = client
 
 
 @dataclass
@@ -88,9 +97,12 @@ class Context:
     command: str = ""
     reported_node: str | None = None  # the name the node gives itself (its answer to ping)
     argv: list[str] = field(default_factory=list)  # as given, for "Arguments given:"
+    remote: tuple[str, tuple[str, int]] | None = None  # -n's node and address, not the data directory's
 
     @property
     def node(self) -> str:
+        if self.remote is not None:
+            return self.remote[0]
         return self.options.get("node") or self.reported_node or DEFAULT_NODE_NAME
 
     @property
@@ -119,7 +131,10 @@ class Context:
     def call(self, command: str, error_code: int = SOFTWARE, **args: Any) -> Any:
         """Run ``command`` on the node; its refusal becomes a CommandError with ``error_code``
         (rabbitmqctl's status for that command), or 67 for a missing user as rabbitmqctl does."""
-        reply = request(self.data_dir, command, args)
+        if self.remote is None:
+            reply = request(self.data_dir, command, args)
+        else:
+            reply = remote_request(self, command, args)
         if reply.get("ok"):
             return reply.get("result")
         self.call_error(str(reply.get("error")), error_code)
@@ -164,6 +179,39 @@ def request(data_dir: Path, command: str, args: dict[str, Any], timeout: float =
     reply = json.loads(line)
     if reply.get("error") == REFUSED:
         raise NodeDown("the node refused the control secret (it does not match the node's)")
+    return reply
+
+
+def cookie(ctx: Context) -> str:
+    """The cookie for a node reached over its cluster port: ``--erlang-cookie``, the file
+    ``--cookie-file`` names, ``RABBITMQ_ERLANG_COOKIE``, else the data directory's secret (the
+    cookie of the nodes started without ``--cookie-file``)."""
+    if ctx.options.get("erlang_cookie"):
+        return str(ctx.options["erlang_cookie"])
+    path = ctx.options.get("cookie_file")
+    if not path and os.environ.get("RABBITMQ_ERLANG_COOKIE"):
+        return os.environ["RABBITMQ_ERLANG_COOKIE"]
+    path = Path(path or ctx.data_dir / SECRET_NAME)
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise NodeDown(f"cannot read the cookie {path}: {exc.strerror}") from None
+
+
+def remote_request(ctx: Context, command: str, args: dict[str, Any]) -> dict[str, Any]:
+    """One request to ``-n``'s node over its cluster port; NodeDown when it cannot be asked."""
+    from cluster.control_client import Unreachable, call, client_name, cookie_hash
+
+    assert ctx.remote is not None
+    node, address = ctx.remote
+    secret = cookie(ctx)
+    client = (client_name(node), cookie_hash(secret))
+    try:
+        reply = call(node, address, secret, {"command": command, "args": args})
+    except Unreachable as exc:
+        raise NodeDown("\n  * ".join(exc.lines), client) from None
+    if reply.get("error") == BOOTING:
+        raise NodeDown("the node is starting or stopping: its control channel is not up", client)
     return reply
 
 
@@ -258,7 +306,7 @@ def chosen_columns(
 # -- commands --------------------------------------------------------------------------------
 
 Handler = Callable[[Context], None]
-CTL, DIAGNOSTICS = "amqp-ctl", "amqp-diagnostics"  # rabbitmqctl, rabbitmq-diagnostics
+CTL, DIAGNOSTICS, QUEUES = "amqp-ctl", "amqp-diagnostics", "amqp-queues"  # rabbitmqctl, -diagnostics, -queues
 # name -> (positional arguments needed, handler, the tools that have it)
 COMMANDS: dict[str, tuple[int, Handler, tuple[str, ...]]] = {}
 # Commands that run without a reachable node (forget_cluster_node reaches it unless --offline).
@@ -783,7 +831,7 @@ def report(ctx: Context) -> None:
                      (list_parameters, [], vhost)]  # fmt: skip
     for handler, args, vhost in sections:
         options = {**ctx.options, "vhost": vhost} if vhost is not None else ctx.options
-        handler(Context(args, options, ctx.tool, ctx.command, ctx.reported_node, ctx.argv))
+        handler(Context(args, options, ctx.tool, ctx.command, ctx.reported_node, ctx.argv, ctx.remote))
         print()
 
 
@@ -1071,6 +1119,81 @@ def update_cluster_nodes(ctx: Context) -> None:
     cluster_call(ctx, "update_cluster_nodes", node=ctx.args[0])
 
 
+# -- amqp-queues (rabbitmq-queues): replicated queues' members ---------------------------------
+
+
+def pretty_table(columns: list[str], rows: list[list[Any]]) -> str:
+    """RabbitMQ's PrettyTable formatter: a box around every cell."""
+    cells = [[str(c) for c in columns], *[["undefined" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+
+    def rule(left: str, middle: str, right: str) -> str:
+        return left + middle.join("─" * (w + 2) for w in widths) + right
+
+    lines = [rule("┌", "┬", "┐")]
+    for number, row in enumerate(cells):
+        if number:
+            lines.append(rule("├", "┼", "┤"))
+        lines.append("│" + "│".join(f" {cell.ljust(width)} " for cell, width in zip(row, widths, strict=True)) + "│")
+    lines.append(rule("└", "┴", "┘"))
+    return "\n".join(lines)
+
+
+QUORUM_STATUS_COLUMNS = ["Node Name", "Raft State", "Log Index", "Commit Index", "Snapshot Index", "Term",
+                         "Machine Version"]  # fmt: skip
+
+
+@command("quorum_status", needs=1, tools=(QUEUES, DIAGNOSTICS))
+def quorum_status(ctx: Context) -> None:
+    ctx.banner(f"Status of quorum queue {ctx.args[0]} on node {ctx.node} ...")
+    rows = cluster_call(ctx, "quorum", action="status", vhost=ctx.vhost, queue=ctx.args[0])
+    if ctx.as_json:
+        print(compact([dict(zip(QUORUM_STATUS_COLUMNS, row, strict=True)) for row in rows]))
+        return
+    print(pretty_table(QUORUM_STATUS_COLUMNS, rows))
+
+
+@command("add_member", needs=2, tools=(QUEUES,))
+def add_member(ctx: Context) -> None:
+    queue, node = ctx.args[0], ctx.args[1]
+    ctx.banner(f"Adding a replica for queue {queue} on node {node}...")
+    cluster_call(ctx, "quorum", action="add", vhost=ctx.vhost, queue=queue, node=node)
+
+
+@command("delete_member", needs=2, tools=(QUEUES,))
+def delete_member(ctx: Context) -> None:
+    queue, node = ctx.args[0], ctx.args[1]
+    ctx.banner(f"Removing a replica for queue {queue} on node {node}...")
+    cluster_call(ctx, "quorum", action="delete", vhost=ctx.vhost, queue=queue, node=node)
+
+
+GROW_COLUMNS = ["vhost", "name", "size", "result"]
+
+
+@command("grow", needs=2, tools=(QUEUES,))
+def grow(ctx: Context) -> None:
+    node, strategy = ctx.args[0], ctx.args[1]
+    if strategy not in ("all", "even"):
+        raise CommandError(f"strategy '{strategy}' is not recognised.", USAGE)
+    ctx.banner(f"Growing {strategy} quorum queues on {node}...")
+    rows = cluster_call(ctx, "quorum", action="grow", node=node, strategy=strategy)
+    print_membership_rows(ctx, rows)
+
+
+@command("shrink", needs=1, tools=(QUEUES,))
+def shrink(ctx: Context) -> None:
+    node = ctx.args[0]
+    ctx.banner(f"Shrinking quorum queues on {node}...")
+    print_membership_rows(ctx, cluster_call(ctx, "quorum", action="shrink", node=node))
+
+
+def print_membership_rows(ctx: Context, rows: list[list[Any]]) -> None:
+    if ctx.as_json:
+        print(compact([dict(zip(GROW_COLUMNS, row, strict=True)) for row in rows]))
+    elif rows:
+        print(pretty_table(GROW_COLUMNS, rows))
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
@@ -1096,18 +1219,26 @@ def parse(argv: list[str]) -> tuple[str | None, Context]:
     return name, ctx
 
 
-def node_down_text(node: str, reason: str) -> str:
-    """rabbitmqctl's text when the node cannot be reached, its reasons put in this CLI's terms."""
+def node_down_text(node: str, down: NodeDown) -> str:
+    """rabbitmqctl's text when the node cannot be reached: RabbitMQ's own over the cluster port,
+    its reasons put in this CLI's terms through the data directory."""
+    reasons = (" * Target node is unreachable (e.g. due to hostname resolution, TCP connection or firewall "
+               "issues)\n * CLI tool fails to authenticate with the server (e.g. due to CLI tool's Erlang cookie "
+               "not matching that of the server)\n" if down.client else
+               " * Target node is unreachable (e.g. the data directory given with --data-dir is not the node's)\n"
+               " * CLI tool fails to authenticate with the server (e.g. due to CLI tool's control secret not "
+               "matching that of the server)\n")  # fmt: skip
+    details = ""
+    if down.client:
+        details = (f"\nCurrent node details:\n * node name: '{down.client[0]}'\n * effective user's home directory: "
+                   f"{os.path.expanduser('~')}\n * Erlang cookie hash: {down.client[1]}\n")  # fmt: skip
     return (
         f"Error: unable to perform an operation on node '{node}'. Please see diagnostics information and "
-        "suggestions below.\n\nMost common reasons for this are:\n\n"
-        " * Target node is unreachable (e.g. the data directory given with --data-dir is not the node's)\n"
-        " * CLI tool fails to authenticate with the server (e.g. due to CLI tool's control secret not "
-        "matching that of the server)\n"
+        "suggestions below.\n\nMost common reasons for this are:\n\n" + reasons +
         " * Target node is not running\n\nIn addition to the diagnostics info below:\n\n"
         " * Consult server logs on node " + node + "\n\nDIAGNOSTICS\n===========\n\n"
-        f"attempted to contact: [{node}]\n\n{node}:\n  * {reason}\n"
-    )
+        f"attempted to contact: [{node}]\n\n{node}:\n  * {down}\n" + details
+    )  # fmt: skip
 
 
 def run(argv: list[str], tool: str = CTL) -> int:
@@ -1132,7 +1263,7 @@ def run(argv: list[str], tool: str = CTL) -> int:
             reach(ctx)
         handler(ctx)
     except NodeDown as exc:
-        print(node_down_text(ctx.node, str(exc)), file=sys.stderr)
+        print(node_down_text(ctx.node, exc), file=sys.stderr)
         return UNAVAILABLE
     except CommandError as exc:
         if str(exc):
@@ -1142,24 +1273,56 @@ def run(argv: list[str], tool: str = CTL) -> int:
 
 
 def reach(ctx: Context) -> None:
-    """Ping the node of the data directory and check that it is the one ``-n`` names: a name
-    of another host, or another node's name, is a node this CLI cannot reach (NodeDown)."""
-    answer = ctx.call("ping")
+    """Ping the node of the data directory, or, when ``-n`` names another node, that node over
+    its cluster port (NodeDown when it cannot be asked)."""
+    wanted = ctx.options.get("node")
+    answer, local = None, None
+    try:
+        answer = ctx.call("ping")
+    except NodeDown as exc:
+        if not wanted:
+            raise
+        local = exc
+    if wanted and (answer is None or not names_local_node(wanted, answer["node"])):
+        ctx.remote = remote_node(wanted)
+        try:
+            answer = ctx.call("ping")
+        except NodeDown as exc:
+            if local is None or not names_local_host(wanted):
+                raise
+            raise NodeDown(f"{local}\n  * {exc}", exc.client) from None  # both ways failed
+    assert answer is not None
     ctx.reported_node = answer["node"]
     # Refused before any banner, as rabbitmqctl validates the application's state first.
     if not answer["running"] and ctx.command not in WHILE_STOPPED:
         ctx.call_error(APP_STOPPED)
     if answer["running"] and ctx.command in ("reset", "force_reset"):
         ctx.call_error("app_running")
-    wanted = ctx.options.get("node")
-    if not wanted:
-        return
-    name, _, host = wanted.partition("@")
-    if host and host not in local_hosts():
-        raise NodeDown(f"host {host} is not this host: {ctx.tool} reaches the nodes of this host only, "
-                       "through their data directory (--data-dir)")  # fmt: skip
-    if name != str(ctx.reported_node).partition("@")[0]:
-        raise NodeDown(f"the node of data directory {ctx.data_dir} is {ctx.reported_node}, not {wanted}")
+
+
+def names_local_host(wanted: str) -> bool:
+    """Whether the node name ``wanted`` (``name@host[:port]``) is of this host."""
+    host = re.sub(r":[0-9]{1,5}$", "", wanted.partition("@")[2])
+    return not host or host in local_hosts()
+
+
+def names_local_node(wanted: str, node: str) -> bool:
+    """Whether ``wanted`` names the data directory's node ``node``: its name on this host (as
+    rabbitmqctl, rabbit@localhost is rabbit@thishost) or its very name."""
+    if wanted.partition("@")[0] != node.partition("@")[0]:
+        return False
+    return names_local_host(wanted) or re.sub(r":[0-9]{1,5}$", "", wanted) == node
+
+
+def remote_node(wanted: str) -> tuple[str, tuple[str, int]]:
+    """``-n``'s node and address (``name@host[:port]``, the cluster port 25672 by default)."""
+    from cluster.names import NodeNameError
+    from cluster.service import peer_address  # (the broker's modules: only for another node)
+
+    try:
+        return peer_address(wanted)
+    except NodeNameError as exc:
+        raise CommandError(str(exc), USAGE) from None
 
 
 def local_hosts() -> set[str]:
@@ -1169,6 +1332,11 @@ def local_hosts() -> set[str]:
 
 def main() -> NoReturn:
     sys.exit(run(sys.argv[1:]))
+
+
+def queues_main() -> NoReturn:
+    """``amqp-queues``, rabbitmq-queues: replicated queues' members."""
+    sys.exit(run(sys.argv[1:], QUEUES))
 
 
 def diagnostics_main() -> NoReturn:

@@ -13,6 +13,11 @@ The names in the file are the explicitly enabled plugins; their dependencies are
 implicitly, before them, and disabled after them. A plugin that cannot be imported, does not
 accept this broker's version, or fails to start is logged and reported (``amqp-plugins list``,
 ``/api/extensions``); the node goes on without it.
+
+RabbitMQ's management and Prometheus plugins are built into this broker (``management_ui``) and
+switched by its configuration (``BrokerConfig.management`` and ``prometheus``, on in
+``amqp-server``): they are listed as RabbitMQ lists them (``BUILT_IN``), never in the file, and
+enabling or disabling them here is refused (``BuiltIn``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,30 @@ ENTRY_POINT_GROUP = "amqp_server.plugins"
 ENABLED_PLUGINS_FILE = "enabled_plugins"
 ENABLED_PLUGINS_ENV = "RABBITMQ_ENABLED_PLUGINS_FILE"
 PLUGINS_DIR_ENV = "RABBITMQ_PLUGINS_DIR"
+
+
+# RabbitMQ's plugins this broker has built in: name -> (description, plugin dependencies (its
+# Erlang libraries left out), the BrokerConfig flags that run it). The description is RabbitMQ's.
+BUILT_IN: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "rabbitmq_management": ("RabbitMQ Management Console", ("rabbitmq_web_dispatch", "rabbitmq_management_agent"),
+                            ("management",)),
+    "rabbitmq_management_agent": ("RabbitMQ Management Agent", (), ("management", "prometheus")),
+    "rabbitmq_prometheus": ("", ("rabbitmq_management_agent", "rabbitmq_web_dispatch"), ("prometheus",)),
+    "rabbitmq_web_dispatch": ("RabbitMQ Web Dispatcher", (), ("management", "prometheus")),
+}  # fmt: skip
+# The built-in plugins that run as others' dependencies (implicitly enabled, RabbitMQ's [e*]).
+_BUILT_IN_DEPENDENCIES = frozenset(d for _d, dependencies, _f in BUILT_IN.values() for d in dependencies)
+
+
+class BuiltIn(Exception):
+    """Enabling or disabling plugins this broker has built in (``BUILT_IN``): its configuration
+    switches them, amqp-plugins cannot."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = sorted(set(names))
+        flags = sorted({f"BrokerConfig.{flag}" for name in self.names for flag in BUILT_IN[name][2]})
+        super().__init__(f"{', '.join(self.names)}: built into this broker and switched by the node's "
+                         f"configuration ({' and '.join(flags)}, on in amqp-server), not by amqp-plugins")  # fmt: skip
 
 
 class PluginsNotFound(Exception):
@@ -299,6 +328,9 @@ class PluginHost:
 
     def _require(self, names: Iterable[str]) -> None:
         names = list(names)
+        built_in = [name for name in names if name in BUILT_IN]
+        if built_in:
+            raise BuiltIn(built_in)
         missing = self.catalogue.missing(names)
         if missing:
             self._catalogue = None  # installed since the last look?
@@ -464,8 +496,10 @@ class PluginHost:
     def describe(self) -> dict[str, Any]:
         """Every plugin there is, with its state, and where the node finds plugins and keeps the
         enabled_plugins file (``describe``)."""
-        return describe(self.catalogue, self.explicit, self._running, self.failed) | directories(
-            self.broker.config.plugins_dir, self.file
+        config = self.broker.config
+        switched = {flag: bool(getattr(config, flag)) for flag in ("management", "prometheus")}
+        return describe(self.catalogue, self.explicit, self._running, self.failed, switched) | directories(
+            config.plugins_dir, self.file
         )
 
 
@@ -474,9 +508,12 @@ def describe(
     explicit: list[str],
     running: Iterable[str] = (),
     failed: dict[str, str] | None = None,
+    switched: dict[str, bool] | None = None,
 ) -> dict[str, Any]:
     """What ``amqp-plugins list`` and ``/api/extensions`` show: every plugin there is (and every
-    enabled name that is none), with its state and, when it could not be enabled, why."""
+    enabled name that is none), with its state and, when it could not be enabled, why. The
+    built-in ones (``BUILT_IN``, ``"built_in": True``) run as ``switched`` says (the node's
+    configuration flags; None, offline: not known, shown as not enabled)."""
     failed = failed or {}
     running = set(running)
     implicit = set(catalogue.closure(explicit)) - set(explicit)
@@ -493,6 +530,15 @@ def describe(
             "installed": plugin is not None or name in catalogue.broken,  # (broken: enabling it reports why)
             "error": failed.get(name) or catalogue.broken.get(name),
         })  # fmt: skip
+    for name, (description, dependencies, flags) in BUILT_IN.items():
+        on = any((switched or {}).get(flag) for flag in flags)
+        state = "implicit" if name in _BUILT_IN_DEPENDENCIES else "enabled"
+        plugins.append({
+            "name": name, "version": __version__, "description": description, "dependencies": list(dependencies),
+            "enabled": state if on else "not_enabled", "running": on, "installed": True, "error": None,
+            "built_in": True,
+        })  # fmt: skip
+    plugins.sort(key=lambda plugin: plugin["name"])
     return {"plugins": plugins, "explicit": list(explicit)}
 
 

@@ -5,6 +5,8 @@ A running node (found through its data directory, as amqp-ctl finds it) is told 
 writes its enabled_plugins file and enables or disables the plugins. With ``--offline``, or when
 no node runs, only the file is written (``<data-dir>/enabled_plugins``, or
 ``RABBITMQ_ENABLED_PLUGINS_FILE`` / ``--enabled-plugins-file``); the node reads it at boot.
+The plugins built into the broker (management, Prometheus: ``plugin_host.BUILT_IN``) are
+listed, and stay as the node's configuration has them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from amqp_server.ctl import (
     reach,
 )
 from amqp_server.plugin_host import (
+    BuiltIn,
     PluginsNotFound,
     catalogue_of,
     describe,
@@ -40,7 +43,8 @@ from amqp_server.plugin_host import (
 TOOL = "amqp-plugins"
 VALUE_OPTIONS = {"-n": "node", "--node": "node", "--data-dir": "data_dir", "--formatter": "formatter",
                  "--enabled-plugins-file": "enabled_plugins_file", "--plugins-dir": "plugins_dir",
-                 "-t": "timeout", "--timeout": "timeout"}  # fmt: skip
+                 "-t": "timeout", "--timeout": "timeout", "--erlang-cookie": "erlang_cookie",
+                 "--cookie-file": "cookie_file"}  # fmt: skip
 FLAG_OPTIONS = {"-q": "quiet", "--quiet": "quiet", "-s": "silent", "--silent": "silent", "-v": "verbose",
                 "--verbose": "verbose", "-m": "minimal", "--minimal": "minimal", "-E": "enabled", "--enabled": "enabled",
                 "-e": "implicitly_enabled", "--implicitly-enabled": "implicitly_enabled", "--offline": "offline",
@@ -163,6 +167,7 @@ def enable(ctx: Context) -> None:
     plugins = Plugins(ctx)
     catalogue = catalogue_of(plugins.description)
     names = sorted(catalogue.plugins) if all_flag else ctx.args
+    names = _built_in_stay(plugins, names, True, refuse=not all_flag)
     missing = catalogue.missing(names)
     if missing:
         raise CommandError(str(PluginsNotFound(missing)), SOFTWARE)
@@ -179,7 +184,8 @@ def disable(ctx: Context) -> None:
     plugins = Plugins(ctx)
     catalogue = catalogue_of(plugins.description)
     before = catalogue.closure(plugins.explicit)
-    gone = set(before) if all_flag else catalogue.dependents(ctx.args, plugins.explicit)
+    names = _built_in_stay(plugins, ctx.args, False)
+    gone = set(before) if all_flag else catalogue.dependents(names, plugins.explicit)
     wanted = [name for name in plugins.explicit if name not in gone]
     _change(ctx, plugins, wanted, "disabled", lambda after: sorted(set(before) - set(after)))
 
@@ -187,10 +193,24 @@ def disable(ctx: Context) -> None:
 def set_plugins(ctx: Context) -> None:
     _banner(ctx, "Enabling plugins on node {}:")
     plugins = Plugins(ctx)
-    missing = catalogue_of(plugins.description).missing(ctx.args)
+    names = _built_in_stay(plugins, ctx.args, True)
+    missing = catalogue_of(plugins.description).missing(names)
     if missing:
         raise CommandError(f"The following plugins were not found: {', '.join(missing)}", DATA_ERROR)
-    _change(ctx, plugins, list(dict.fromkeys(ctx.args)), None, lambda _after: [])
+    _change(ctx, plugins, list(dict.fromkeys(names)), None, lambda _after: [])
+
+
+def _built_in_stay(plugins: Plugins, names: list[str], on: bool, refuse: bool = True) -> list[str]:
+    """``names`` without the plugins built into the broker: those already ``on`` (enabled, or
+    with ``on`` False disabled) stay so; turning any other on or off is refused (``refuse``:
+    else it is left out), the node's configuration switches them."""
+    built_in = {
+        p["name"]: p["enabled"] != "not_enabled" for p in plugins.description["plugins"] if p.get("built_in")
+    }
+    changed = [name for name in names if name in built_in and built_in[name] != on]
+    if changed and refuse:
+        raise CommandError(str(BuiltIn(changed)), SOFTWARE)
+    return [name for name in names if name not in built_in]
 
 
 def is_enabled(ctx: Context) -> None:
@@ -252,7 +272,8 @@ def _change(
     """Set the explicit plugins to ``wanted`` and print as rabbitmq-plugins: the plugins now
     configured, then (enable, disable) those ``what`` and what the node did."""
     after = catalogue_of(plugins.description).closure(wanted)
-    configured = sorted(after)
+    built_in = [p["name"] for p in plugins.description["plugins"] if p.get("built_in") and p["running"]]
+    configured = sorted({*after, *built_in})
     if not ctx.as_json:
         listed = "".join(f"\n  {name}" for name in configured)
         head = (

@@ -26,6 +26,7 @@ from amqp_server.transport.connection import Connection
 
 if TYPE_CHECKING:
     from cluster.metadata_store import RaftMetadataStore
+    from cluster.raft_host import RaftHost
     from cluster.service import ClusterService
     from management_ui.app import ManagementServer
     from management_ui.prometheus.server import PrometheusServer
@@ -110,6 +111,7 @@ class Server:
         # A clustered node's metadata is the cluster's, on Raft (cluster.metadata_store).
         # Clustering is on with a cluster port or peers.
         self.cluster: ClusterService | None = None
+        self.queue_groups: RaftHost | None = None  # the replicated queues' Raft groups (clustered)
         store: MetadataStore | None = SqliteStore(config.data_dir) if config.data_dir else None
         raft: RaftMetadataStore | None = None
         if config.cluster_port is not None or config.cluster_nodes:
@@ -122,9 +124,14 @@ class Server:
         self.broker = Broker(config, store, MessageStore(config.data_dir) if config.data_dir else None)
         if raft is not None:
             from cluster.queue_link import QueueLink
+            from cluster.raft_host import RaftHost
+            from cluster.raft_wal import RaftWal
+            from cluster.replicated_queues import ReplicatedQueues
 
             raft.broker = self.broker
-            self.broker.queue_link = QueueLink(self.broker, self.cluster)
+            self.broker.queue_link = link = QueueLink(self.broker, self.cluster)
+            self.queue_groups = RaftHost(self.cluster, RaftWal(config.data_dir) if config.data_dir else None)
+            self.broker.replicas = ReplicatedQueues(self.broker, self.cluster, self.queue_groups, link)
         self._servers: list[asyncio.Server] = []  # one per AMQP listener
         self._tls_servers: list[asyncio.Server] = []  # one per AMQPS listener
         # Made at start; ``reload_tls`` loads new certificate files into it.
@@ -230,17 +237,25 @@ class Server:
             (self._tls_servers if tls else self._servers).append(server)
 
     def reload_tls(self) -> None:
-        """Load the TLS certificate, key and CA files again (SIGHUP): new connections get the
-        new certificate, established ones keep theirs. Files that do not load are logged and
-        the certificates in use stay."""
-        if self.tls_context is None:
-            return
-        try:
-            load_files(self.tls_context, self.broker.config.ssl_options)
-        except TlsError as exc:
-            log.error("TLS certificates not reloaded: %s", exc)
-            return
-        log.info("TLS certificates reloaded")
+        """Load the TLS certificate, key and CA files again (SIGHUP), the AMQPS listeners' and
+        the links' between nodes: new connections and links get the new certificate,
+        established ones keep theirs. Files that do not load are logged and the certificates in
+        use stay."""
+        if self.tls_context is not None:
+            try:
+                load_files(self.tls_context, self.broker.config.ssl_options)
+            except TlsError as exc:
+                log.error("TLS certificates not reloaded: %s", exc)
+            else:
+                log.info("TLS certificates reloaded")
+        links = self.cluster.links if self.cluster is not None else None
+        if links is not None and links.tls is not None:
+            try:
+                links.tls.reload()
+            except TlsError as exc:
+                log.error("inter-node TLS certificates not reloaded: cluster.%s", exc)
+            else:
+                log.info("inter-node TLS certificates reloaded")
 
     async def _start_http(self) -> None:
         if self.broker.config.management:
@@ -283,8 +298,12 @@ class Server:
             await self.cluster.start()
             if self.broker.queue_link is not None:
                 self.broker.queue_link.start()  # type: ignore[attr-defined]
+            if self.queue_groups is not None:  # before the boot: the queues it replays open their groups
+                await self.queue_groups.start()
         except NodeNameError as exc:
             raise StartError(f"invalid cluster peer: {exc}") from exc
+        except TlsError as exc:  # (its text names the ssl_options key)
+            raise StartError(f"cluster.{exc}") from exc
         except (OSError, ValueError) as exc:
             if isinstance(exc, OSError) and exc.filename is None:
                 raise _listen_error(self.broker.config.host, self.cluster.port, exc) from exc
@@ -298,11 +317,15 @@ class Server:
             where = exc.filename or f"{data_dir}/control.sock"
             raise StartError(f"cannot listen on the control socket ({where}): {exc.strerror or exc}") from exc
         self.control = control
+        if self.cluster is not None:  # amqp-ctl -n from other hosts, over the cluster port
+            self.cluster.control = control.answer
 
     async def _stop_control(self) -> None:
         if self.control is not None:
             await self.control.stop()
             self.control = None
+            if self.cluster is not None:
+                self.cluster.control = None
 
     async def _start_management(self) -> None:
         # Imported here: a broker without the HTTP API does not load aiohttp.
@@ -381,6 +404,8 @@ class Server:
         if self.broker.message_store is not None:
             await self.broker.message_store.close()
         await self.broker.store.close()
+        if self.queue_groups is not None:
+            await self.queue_groups.stop()
         if self.broker.queue_link is not None:
             await self.broker.queue_link.stop()  # type: ignore[attr-defined]
         if self.cluster is not None:

@@ -1,6 +1,7 @@
 """TLS for the AMQP listeners: RabbitMQ's ``ssl_options.*`` made into an ``ssl.SSLContext``,
 reloaded in place when certificates are rotated, and the login a client certificate gives
-(rabbitmq_auth_mechanism_ssl's ``ssl_cert_login_from``).
+(rabbitmq_auth_mechanism_ssl's ``ssl_cert_login_from``). The links between cluster nodes take
+the same options for both of their ends (``server_context`` and ``client_context``).
 
 Everything here is the standard library's ``ssl``: OpenSSL does the protocol; this module only
 translates RabbitMQ's settings into it.
@@ -51,11 +52,40 @@ class TlsOptions:
     versions: list[str] = field(default_factory=list)
     ciphers: list[str] = field(default_factory=list)
     honor_cipher_order: bool = False
+    # A client's only (Erlang's client option): the name the peer's certificate must carry and
+    # that is sent as SNI; "" the host dialed, "disable" no host name check.
+    server_name_indication: str = ""
 
 
 def server_context(options: TlsOptions) -> ssl.SSLContext:
     """A server context for ``options``; raises TlsError naming what is wrong."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context = _context(ssl.PROTOCOL_TLS_SERVER, options)
+    if options.honor_cipher_order:
+        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    if options.verify == "verify_peer":
+        # Erlang's fail_if_no_peer_cert=false asks for a certificate but takes a client without one.
+        context.verify_mode = ssl.CERT_REQUIRED if options.fail_if_no_peer_cert else ssl.CERT_OPTIONAL
+    load_files(context, options)
+    return context
+
+
+def client_context(options: TlsOptions) -> ssl.SSLContext:
+    """A client context for ``options`` (a node dialing its peers): ``verify_peer`` checks the
+    server's chain against ``cacertfile`` (the system's CAs without one) and its host name unless
+    ``server_name_indication = disable``; ``verify_none`` checks nothing. TlsError as above."""
+    context = _context(ssl.PROTOCOL_TLS_CLIENT, options)
+    verify = options.verify == "verify_peer"
+    context.check_hostname = verify and options.server_name_indication != "disable"
+    context.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
+    load_files(context, options)
+    if verify and not options.cacertfile:
+        context.load_default_certs()
+    return context
+
+
+def _context(protocol: ssl._SSLMethod, options: TlsOptions) -> ssl.SSLContext:
+    """A context with the versions and ciphers of ``options``."""
+    context = ssl.SSLContext(protocol)
     versions = sorted(TLS_VERSIONS[v] for v in (options.versions or DEFAULT_VERSIONS))
     context.minimum_version, context.maximum_version = versions[0], versions[-1]
     if options.ciphers:
@@ -63,12 +93,6 @@ def server_context(options: TlsOptions) -> ssl.SSLContext:
             context.set_ciphers(":".join(options.ciphers))
         except ssl.SSLError as exc:
             raise TlsError(f"ssl_options.ciphers: no usable cipher in {options.ciphers}") from exc
-    if options.honor_cipher_order:
-        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-    if options.verify == "verify_peer":
-        # Erlang's fail_if_no_peer_cert=false asks for a certificate but takes a client without one.
-        context.verify_mode = ssl.CERT_REQUIRED if options.fail_if_no_peer_cert else ssl.CERT_OPTIONAL
-    load_files(context, options)
     return context
 
 

@@ -20,6 +20,14 @@ messages are not kept across links (what a link held when it went down is lost),
 callers (Raft) resend what they still need when the peer is up again. Messages queued in
 one event-loop iteration leave in one write. Messages on one link arrive in the order sent.
 
+TLS (``tls``, a ``cluster.link_tls.LinkTls``): links are TLS both ways, the handshake inside
+it; a plain peer is refused, and a TLS one by a plain node (``cluster.link_tls``).
+
+Control clients (``amqp-ctl -n``, a handshake with ``control``, ``cluster.wire``) are admitted
+as Erlang admits hidden nodes: only when ``on_control`` is set, never as peers (not in
+``peers``, no ``on_peer_up``/``on_peer_down``, not dialed back, not in the one-link-per-pair
+rule); their messages go to ``on_control(message, reply)``, ``reply`` sending on their link.
+
 Liveness: a link with nothing else to send sends a ``TICK`` every quarter of ``tick_time``,
 and a link that receives nothing for ``tick_time`` is closed, as Erlang's ``net_ticktime``
 does (failure detection proper, within seconds, is ``cluster.heartbeat``'s).
@@ -35,6 +43,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from amqp_server.core.alarms import erlang_atom
+from cluster.link_tls import CLOSED_BEFORE, LinkTls, PlainAccepted, TlsListener, dial_tls, tidy
 from cluster.wire import (
     FRAME_MAX,
     HANDSHAKE,
@@ -125,7 +134,10 @@ class Link(asyncio.Protocol):
                 except DecodeError as exc:
                     self.close(f"malformed message: {exc}")
                     return
-                self.manager._deliver(self.peer.node, value)
+                if self.peer.control:
+                    self.manager._control(self, value)
+                else:
+                    self.manager._deliver(self.peer.node, value)
             elif kind != TICK:
                 self.close("handshake frame after the handshake")
 
@@ -274,6 +286,7 @@ MessageCallback = Callable[[str, Any], None]
 UpCallback = Callable[[PeerInfo], None]
 DownCallback = Callable[[str, str], None]
 WritableCallback = Callable[[str], None]
+ControlCallback = Callable[[Any, Callable[[Any], None]], None]
 
 
 class LinkManager:
@@ -297,6 +310,7 @@ class LinkManager:
         send_buffer: int = 4 * 1024 * 1024,
         tick_time: float = 15.0,
         backoff: tuple[float, float] = (0.05, 5.0),
+        tls: LinkTls | None = None,
     ) -> None:
         self.node = node
         self._cookie = cookie.encode() if isinstance(cookie, str) else cookie
@@ -308,20 +322,28 @@ class LinkManager:
         self.on_peer_up = on_peer_up
         self.on_peer_down = on_peer_down
         self.on_writable = on_writable
+        self.on_control: ControlCallback | None = None  # admits control clients when set
         self.send_buffer = send_buffer
         self.tick_time = tick_time
         self.backoff = backoff
+        self.tls = tls
         self._server: asyncio.Server | None = None
         self._links: dict[str, Link] = {}  # node -> its established link
         self._dialing: dict[str, Link] = {}  # node -> our outgoing link in its handshake
         self._pending: set[Link] = set()  # every link not yet established (to close on stop)
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._unlinked: dict[str, asyncio.Event] = {}  # node -> set while it has no link
+        self._clients: set[Link] = set()  # established links of control clients
+        self._tls_listener: TlsListener | None = None  # listens instead of _server with TLS
 
     # -- lifecycle
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.tls is not None:
+            self._tls_listener = TlsListener(self.tls, self._new_link, self.tick_time)
+            self.port = await self._tls_listener.start(self.host, self.port)
+            return
         self._server = await loop.create_server(self._accepted, self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -330,9 +352,12 @@ class LinkManager:
             task.cancel()
         await asyncio.gather(*self._dialers.values(), return_exceptions=True)
         self._dialers.clear()
+        if self._tls_listener is not None:
+            await self._tls_listener.close()
+            self._tls_listener = None
         if self._server is not None:
             self._server.close()
-        for link in [*self._links.values(), *self._pending]:
+        for link in [*self._links.values(), *self._pending, *self._clients]:
             link.close("node stopping")
         if self._server is not None:
             await self._server.wait_closed()
@@ -432,20 +457,35 @@ class LinkManager:
         link = Link(self, handshake)
         self._dialing[node] = link
         self._pending.add(link)
+        connected = False
         try:
             async with asyncio.timeout(self.tick_time):
-                await loop.create_connection(lambda: link, *address)
+                if self.tls is None:
+                    await loop.create_connection(lambda: link, *address)
+                else:
+                    await dial_tls(link, self.tls, node, address, self.tick_time)
+                connected = True
                 await link.established
             return True
         except (OSError, TimeoutError, LinkDown) as exc:
             link.close(str(exc) or type(exc).__name__)
-            log.debug("link to node %s at %s:%s failed: %s", node, *address, link.reason)
+            if connected and link.handshake.state is State.CHALLENGE and link.reason != SIMULTANEOUS:
+                # Closed by the peer before any word of the handshake: TLS on one side only, or
+                # this node's certificate refused.
+                log.error("link to node %s at %s:%s closed before its handshake: %s (%s)", node, *address,
+                          tidy(link.reason), CLOSED_BEFORE[self.tls is not None])  # fmt: skip
+            else:
+                log.debug("link to node %s at %s:%s failed: %s", node, *address, link.reason)
             return False
         finally:
             if self._dialing.get(node) is link:
                 del self._dialing[node]
 
-    def _accepted(self) -> Link:
+    def _accepted(self) -> PlainAccepted:
+        return PlainAccepted(self._new_link())
+
+    def _new_link(self) -> Link:
+        """The link of a connection accepted now."""
         handshake = Handshake(Role.ACCEPT, self.node, self._cookie, incarnation=self.incarnation,
                               ports={"cluster": self.port, **self.ports})  # fmt: skip
         link = Link(self, handshake)
@@ -458,6 +498,8 @@ class LinkManager:
         """Whether an authenticated incoming link may stay (None) or why not: one link per pair."""
         peer = link.handshake.peer
         assert peer is not None
+        if peer.control:
+            return None if self.on_control is not None else "control clients are not accepted"
         if peer.node == self.node:
             return f"node {erlang_atom(peer.node)} is this node's name"
         current = self._links.get(peer.node)
@@ -476,6 +518,10 @@ class LinkManager:
         assert link.peer is not None
         node = link.peer.node
         self._pending.discard(link)
+        if link.peer.control:
+            self._clients.add(link)
+            log.debug("control client %s connected", node)
+            return
         if node in self._links:  # (an incoming link was admitted while this dial finished)
             link.close(ALREADY_CONNECTED)
             return
@@ -488,6 +534,7 @@ class LinkManager:
 
     def _ended(self, link: Link) -> None:
         self._pending.discard(link)
+        self._clients.discard(link)
         if link.peer is None or self._links.get(link.peer.node) is not link:
             return
         node = link.peer.node
@@ -500,6 +547,13 @@ class LinkManager:
 
     def _deliver(self, node: str, message: Any) -> None:
         self._call(self.on_message, node, message)
+
+    def _control(self, link: Link, message: Any) -> None:
+        def reply(answer: Any) -> None:
+            if not link.closed:
+                link.send(message_frame(answer))
+
+        self._call(self.on_control, message, reply)
 
     def _writable(self, link: Link) -> None:
         if link.peer is not None and self._links.get(link.peer.node) is link:

@@ -7,24 +7,29 @@ distribution port through EPMD, which this broker has not, so a peer listening e
 25672 is named ``name@host:port`` (in ``cluster_formation.classic_config.nodes.*`` and
 ``join_cluster``). Addresses given so are this node's own view and win over those the cluster
 shares (a proxy between two nodes, say).
+
+Control clients (``amqp-ctl -n`` from another host, ``cluster.link``) have their requests
+answered by ``control``, the control socket's own handling (``ControlServer.answer``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from amqp_server.control import read_or_create_secret
+from amqp_server.control import BOOTING, read_or_create_secret
 from amqp_server.core.broker import BrokerConfig
 from cluster.heartbeat import FailureDetector, Status
 from cluster.link import DEFAULT_PORT, LinkDown, LinkManager
+from cluster.link_tls import LinkTls
 from cluster.names import parse
-from cluster.wire import PeerInfo, message_frame, new_incarnation
+from cluster.wire import ControlReply, ControlRequest, PeerInfo, message_frame, new_incarnation
 
 log = logging.getLogger(__name__)
 
@@ -72,25 +77,33 @@ class ClusterService:
         self.links: LinkManager | None = None  # made at start
         self.detector: FailureDetector | None = None
         self._resolving: set[asyncio.Task[None]] = set()
+        # What answers a control client's request (the server sets it with its control socket).
+        self.control: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None
+        self._answering: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Read the peers and the cookie, listen on the cluster port (TCP for links, UDP for
-        heartbeats). ``NodeNameError`` for a peer's name rabbitmqctl refuses."""
+        heartbeats). ``NodeNameError`` for a peer's name rabbitmqctl refuses, ``TlsError`` for
+        TLS options (``cluster.ssl``) that make no context."""
         given = dict(peer_address(p) for p in self.config.cluster_nodes)
         self.configured = {node: address for node, address in given.items() if node != self.node}
         cookie = read_cookie(self.config)
         host = self.config.host
+        tls = LinkTls(self.config.cluster_ssl_options) if self.config.cluster_ssl else None
+        if tls is None and self.config.cluster_ssl_options.certfile:
+            log.warning("cluster.ssl_options.certfile is set, cluster.ssl is not: links are plain TCP")
         self.links = LinkManager(
             self.node, cookie, port=self.port, host=host, incarnation=self.incarnation,
-            on_message=self._message, on_peer_up=self._up, on_peer_down=self._down,
+            on_message=self._message, on_peer_up=self._up, on_peer_down=self._down, tls=tls,
         )  # fmt: skip
+        self.links.on_control = self._control
         await self.links.start()
         self.port = self.links.port
         self.detector = FailureDetector(
             self.node, cookie, port=self.port, host=host, incarnation=self.incarnation, on_change=self._status
         )
         await self.detector.start()
-        log.info("cluster listener on %s:%s, node %s", host, self.port, self.node)
+        log.info("cluster listener on %s:%s, node %s%s", host, self.port, self.node, " (TLS)" if tls else "")
 
     async def stop(self) -> None:
         if self.detector is not None:
@@ -180,6 +193,21 @@ class ClusterService:
         except Exception:  # a bug in one handler must not take the link (and all else) down
             log.exception("handling %s from node %s failed", type(message).__name__, node)
 
+    def _control(self, message: Any, reply: Callable[[Any], None]) -> None:
+        if not isinstance(message, ControlRequest):
+            log.warning("a control client sent an unexpected %s", type(message).__name__)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(message, reply))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, request: ControlRequest, reply: Callable[[Any], None]) -> None:
+        if self.control is None:  # booting: the control socket is not up yet
+            answer: dict[str, Any] = {"ok": False, "error": BOOTING}
+        else:
+            answer = await self.control(request.request.encode())
+        reply(ControlReply(request.id, json.dumps(answer)))
+
     def _up(self, peer: PeerInfo) -> None:
         if self.on_peer_up is not None:
             self.on_peer_up(peer.node)
@@ -190,4 +218,7 @@ class ClusterService:
 
     def _status(self, node: str, status: Status, incarnation: int) -> None:
         if status is Status.DOWN and self.links is not None:
+            peer = self.peer_info(node)
+            if peer is not None and peer.incarnation != incarnation:
+                return  # the node restarted and linked again: its old incarnation is what went down
             self.links.disconnect(node, "failure detector: down")  # dialed again at once

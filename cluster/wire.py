@@ -23,6 +23,11 @@ ports), the acceptor answers ``challenge`` (the same of its own and its nonce), 
 keep the connection, ``ack`` (its own proof) or ``refused`` (a reason). Each proof is an HMAC
 of the whole transcript (hello, challenge and the dialer's nonce) under a label naming the
 prover's role, so one side's proof is never valid as the other's.
+
+A dialer may be a control client (``amqp-ctl -n``, as Erlang's hidden nodes): its hello says
+``"control": true``. It authenticates as any node does but never becomes a cluster member; over
+its link travel ``ControlRequest``s, each answered by a ``ControlReply`` (both a control-socket
+JSON document, ``amqp_server.control``).
 """
 
 from __future__ import annotations
@@ -355,6 +360,7 @@ class PeerInfo:
     version: int
     incarnation: int
     ports: Mapping[str, int] = field(default_factory=dict)
+    control: bool = False  # a control client (amqp-ctl), not a cluster member
 
 
 class HandshakeError(WireError):
@@ -389,7 +395,9 @@ class Handshake:
         ports: Mapping[str, int] | None = None,
         expected: str | None = None,
         nonce: bytes | None = None,
+        control: bool = False,
     ) -> None:
+        """``control``: the dialer is a control client (amqp-ctl), not a node."""
         if not cookie:
             raise ValueError("the cookie is empty")
         self.role = role
@@ -405,6 +413,8 @@ class Handshake:
             "incarnation": incarnation,
             "ports": dict(ports or {}),
         }
+        if control:
+            self._own["control"] = True
         self._transcript = b""
 
     @property
@@ -515,6 +525,9 @@ class Handshake:
     def _peer_info(self, document: dict[str, Any]) -> PeerInfo:
         node, version = document.get("node"), document.get("version")
         incarnation, ports = document.get("incarnation"), document.get("ports")
+        control = document.get("control", False)
+        if control is not False and (control is not True or self.role is Role.DIAL):
+            raise self._fail("malformed handshake frame (control)")  # (an acceptor is a node)
         if not isinstance(node, str) or not 0 < len(node) <= _NAME_MAX:
             raise self._fail("malformed handshake frame (node)")
         if type(version) is not int or type(incarnation) is not int:
@@ -523,7 +536,7 @@ class Handshake:
             isinstance(k, str) and type(v) is int and 0 <= v <= 65535 for k, v in ports.items()
         ):
             raise self._fail("malformed handshake frame (ports)")
-        return PeerInfo(node, version, incarnation, ports)
+        return PeerInfo(node, version, incarnation, ports, control)
 
     def _peer_atom(self) -> str:
         name = self.peer.node if self.peer is not None else self.expected
@@ -536,6 +549,27 @@ class Handshake:
     @staticmethod
     def _json(document: dict[str, Any]) -> bytes:
         return json.dumps(document, separators=(",", ":")).encode()
+
+
+# -- control clients ------------------------------------------------------------------------------
+
+
+@message(100)
+@dataclass(frozen=True, slots=True)
+class ControlRequest:
+    """A control client's request: the control socket's JSON line, without its secret."""
+
+    id: int
+    request: str
+
+
+@message(101)
+@dataclass(frozen=True, slots=True)
+class ControlReply:
+    """The node's answer to request ``id``: the control socket's JSON reply."""
+
+    id: int
+    reply: str
 
 
 def _chunk(data: bytes) -> bytes:

@@ -1,6 +1,7 @@
 """Certificates for the TLS tests, made with ``cryptography``: a CA, a server certificate for
 localhost / 127.0.0.1, client certificates (one per user name), an expired one and one from an
-untrusted CA. Written as PEM files into a directory."""
+untrusted CA, and cluster nodes' (both server and client, for localhost / 127.0.0.1). Written as
+PEM files into a directory."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class Authority:
 
     def issue(
         self, file_name: str, common_name: str, *, server: bool = False, expired: bool = False,
-        organization: str | None = None,
+        organization: str | None = None, node: bool = False,
     ) -> Issued:  # fmt: skip
         key = ec.generate_private_key(ec.SECP256R1())
         attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
@@ -63,13 +64,13 @@ class Authority:
             .not_valid_before(NOW - 10 * DAY)
             .not_valid_after(NOW - DAY if expired else NOW + 30 * DAY)
         )
-        if server:
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server or node else []
+        if server or node:
             names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-            usage = ExtendedKeyUsageOID.SERVER_AUTH
-        else:
-            usage = ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if node or not server:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         certificate = builder.sign(self.key, hashes.SHA256())
         issued = Issued(self.directory / f"{file_name}.crt", self.directory / f"{file_name}.key")
         issued.cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))

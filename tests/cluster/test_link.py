@@ -4,6 +4,8 @@ cookie, a cut link reconnected, back-pressure, a restarted peer told apart."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -13,8 +15,9 @@ import pytest
 from eventually import eventually
 from proxy import TcpProxy
 
+from cluster import control_client
 from cluster.link import LinkDown, LinkManager
-from cluster.wire import PeerInfo, message
+from cluster.wire import ControlReply, ControlRequest, PeerInfo, message
 
 
 @message(60100)
@@ -216,3 +219,24 @@ async def test_a_disconnected_peer_is_dialed_again(make: Callable[..., Any]) -> 
     assert a.downs == [(b.name, "heartbeats stopped")] and not a.manager.linked(b.name)
     await eventually(lambda: len(a.ups) == 2 and len(b.ups) == 2, message="not linked again")
     assert [down[0] for down in b.downs] == [a.name]
+
+
+async def test_a_control_client_is_answered_and_never_a_peer(make: Callable[..., Any]) -> None:
+    """amqp-ctl -n's link (cluster.control_client): its requests go to on_control, whose reply
+    goes back on its link; it is no peer. A manager without on_control refuses it."""
+    node = await make("rabbit@a")
+    requests: list[ControlRequest] = []
+
+    def answer(request: Any, reply: Callable[[Any], None]) -> None:
+        requests.append(request)
+        command = json.loads(request.request)["command"]
+        reply(ControlReply(request.id, json.dumps({"ok": True, "result": command})))
+
+    node.manager.on_control = answer
+    ask = functools.partial(control_client.call, "rabbit@a", node.address, "cookie", {"command": "ping"})
+    assert await asyncio.to_thread(ask) == {"ok": True, "result": "ping"}
+    assert [json.loads(r.request) for r in requests] == [{"command": "ping"}]
+    assert node.ups == [] and node.manager.peers == [] and node.downs == []
+    node.manager.on_control = None
+    with pytest.raises(control_client.Unreachable, match="refused: control clients are not accepted"):
+        await asyncio.to_thread(ask)

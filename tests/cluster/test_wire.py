@@ -291,6 +291,20 @@ def test_the_dialer_checks_it_reached_the_node_it_meant() -> None:
         exchange(dialer, acceptor)
 
 
+def test_a_control_client_says_so_and_only_a_dialer_may() -> None:
+    """amqp-ctl -n dials as a control client: the acceptor learns it from the authenticated
+    hello; a challenge claiming it is refused by the dialer."""
+    dialer, acceptor = handshakes(control=True)
+    exchange(dialer, acceptor)
+    assert acceptor.peer is not None and acceptor.peer.control
+    assert dialer.peer is not None and not dialer.peer.control
+    dialer, acceptor = handshakes()
+    [challenge] = acceptor.receive(dialer.start()[0][5:])
+    forged = json.dumps({**json.loads(challenge[5:]), "control": True}).encode()
+    with pytest.raises(HandshakeError, match=r"malformed handshake frame \(control\)"):
+        dialer.receive(forged)
+
+
 def test_another_protocol_version_is_refused() -> None:
     acceptor = Handshake(Role.ACCEPT, "rabbit@b", b"k", incarnation=1)
     hello = {"type": "hello", "node": "rabbit@a", "version": 99, "incarnation": 1, "ports": {}}

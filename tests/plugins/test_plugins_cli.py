@@ -129,9 +129,11 @@ def test_online_changes_apply_at_once_and_last(node: Node, tmp_path: Path, uniqu
     assert plugins(data, "is_enabled", HASH) == (
         0, f"Asking node rabbit@localhost if plugin {HASH} is enabled...\n"
            f"Plugin {HASH} is enabled on node rabbit@localhost\n", "")  # fmt: skip
+    # (the built-in plugins run too)
     assert plugins(data, "is_enabled", "rabbitmq_shovel", "rabbitmq_federation")[::2] == (
         69, "Error:\nPlugins rabbitmq_shovel, rabbitmq_federation are not enabled on node rabbit@localhost. "
-            f"Enabled plugins and dependencies: {HASH}\n")  # fmt: skip
+            f"Enabled plugins and dependencies: {HASH}, rabbitmq_management, rabbitmq_management_agent, "
+            "rabbitmq_prometheus, rabbitmq_web_dispatch\n")  # fmt: skip
     code, out, _ = plugins(data, "directories")
     assert (code, out) == (0, "Listing plugin directories used by node rabbit@localhost\nPlugin archives directory: \n"
                               f"Plugin expansion directory: \nEnabled plugins file: {data / 'enabled_plugins'}\n")  # fmt: skip
@@ -142,8 +144,11 @@ def test_online_changes_apply_at_once_and_last(node: Node, tmp_path: Path, uniqu
     channel.queue_bind(unique, unique, "1")
 
     code, out, _ = plugins(data, "--formatter", "json", "disable", HASH)
-    assert (code, out) == (0, '[\n[]\n,{"disabled":["' + HASH + '"],"mode":"online","set":[],"started":[],'
-                              '"stopped":["' + HASH + '"]}\n]\n')  # fmt: skip
+    built_in = (
+        '"rabbitmq_management","rabbitmq_management_agent","rabbitmq_prometheus","rabbitmq_web_dispatch"'
+    )
+    assert (code, out) == (0, f'[\n[{built_in}]\n,{{"disabled":["{HASH}"],"mode":"online","set":[{built_in}],'
+                              f'"started":[],"stopped":["{HASH}"]}}\n]\n')  # fmt: skip
     assert closes(channel, lambda: channel.basic_publish(unique, "k", b"x"))[0] == 406
     connection.close()
 

@@ -113,6 +113,7 @@ KEY_EXAMPLES = [
     ("log.file.level = <warning", "log_file_level", "<warning"),
     ("queue_memory_window = 0", "queue_memory_window", 0),
     ("cluster_formation.node_type = ram", "cluster_node_type", "ram"),
+    ("cluster.ssl = true", "cluster_ssl", True),
     ("auth_http.http_method = post", "auth.http_method", "post"),
     ("auth_http.user_path = http://auth:8000/user", "auth.http_user_path", "http://auth:8000/user"),
     ("auth_http.vhost_path = http://auth:8000/vhost", "auth.http_vhost_path", "http://auth:8000/vhost"),
