@@ -2,7 +2,9 @@
 
 The node is found through its data directory (``--data-dir``, default ``./data`` as the
 server's): the socket and the secret are there (see ``amqp_server.control``). ``-n`` naming
-another node reaches it over its cluster port with the cookie (``cluster.control_client``).
+another node reaches it over its cluster port with the cookie (``cluster.control_client``), over
+TLS when the config file the nodes read (``--config``, ``$RABBITMQ_CONFIG_FILE``) turns
+``cluster.ssl`` on.
 Options may come anywhere on the line, as rabbitmqctl takes them.
 """
 
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from amqp_server.control import (
     APP_STOPPED,
@@ -34,13 +36,16 @@ from amqp_server.control import (
 )
 from amqp_server.core.access import hash_password
 
+if TYPE_CHECKING:
+    from amqp_server.tls import TlsOptions
+
 # sysexits.h, as rabbitmqctl exits.
-OK, USAGE, DATA_ERROR, NO_USER, UNAVAILABLE, SOFTWARE = 0, 64, 65, 67, 69, 70
+OK, USAGE, DATA_ERROR, NO_USER, UNAVAILABLE, SOFTWARE, CONFIG = 0, 64, 65, 67, 69, 70, 78
 
 QUEUE_COLUMNS = ("name", "messages", "messages_ready", "messages_unacknowledged", "consumers", "durable",
                  "auto_delete", "exclusive", "arguments", "policy", "type", "memory", "state", "message_bytes",
                  "message_bytes_ready", "message_bytes_unacknowledged", "messages_ram", "messages_ready_ram",
-                 "messages_unacknowledged_ram")  # fmt: skip
+                 "messages_unacknowledged_ram", "slave_pids", "synchronised_slave_pids")  # fmt: skip
 EXCHANGE_COLUMNS = ("name", "type", "durable", "auto_delete", "internal", "arguments", "policy")
 BINDING_COLUMNS = (
     "source_name",
@@ -63,7 +68,7 @@ POLICY_VALUE_ORDER = ("pattern", "definition", "priority", "apply-to")
 VALUE_OPTIONS = {"-n": "node", "--node": "node", "-p": "vhost", "--vhost": "vhost", "--formatter": "formatter",
                  "--data-dir": "data_dir", "--priority": "priority", "--apply-to": "apply_to", "--user": "user",
                  "-t": "timeout", "--timeout": "timeout", "--unit": "unit", "--erlang-cookie": "erlang_cookie",
-                 "--cookie-file": "cookie_file"}  # fmt: skip
+                 "--cookie-file": "cookie_file", "--config": "config"}  # fmt: skip
 FLAG_OPTIONS = {"-q": "quiet", "--quiet": "quiet", "-s": "silent", "--silent": "silent", "--global": "global",
                 "--if-unused": "if_unused", "--if-empty": "if_empty", "--no-table-headers": "no_headers",
                 "--ram": "ram", "--disc": "disc", "--offline": "offline"}  # fmt: skip
@@ -198,16 +203,37 @@ def cookie(ctx: Context) -> str:
         raise NodeDown(f"cannot read the cookie {path}: {exc.strerror}") from None
 
 
+def cluster_tls(ctx: Context) -> TlsOptions | None:
+    """The nodes' inter-node TLS options when their config file turns ``cluster.ssl`` on, as
+    rabbitmqctl takes the nodes' ``ssl_dist_optfile``: the file the server reads, ``--config``
+    else ``$RABBITMQ_CONFIG_FILE`` (when it exists, as the server); CommandError (78,
+    EX_CONFIG) for one the server would not start with."""
+    from amqp_server.cli import read_config_file
+    from amqp_server.config import config_file
+    from amqp_server.core.broker import BrokerConfig
+
+    path = ctx.options.get("config") or config_file(os.environ)
+    if not path or not (ctx.options.get("config") or os.path.exists(path)):
+        return None
+    config = BrokerConfig()
+    try:
+        read_config_file(path, config)
+    except SystemExit as exc:  # (the server's one line for it)
+        raise CommandError(str(exc.code), CONFIG) from None
+    return config.cluster_ssl_options if config.cluster_ssl else None
+
+
 def remote_request(ctx: Context, command: str, args: dict[str, Any]) -> dict[str, Any]:
     """One request to ``-n``'s node over its cluster port; NodeDown when it cannot be asked."""
     from cluster.control_client import Unreachable, call, client_name, cookie_hash
 
     assert ctx.remote is not None
     node, address = ctx.remote
+    tls = cluster_tls(ctx)
     secret = cookie(ctx)
     client = (client_name(node), cookie_hash(secret))
     try:
-        reply = call(node, address, secret, {"command": command, "args": args})
+        reply = call(node, address, secret, {"command": command, "args": args}, tls=tls)
     except Unreachable as exc:
         raise NodeDown("\n  * ".join(exc.lines), client) from None
     if reply.get("error") == BOOTING:
@@ -1165,6 +1191,18 @@ def delete_member(ctx: Context) -> None:
     queue, node = ctx.args[0], ctx.args[1]
     ctx.banner(f"Removing a replica for queue {queue} on node {node}...")
     cluster_call(ctx, "quorum", action="delete", vhost=ctx.vhost, queue=queue, node=node)
+
+
+@command("sync_queue", needs=1, tools=(CTL,))
+def sync_queue(ctx: Context) -> None:
+    ctx.banner(f"Synchronising queue '{ctx.args[0]}' in vhost '{ctx.vhost}' ...")
+    cluster_call(ctx, "quorum", action="sync", vhost=ctx.vhost, queue=ctx.args[0])
+
+
+@command("cancel_sync_queue", needs=1, tools=(CTL,))
+def cancel_sync_queue(ctx: Context) -> None:
+    ctx.banner(f"Stopping synchronising queue '{ctx.args[0]}' in vhost '{ctx.vhost}' ...")
+    cluster_call(ctx, "quorum", action="cancel_sync", vhost=ctx.vhost, queue=ctx.args[0])
 
 
 GROW_COLUMNS = ["vhost", "name", "size", "result"]

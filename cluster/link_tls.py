@@ -57,10 +57,15 @@ class LinkTls:
         self.server, self.client = server_context(self.options), client_context(self.options)
 
     def server_hostname(self, host: str) -> str:
-        """The name a dialed peer's certificate must carry (and the SNI sent): the host dialed,
-        the ``server_name_indication`` configured, or "" (none) with ``disable``."""
-        name = self.options.server_name_indication
-        return "" if name == "disable" else name or host
+        return server_hostname(self.options, host)
+
+
+def server_hostname(options: TlsOptions, host: str) -> str:
+    """The name a dialed peer's certificate must carry (and the SNI sent): the host dialed, the
+    ``server_name_indication`` configured, or "" (none) with ``disable``. (A node's dialer's,
+    and ``amqp-ctl -n``'s: ``cluster.control_client``.)"""
+    name = options.server_name_indication
+    return "" if name == "disable" else name or host
 
 
 class TlsListener:

@@ -3,7 +3,9 @@ port, authenticated by the cookie (docs/operations.md, "Reaching another node"):
 broker processes on loopback sharing one cookie (the same ``.control_secret`` in both data
 directories), amqp-ctl run from node A's data directory against node B.
 
-The tests run in order on one pair of nodes (module fixture); the last one stops node B.
+The tests run in order on one pair of nodes (module fixture); ``test_a_stopped_node`` stops node
+B. Then a node whose links are TLS (``cluster.ssl``; docs/security.md, "Between cluster nodes"):
+amqp-ctl dials it with TLS when given the nodes' config file, and says why it cannot without.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Node, free_port
 from helpers import wait_until
+from tls_certs import Authority
 
 from cluster.control_client import cookie_hash
 
@@ -174,3 +178,96 @@ def test_a_stopped_node(pair: Pair) -> None:
     assert (code, out) == (69, "")
     assert err.startswith(f"Error: unable to perform an operation on node '{NAMES[1]}'.")
     assert "on localhost: connection refused\n" in err
+
+
+class TlsNode:
+    """A node whose links are TLS (its certificate from the cluster's CA), and its config file,
+    which amqp-ctl reads too (it holds the node's TLS options, no peers)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        ca = Authority(base, "cluster-ca")
+        issued = ca.issue("node", "tls-node", node=True)
+        self.cookie = base / "cookie"
+        self.cookie.write_text(COOKIE + "\n")
+        self.config = base / "tls.conf"
+        self.config.write_text(f"cluster.ssl = true\ncluster.ssl_options.cacertfile = {ca.path}\n"
+                               f"cluster.ssl_options.certfile = {issued.cert}\n"
+                               f"cluster.ssl_options.keyfile = {issued.key}\n")  # fmt: skip
+        self.port = free_port()
+        self.name = "tls-c@localhost"
+        self.node = Node(base / "data", base, "--node-name", self.name, "--cluster-port", str(self.port),
+                         "--config", str(self.config), "--cookie-file", str(self.cookie), "--log-level", "warning")  # fmt: skip
+
+    @property
+    def n(self) -> str:
+        return f"{self.name}:{self.port}"
+
+    def ctl(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
+        """amqp-ctl -n this node, with the cookie (no data directory of its); and how long it took."""
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "amqp_server.ctl", "--data-dir", str(self.base / "nowhere"),
+                               "-n", self.n, "--cookie-file", str(self.cookie), *args],
+                              capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+        return done.returncode, done.stdout, done.stderr, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsNode]:
+    made = TlsNode(tmp_path_factory.mktemp("tls"))
+    try:
+        made.node.wait_listening(30)
+        yield made
+    finally:
+        made.node.kill()
+
+
+def test_a_tls_node_through_its_config_file(tls_node: TlsNode) -> None:
+    """--config (or $RABBITMQ_CONFIG_FILE) naming the nodes' config: TLS with their options."""
+    with tls_node.node.connect() as connection:
+        connection.channel().queue_declare("on-tls", durable=True)
+    code, out, err, _ = tls_node.ctl("--config", str(tls_node.config), "status", "--formatter", "json")
+    assert code == 0, err
+    assert json.loads(out)["node_name"] == tls_node.name
+    code, out, err, _ = tls_node.ctl("list_queues", "name", "--formatter", "json", "--config", str(tls_node.config))  # fmt: skip
+    assert (code, json.loads(out)) == (0, [{"name": "on-tls"}]), err
+    env = {**os.environ, "RABBITMQ_CONFIG_FILE": str(tls_node.config.with_suffix(""))}  # (.conf added)
+    code, out, err, _ = tls_node.ctl("ping", env=env)
+    assert code == 0 and out.endswith("Ping succeeded\n"), err
+
+
+def test_a_tls_node_without_its_config(tls_node: TlsNode) -> None:
+    """A plain dial to a TLS node's cluster port: node-down, saying why, at once."""
+    env = {key: value for key, value in os.environ.items() if key != "RABBITMQ_CONFIG_FILE"}
+    code, out, err, took = tls_node.ctl("status", env=env)
+    assert (code, out) == (69, "") and took < 10
+    assert err.startswith(f"Error: unable to perform an operation on node '{tls_node.name}'.")
+    assert (f"  * TCP connection to localhost:{tls_node.port} succeeded but the inter-node handshake failed: "
+            "the node closed the connection before its handshake (a node whose links are TLS refuses plain "
+            "ones: is its cluster.ssl on?)\n") in err  # fmt: skip
+    assert "  * suggestion: check if inter-node connections may be configured to use TLS." in err
+    assert "  * suggestion: this CLI reads cluster.ssl and cluster.ssl_options from the nodes' config" in err
+
+
+def test_tls_to_a_plain_node(pair: Pair, tls_node: TlsNode) -> None:
+    """The TLS options given, a node whose links are plain (pair's node A): node-down, at once."""
+    started = time.monotonic()
+    code, out, err = pair.ctl("--data-dir", str(pair.base / "nowhere"), "-n", f"{NAMES[0]}:{pair.ports[0]}",
+                              "--erlang-cookie", COOKIE, "--config", str(tls_node.config), "status")  # fmt: skip
+    assert (code, out) == (69, "") and time.monotonic() - started < 10
+    assert f"  * TCP connection to localhost:{pair.ports[0]} succeeded but the TLS handshake failed: " in err
+    assert "is its cluster.ssl off" in err
+    assert "  * suggestion: check if inter-node connections may be configured to use TLS." in err
+
+
+def test_config_file_errors(tls_node: TlsNode) -> None:
+    """A config file that cannot be read is 78 (EX_CONFIG); TLS options that make no context
+    are node-down, naming the setting."""
+    code, _, err, _ = tls_node.ctl("--config", str(tls_node.base / "missing.conf"), "status")
+    assert (code, err) == (78, f"Error:\ncannot read config file {tls_node.base / 'missing.conf'}: No such file or "
+                               "directory\n")  # fmt: skip
+    bad = tls_node.base / "no-certificate.conf"
+    bad.write_text("cluster.ssl = true\n")
+    code, _, err, _ = tls_node.ctl("--config", str(bad), "status")
+    assert code == 69
+    assert "  * cannot dial with TLS: cluster.ssl_options.certfile is not set" in err
