@@ -221,7 +221,8 @@ def _membership_text(exc: Exception) -> str:
 
 async def quorum(broker: Broker, args: dict[str, Any]) -> Any:
     """rabbitmq-queues' commands: a replicated queue's members (``action`` add, delete, status)
-    and every quorum queue's (grow, shrink: rows of vhost, name, size, result)."""
+    and every quorum queue's (grow, shrink: rows of vhost, name, size, result); a mirrored
+    queue's sync_queue and cancel_sync_queue (sync, cancel_sync)."""
     from cluster.replicated_queues import REPLICATED_TYPES, MembershipRefused
 
     replicas = broker.replicas
@@ -244,6 +245,8 @@ async def quorum(broker: Broker, args: dict[str, Any]) -> Any:
                         size = len(await replicas.membership(vhost.name, queue.name, "status"))
                     rows.append([vhost.name, queue.name, size, result])
             return rows
+        if action in ("sync", "cancel_sync"):
+            return await replicas.sync(args["vhost"], args["queue"], cancel=action == "cancel_sync")
         return await replicas.membership(args["vhost"], args["queue"], action, args.get("node", ""))
     except (MembershipRefused, ChannelError) as exc:
         raise AdminError(f"Error:\n{getattr(exc, 'explanation', None) or exc}") from None

@@ -25,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from amqp_server.core.events import Event
 from amqp_server.protocol.errors import ChannelError
+from cluster.mirroring import Mirroring
 from cluster.queue_link import message_from
 from cluster.raft import MembershipOp, NotLeader
 from cluster.wire import decode, encode, message
@@ -37,14 +39,18 @@ from queues.base import QueueEntry, QueueType, Settlement
 from queues.remote import RemoteQueue
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from amqp_server.core.broker import Broker
+    from amqp_server.core.vhost import VirtualHost
     from cluster.queue_link import QueueLink
     from cluster.raft_host import RaftHost
     from cluster.service import ClusterService
 
 log = logging.getLogger(__name__)
 
-#: Queue types replicated on a cluster.
+#: Queue types replicated on a cluster whatever their policies (classic queues are when an
+#: ha-mode policy applies: ``cluster.mirroring``).
 REPLICATED_TYPES = frozenset(("quorum",))
 #: The version of the commands' meaning (QueueLog.apply), as rabbit_fifo's machine version.
 MACHINE_VERSION = 1
@@ -84,11 +90,35 @@ class LeaveGroup:
 @message(220)
 @dataclass(slots=True)
 class QueueLeader:
-    """A replicated queue's leader, from the leader itself, to every node."""
+    """A replicated queue's leader and members (``voters``: the synchronised ones, which count
+    for confirms and may lead), from the leader itself, to every node."""
 
     vhost: str
     queue: str
     leader: str
+    members: list[str]
+    voters: list[str]
+
+
+@dataclass(slots=True)
+class ReplicaInfo:
+    """What a node knows of a replicated queue's group, for list_queues and the HTTP API (the
+    queue objects in place share it: ``replica_info``)."""
+
+    leader: str | None = None
+    members: list[str] = field(default_factory=list)
+    voters: list[str] = field(default_factory=list)
+
+    def mirrors(self) -> tuple[list[str], list[str]]:
+        """(mirrors, synchronised mirrors): the members but the leader, as slave_pids and
+        synchronised_slave_pids."""
+        others = [node for node in self.members if node != self.leader]
+        return others, [node for node in others if node in self.voters]
+
+
+def is_replicated(queue: QueueType) -> bool:
+    """Whether ``queue`` (the leader's queue or a proxy) is one of a group's."""
+    return getattr(queue, "replica_info", None) is not None
 
 
 def group_name(vhost: str, queue: str, record: dict[str, Any]) -> str:
@@ -219,6 +249,7 @@ class ReplicatedQueues:
         self.node = broker.node_name
         self.logs: dict[tuple[str, str], QueueLog] = {}
         self.leaders: dict[tuple[str, str], str] = {}  # what nodes told of queues this node is no member of
+        self.info: dict[tuple[str, str], ReplicaInfo] = {}
         self._changed = asyncio.Event()
         broker.events.subscribe(self._queue_created, "queue.created")
         broker.events.subscribe(self._queue_deleted, "queue.deleted")
@@ -228,6 +259,10 @@ class ReplicatedQueues:
         link.operations["membership"] = self._membership
         self._peer_up = service.on_peer_up
         service.on_peer_up = self._peer_up_too
+        self.on_lead: Callable[[QueueLog], None] | None = None  # cluster.mirroring's, when it leads
+        self.on_node_up: Callable[[str], None] | None = None
+        self.mirroring = Mirroring(self)
+        link.operations["sync"] = self.mirroring.sync
 
     def running_nodes(self) -> list[str]:
         """The nodes a new queue's group may have as members: this one and those linked."""
@@ -235,7 +270,28 @@ class ReplicatedQueues:
 
     # -- building queue objects ---------------------------------------------------------------
 
-    types = REPLICATED_TYPES
+    def initial_members(
+        self, vhost: VirtualHost, name: str, queue_type: str, arguments: Mapping[str, Any], exclusive: bool
+    ) -> list[str] | None:
+        """The founding members of a queue declared on this node now, None for a queue that is
+        not replicated: a quorum queue's ``x-quorum-initial-group-size`` of the running nodes
+        (every one by default), this one first, then by name; a mirrored classic queue's as
+        its policy says (``cluster.mirroring``)."""
+        if queue_type == "classic":
+            return self.mirroring.initial_members(vhost, name, exclusive)
+        if queue_type not in REPLICATED_TYPES:
+            return None
+        others = sorted(set(self.running_nodes()) - {self.node})
+        size = arguments.get("x-quorum-initial-group-size")
+        return [self.node, *others][: size if isinstance(size, int) and size > 0 else None]
+
+    @staticmethod
+    def replicated(record: dict[str, Any]) -> bool:
+        """Whether a queue record is a replicated queue's: one with a group."""
+        return record.get("group") is not None
+
+    def _info(self, vhost: str, name: str) -> ReplicaInfo:
+        return self.info.setdefault((vhost, name), ReplicaInfo())
 
     def build(self, queue_type: str, record: dict[str, Any], vhost: str, name: str, **kwargs: Any) -> QueueType:
         """The object a node first holds for a replicated queue: a proxy towards the leader
@@ -245,6 +301,7 @@ class ReplicatedQueues:
             kwargs["home_node"] = leader
         proxy = RemoteQueue(queue_type, self.link, vhost, name, **kwargs)
         proxy.replica_record = record  # type: ignore[attr-defined]  # its members and group, for _queue_created
+        proxy.replica_info = self._info(vhost, name)  # type: ignore[attr-defined]
         return proxy
 
     async def ready(self, vhost_name: str, name: str) -> QueueType:
@@ -255,6 +312,8 @@ class ReplicatedQueues:
             vhost = self.broker.vhosts[vhost_name]
             queue = vhost.queue_or_404(name, reachable=False)
             if queue.home_reachable and (not queue.is_remote or queue.home_node != self.node):
+                if not queue.is_remote:
+                    await self.mirroring.settled(vhost_name, name)
                 return queue
             left = deadline - loop.time()
             if left <= 0:
@@ -267,14 +326,16 @@ class ReplicatedQueues:
 
     def _queue_created(self, event: Event) -> None:
         queue = event.subject
-        if queue.type_name not in REPLICATED_TYPES:
+        record = getattr(queue, "replica_record", None)
+        if record is None:
             return
-        record = getattr(queue, "replica_record", None) or {}
         members = record.get("members") or [queue.home_node]
         group = group_name(queue.vhost, queue.name, record)
         known = self.logs.get((queue.vhost, queue.name))
-        if self.node not in members or (known is not None and known.group == group):
+        if known is not None and known.group == group:
             return
+        if self.node not in members and group not in self.host.stored_groups():
+            return  # (a member added later has the group stored)
         qlog = QueueLog(self, queue.vhost, queue.name, group)
         self.logs[(queue.vhost, queue.name)] = qlog
         self.broker.spawn(self.host.open_group(group, qlog, sorted(members)))
@@ -283,6 +344,7 @@ class ReplicatedQueues:
         queue = event.subject
         key = (queue.vhost, queue.name)
         self.leaders.pop(key, None)
+        self.info.pop(key, None)
         qlog = self.logs.pop(key, None)
         if qlog is not None:
             self.broker.spawn(self.host.close_group(qlog.group))
@@ -292,10 +354,12 @@ class ReplicatedQueues:
     def leader_changed(self, qlog: QueueLog, leader: str | None) -> None:
         if leader is None:
             return  # an election: the queue in place stays until one is known
+        self._info(qlog.vhost, qlog.queue).leader = leader
         if leader == self.node:
             self._lead(qlog)
-            for peer in self.service.peers():
-                self._tell(peer, qlog)
+            self.tell_members(qlog)
+            if self.on_lead is not None:
+                self.on_lead(qlog)
         else:
             self._follow(qlog.vhost, qlog.queue, leader)
         self._changed.set()
@@ -312,9 +376,8 @@ class ReplicatedQueues:
         )  # fmt: skip
         queue.on_unused = vhost._queue_unused
         queue.dead_letter = vhost._dead_letter
-        for attribute in ("policy", "operator_policy", "effective_policy"):
-            setattr(queue, attribute, getattr(old, attribute, None))
-        queue.apply_settings(old.settings)
+        _carry(old, queue)
+        queue.stores_every_message = True  # type: ignore[misc]  # a mirrored classic queue's transient ones too
         store = ReplicatedStore(self.host, qlog.group)
         queue.attach_store(store, 0)  # type: ignore[attr-defined]
         entries = []
@@ -345,9 +408,7 @@ class ReplicatedQueues:
         )  # fmt: skip
         proxy.on_unused = vhost._queue_unused
         proxy.dead_letter = vhost._dead_letter
-        for attribute in ("policy", "operator_policy", "effective_policy"):
-            setattr(proxy, attribute, getattr(old, attribute, None))
-        proxy.apply_settings(old.settings)
+        _carry(old, proxy)
         vhost.queues[name] = proxy
         if not old.is_remote:  # this node led it: its queue stops, its consumers are cancelled
             store = getattr(old, "_store", None)
@@ -356,9 +417,22 @@ class ReplicatedQueues:
         old.delete()
 
     def _tell(self, peer: str, qlog: QueueLog) -> None:
-        self.link.send(peer, QueueLeader(qlog.vhost, qlog.queue, self.node))
+        info = self._info(qlog.vhost, qlog.queue)
+        self.link.send(peer, QueueLeader(qlog.vhost, qlog.queue, self.node, info.members, info.voters))
+
+    def tell_members(self, qlog: QueueLog) -> None:
+        """The group's members changed (or this node leads now): every node is told."""
+        config = self.host.groups[qlog.group].node.config
+        info = self._info(qlog.vhost, qlog.queue)
+        info.leader = self.node
+        info.voters = sorted(config.voters)
+        info.members = sorted(config.voters | config.non_voters)
+        for peer in self.service.peers():
+            self._tell(peer, qlog)
 
     def _on_leader(self, node: str, told: QueueLeader) -> None:
+        info = self._info(told.vhost, told.queue)
+        info.leader, info.members, info.voters = told.leader, told.members, told.voters
         if (told.vhost, told.queue) in self.logs:
             return  # a member learns it from its group
         self._follow(told.vhost, told.queue, told.leader)
@@ -370,6 +444,8 @@ class ReplicatedQueues:
         for qlog in self.logs.values():
             if qlog.leader == self.node:
                 self._tell(node, qlog)
+        if self.on_node_up is not None:
+            self.on_node_up(node)
 
     # -- membership (rabbitmq-queues add_member, delete_member, grow, shrink, quorum_status) --
 
@@ -410,23 +486,46 @@ class ReplicatedQueues:
                 raise MembershipRefused("already_a_member")
             if node not in self.service.peers():
                 raise MembershipRefused(f"node {node} is not running")
-            self.link.send(node, JoinGroup(queue.vhost, queue.name, qlog.group))
-            await self.host.change_membership(qlog.group, MembershipOp.ADD_NON_VOTER, node)
-            await self.host.change_membership(qlog.group, MembershipOp.PROMOTE, node)
+            await self.add_member(qlog, node, voter=True)
             return len(group.node.config.voters) + len(group.node.config.non_voters)
         if action == "delete":
             if node not in config.voters and node not in config.non_voters:
                 raise MembershipRefused("not_a_member")
             if len(config.voters) == 1 and node in config.voters:
                 raise MembershipRefused("last_member")
-            await self.host.change_membership(qlog.group, MembershipOp.REMOVE, node)
-            if node == self.node:
-                self._leave(qlog)
-            else:
-                self.link.send(node, LeaveGroup(queue.vhost, queue.name, qlog.group))
-                self.link.send(node, QueueLeader(queue.vhost, queue.name, self.node))
+            await self.remove_member(qlog, node)
             return len(group.node.config.voters) + len(group.node.config.non_voters)
         raise MembershipRefused(f"unknown membership action {action}")
+
+    async def add_member(self, qlog: QueueLog, node: str, voter: bool) -> None:
+        """At the leader: ``node`` joins the group, as a voter once it caught up if ``voter``."""
+        self.link.send(node, JoinGroup(qlog.vhost, qlog.queue, qlog.group))
+        await self.host.change_membership(qlog.group, MembershipOp.ADD_NON_VOTER, node)
+        self.tell_members(qlog)
+        if voter:
+            await self.host.change_membership(qlog.group, MembershipOp.PROMOTE, node)
+            self.tell_members(qlog)
+
+    async def remove_member(self, qlog: QueueLog, node: str) -> None:
+        """At the leader: ``node`` leaves the group (the leader itself: another one leads)."""
+        await self.host.change_membership(qlog.group, MembershipOp.REMOVE, node)
+        if node == self.node:
+            self._leave(qlog)
+        else:
+            self.link.send(node, LeaveGroup(qlog.vhost, qlog.queue, qlog.group))
+            self.tell_members(qlog)
+
+    async def sync(self, vhost: str, name: str, cancel: bool) -> None:
+        """sync_queue / cancel_sync_queue, at the queue's leader wherever it is."""
+        queue = self.broker.vhosts[vhost].queue_or_404(name, reachable=False)
+        if queue.type_name != "classic" or getattr(queue, "replica_info", None) is None:
+            raise MembershipRefused("not_mirrored")
+        if queue.is_remote:
+            if not queue.home_reachable:
+                raise MembershipRefused(NO_LEADER)
+            await self.link.call(queue, "sync", cancel=cancel)  # type: ignore[arg-type]
+            return
+        await self.mirroring.sync(queue, {"cancel": cancel})
 
     def _on_join(self, node: str, join: JoinGroup) -> None:
         key = (join.vhost, join.queue)
@@ -450,3 +549,11 @@ class ReplicatedQueues:
         if qlog.leader == self.node:
             self.leaders.pop((qlog.vhost, qlog.queue), None)
             self._follow(qlog.vhost, qlog.queue, self.node)
+
+
+def _carry(old: QueueType, new: QueueType) -> None:
+    """What a queue object in place passes to the one replacing it: its policies, settings,
+    and what the group's record and info are."""
+    for attribute in ("policy", "operator_policy", "effective_policy", "replica_record", "replica_info"):
+        setattr(new, attribute, getattr(old, attribute, None))
+    new.apply_settings(old.settings)

@@ -618,9 +618,14 @@ class ClassicQueue(QueueType):
                     store.remove(entry, None)
         self._ready.clear()
         self._ready_bytes = 0
+        self.cancel_consumers()
+        return count
+
+    def cancel_consumers(self) -> None:
+        """Every consumer goes (basic.cancel to those whose clients take it); what they hold
+        unacked stays theirs until acked or returned."""
         for consumer in self._consumers.release():
             consumer.cancelled_by_server()
-        return count
 
     @property
     def message_count(self) -> int:

@@ -1,11 +1,12 @@
 """A Jepsen-style check of replicated queues: three broker processes on loopback, publishers
-with confirms and consumers with manual acks on a quorum queue, while a nemesis kills nodes
+with confirms and consumers with manual acks on a quorum queue or a classic queue mirrored by
+an ``ha-mode: all`` policy (``--queue-type mirrored``), while a nemesis kills nodes
 with SIGKILL and restarts them. At the end every node is up, a last consumer drains the queue,
 and the history is checked: every confirmed message was acked during the run or is delivered
 in the final drain (lost = 0); the final drain has each message once; duplicates come only
 from redelivery.
 
-    python scripts/jepsen_queues.py --seconds 120 --seed 7
+    python scripts/jepsen_queues.py --seconds 120 --seed 7 [--queue-type quorum|mirrored]
 
 The suite runs a short version (tests/cluster/test_quorum_jepsen.py); docs/clustering.md has
 the results of long runs.
@@ -170,7 +171,20 @@ def drain(nodes: list[Node]) -> list[str]:
             time.sleep(0.5)
 
 
-def run(seconds: float, seed: int, publishers: int = 2) -> dict[str, object]:
+def declare(node: Node, queue_type: str) -> None:
+    """The queue under test: a quorum queue, or a classic one an ha-mode policy mirrors."""
+    if queue_type == "mirrored":
+        policy = json.dumps({"ha-mode": "all", "ha-sync-mode": "automatic"})
+        subprocess.run([str(Path(sys.executable).with_name("amqp-ctl")), "--data-dir", str(node.data_dir),
+                        "set_policy", "ha", f"^{QUEUE}$", policy], check=True, capture_output=True)  # fmt: skip
+        arguments = {}
+    else:
+        arguments = {"x-queue-type": "quorum"}
+    with node.connect() as connection:
+        connection.channel().queue_declare(QUEUE, durable=True, arguments=arguments)
+
+
+def run(seconds: float, seed: int, publishers: int = 2, queue_type: str = "quorum") -> dict[str, object]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as directory:
         base = Path(directory)
@@ -183,8 +197,7 @@ def run(seconds: float, seed: int, publishers: int = 2) -> dict[str, object]:
         try:
             for node in nodes:
                 node.wait()
-            with nodes[0].connect() as connection:
-                connection.channel().queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+            declare(nodes[0], queue_type)
             history = History()
             stop = threading.Event()
             workers = [threading.Thread(target=publisher, args=(nodes, history, stop, f"p{i}", random.Random(rng.random())))
@@ -212,6 +225,7 @@ def run(seconds: float, seed: int, publishers: int = 2) -> dict[str, object]:
     return {
         "seed": seed,
         "seconds": seconds,
+        "queue_type": queue_type,
         "kills": history.kills,
         "confirmed": len(history.confirmed),
         "unconfirmed": len(history.unconfirmed),
@@ -231,8 +245,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--queue-type", choices=("quorum", "mirrored"), default="quorum")
     args = parser.parse_args()
-    result = run(args.seconds, args.seed)
+    result = run(args.seconds, args.seed, queue_type=args.queue_type)
     print(json.dumps(result, indent=2))
     sys.exit(1 if result["lost_count"] or result["final_drain_duplicates"] else 0)
 

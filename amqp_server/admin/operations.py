@@ -654,7 +654,18 @@ def _queue_info(queue: Any) -> dict[str, Any]:
         "policy": getattr(queue, "policy", None) or "",
         "type": queue.type_name,
         "state": stats.get("state", "running"),
+        **_mirrors(queue),
     }
+
+
+def _mirrors(queue: Any) -> dict[str, Any]:
+    """slave_pids and synchronised_slave_pids: a mirrored queue's mirrors by node name (RabbitMQ
+    lists their Erlang pids), '' for another queue, as rabbitmqctl shows them."""
+    info = getattr(queue, "replica_info", None)
+    if info is None or queue.type_name != "classic":
+        return {"slave_pids": "", "synchronised_slave_pids": ""}
+    mirrors, synchronised = info.mirrors()
+    return {"slave_pids": mirrors, "synchronised_slave_pids": synchronised}
 
 
 def _activity(consumer: Any) -> dict[str, Any]:

@@ -92,7 +92,7 @@ async def _declare_queue(channel: Channel, method: commands.Queue.Declare) -> No
         connection_id=connection.id,
     )
     replicas = connection.broker.replicas
-    if replicas is not None and queue.type_name in replicas.types:
+    if replicas is not None and getattr(queue, "replica_info", None) is not None:
         queue = await replicas.ready(channel.vhost.name, name)  # its group has a leader
     queue.touch()  # a (passive) redeclare restarts the x-expires countdown
     connection.last_queue[channel.number] = name

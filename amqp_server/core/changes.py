@@ -132,7 +132,7 @@ def _build_queue(vhost: VirtualHost, change: Change) -> QueueType:
         raise ValueError(f"queue type '{queue_type}' is not installed")
     home_node = record.get("home_node", vhost.broker.node_name)
     replicas = vhost.broker.replicas
-    if replicas is not None and queue_type in replicas.types:  # a group of nodes holds it
+    if replicas is not None and replicas.replicated(record):  # a group of nodes holds it
         build: Callable[..., QueueType] = partial(replicas.build, queue_type, record)
     elif home_node == vhost.broker.node_name:
         build = type_class
@@ -376,13 +376,20 @@ def snapshot(vhost: VirtualHost) -> list[Change]:
     changes += [
         Change("queue", "put", vhost.name, q.name,
                {"type": q.type_name, "durable": q.durable, "auto_delete": q.auto_delete,
-                "exclusive_owner": q.exclusive_owner, "arguments": dict(q.arguments), "home_node": q.home_node},
+                "exclusive_owner": q.exclusive_owner, "arguments": dict(q.arguments), "home_node": q.home_node,
+                **replica_fields(q)},
                persisted=q.durable and q.exclusive_owner is None)  # fmt: skip
         for q in vhost.queues.values()
     ]
     changes += [Change("binding", "put", vhost.name, repr(b.key), binding_record(b), persisted=_persisted(vhost, b))
                 for b in vhost.bindings.values()]  # fmt: skip
     return changes
+
+
+def replica_fields(queue: QueueType) -> dict[str, Any]:
+    """The record fields of a replicated queue's group (``cluster.replicated_queues``)."""
+    record = getattr(queue, "replica_record", None) or {}
+    return {key: record[key] for key in ("members", "group") if key in record}
 
 
 def _persisted(vhost: VirtualHost, binding: Binding) -> bool:

@@ -8,8 +8,8 @@ chooses it (``x-queue-master-locator`` argument, else the ``queue-master-locator
 An exclusive queue always lives with its owning connection, as in RabbitMQ. Without
 clustering every queue is local.
 
-A replicated queue (a quorum queue of a cluster) has members too: ``x-quorum-initial-group-size``
-of the running nodes (all of them by default), the declaring node first, then by name.
+A replicated queue (a quorum queue of a cluster, or a classic queue an ha-mode policy mirrors)
+has members too, which ``cluster.replicated_queues`` chooses.
 """
 
 from __future__ import annotations
@@ -46,15 +46,11 @@ def home_node(vhost: VirtualHost, name: str, arguments: Mapping[str, Any], exclu
     return min(running, key=lambda node: (homes[node], node != local, node))
 
 
-def replica_group(vhost: VirtualHost, queue_type: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+def replica_group(
+    vhost: VirtualHost, name: str, queue_type: str, arguments: Mapping[str, Any], exclusive: bool
+) -> dict[str, Any]:
     """The record fields of a replicated queue's group (none for another queue): its members
     and the group's id (a queue declared again after a delete is a new group)."""
-    broker = vhost.broker
-    replicas = broker.replicas
-    if replicas is None or queue_type not in replicas.types:
-        return {}
-    local = broker.node_name
-    others = sorted(set(replicas.running_nodes()) - {local})
-    size = arguments.get("x-quorum-initial-group-size")
-    members = [local, *others][: size if isinstance(size, int) and size > 0 else None]
-    return {"members": members, "group": uuid.uuid4().hex}
+    replicas = vhost.broker.replicas
+    members = None if replicas is None else replicas.initial_members(vhost, name, queue_type, arguments, exclusive)
+    return {} if members is None else {"members": members, "group": uuid.uuid4().hex}

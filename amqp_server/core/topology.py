@@ -324,7 +324,7 @@ async def declare_queue(
                 "exclusive_owner": exclusive_owner,
                 "arguments": dict(arguments),
                 "home_node": home_node(vhost, name, arguments, exclusive_owner is not None),
-                **replica_group(vhost, queue_type, arguments),
+                **replica_group(vhost, name, queue_type, arguments, exclusive_owner is not None),
             },
             persisted=durable,
             create=True,

@@ -173,6 +173,10 @@ class MessageStore:
             self._writer.wake()
         queue.attach_store(self, qid)  # type: ignore[attr-defined]
 
+    def holds(self, vhost: str, name: str) -> bool:
+        """Whether the file held rows of that queue at boot that no queue claimed yet."""
+        return self._recovery.holds(vhost, name)
+
     def keep(self, queue: QueueType) -> None:
         """A durable queue homed on another node came into being (``queues.remote``): the rows
         this file holds of it stay, neither loaded nor dropped."""

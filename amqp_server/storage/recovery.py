@@ -47,6 +47,9 @@ class Recovery:
             row = await cursor.fetchone()
         return next_qid, (row[0] or 0) + 1 if row else 1
 
+    def holds(self, vhost: str, name: str) -> bool:
+        return not self._started and (vhost, name) in self._stored
+
     def claim(self, queue: QueueType) -> tuple[int | None, int | None]:
         """A durable queue came into being: ``(qid, stale)``. ``qid``: the id it had, when it is
         recovered under it (``run`` loads its entries), else None (it needs a fresh one);

@@ -82,6 +82,7 @@ def queue_item(ctx: Context, queue: QueueType, ranges: dict[str, rates.Range], f
         "type": queue.type_name,
         "vhost": queue.vhost,
     }
+    item.update(_replicas(queue))
     owner = queue.exclusive_owner
     if owner is not None:
         connection = next((c for c in ctx.broker.connections if c.id == owner), None)
@@ -103,6 +104,19 @@ def queue_item(ctx: Context, queue: QueueType, ranges: dict[str, rates.Range], f
         item["deliveries"] = []
         item["incoming"] = []
     return item
+
+
+def _replicas(queue: QueueType) -> dict[str, Any]:
+    """A replicated queue's fields, as RabbitMQ 3.10 shows them: a mirrored classic queue's
+    node (its master) and mirrors, a quorum queue's leader, members and online members."""
+    info = getattr(queue, "replica_info", None)
+    if info is None or info.leader is None:
+        return {}
+    if queue.type_name == "classic":
+        mirrors, synchronised = info.mirrors()
+        return {"node": info.leader, "slave_nodes": mirrors, "synchronised_slave_nodes": synchronised,
+                "recoverable_slaves": mirrors}  # fmt: skip
+    return {"node": info.leader, "leader": info.leader, "members": info.members, "online": info.members}
 
 
 def visible_queues(ctx: Context) -> list[QueueType]:

@@ -181,6 +181,16 @@ def test_nodes_form_one_cluster(cluster: tuple[list[ClusterNode], Proxies]) -> N
     assert "Disk Nodes\n\nrabbit-0@localhost\nrabbit-1@localhost\nrabbit-2@localhost\n\nRunning Nodes" in out
 
 
+def logs_in(node: ClusterNode, user: str, password: str) -> bool:
+    """Whether ``user`` logs in on ``node`` (a change committed on another node is applied
+    here a moment later)."""
+    try:
+        with node.process.connect(user, password):
+            return True
+    except (pika.exceptions.ProbableAccessDeniedError, pika.exceptions.ProbableAuthenticationError):
+        return False
+
+
 def test_metadata_declared_on_one_node_is_on_every_node(cluster: tuple[list[ClusterNode], Proxies]) -> None:
     nodes, _ = cluster
     with nodes[0].connect() as connection:
@@ -196,8 +206,7 @@ def test_metadata_declared_on_one_node_is_on_every_node(cluster: tuple[list[Clus
         assert passive_queue(node, "cq")
         code, out, _ = node.ctl("list_bindings", "-q", "source_name", "destination_name", "routing_key")
         assert code == 0 and "cx\tcq\ta.#" in out
-        with node.process.connect("carol", "s3cret"):  # the user logs in there
-            pass
+        wait_until(None, lambda node=node: logs_in(node, "carol", "s3cret"), 10, "carol cannot log in")
 
 
 def test_a_declare_on_a_follower_is_visible_there_when_answered(

@@ -1,5 +1,5 @@
 """The short version of scripts/jepsen_queues.py: three nodes, two confirming publishers and a
-consumer with manual acks on a quorum queue while nodes are killed with SIGKILL and
+consumer with manual acks on a quorum queue, and on a mirrored classic queue, while nodes are killed with SIGKILL and
 restarted; no confirmed message may be lost and the final drain has each message once
 (docs/clustering.md, "Replicated queues", has the long runs)."""
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -25,9 +27,10 @@ def load_script() -> object:
         sys.path.remove(str(SCRIPTS))
 
 
-def test_no_confirmed_message_is_lost_while_nodes_are_killed() -> None:
+@pytest.mark.parametrize("queue_type", ["quorum", "mirrored"])
+def test_no_confirmed_message_is_lost_while_nodes_are_killed(queue_type: str) -> None:
     jepsen = load_script()
-    result = jepsen.run(seconds=12, seed=11)  # type: ignore[attr-defined]
+    result = jepsen.run(seconds=12, seed=11, queue_type=queue_type)  # type: ignore[attr-defined]
     assert result["kills"] >= 3
     assert result["confirmed"] > 100
     assert result["lost_count"] == 0, result["lost"]
