@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--auto-delete", type=_bool, default=True, metavar="BOOL", help="named queues are auto-delete (true)"
     )
+    p.add_argument(
+        "--quorum-queue", action="store_true",
+        help="named queues are quorum queues (durable, not auto-delete), as PerfTest's flag",
+    )  # fmt: skip
     p.add_argument("-d", "--id", help="test id (default test-HHMMSS-mmm)")
     p.add_argument(
         "-M", "--framemax", type=count, default=131072, metavar="BYTES", help="frame_max to ask for (131072)"
@@ -217,7 +221,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, bool]:
         queue_pattern_from=a.queue_pattern_from,
         queue_pattern_to=a.queue_pattern_to,
         predeclared=a.predeclared,
-        auto_delete=a.auto_delete,
+        auto_delete=a.auto_delete and not a.quorum_queue,
+        quorum=a.quorum_queue,
         test_id=a.id or f"test-{now:%H%M%S}-{now.microsecond // 1000:03d}",
         processes=a.processes,
         max_inflight=a.max_inflight,

@@ -37,6 +37,8 @@ class Settings:
     queue_pattern_to: int | None = None
     predeclared: bool = False
     auto_delete: bool = True
+    #: named queues are quorum queues (durable whatever the flags)
+    quorum: bool = False
     test_id: str = "test"
     #: worker processes; 0 = min(cpus, producers + consumers)
     processes: int = 0

@@ -162,8 +162,9 @@ async def declare(conn: Connection, topology: Topology, settings: Settings) -> D
             await conn.rpc(
                 1,
                 commands.Queue.Declare(
-                    queue=queue, durable=settings.persistent, auto_delete=settings.auto_delete
-                ),
+                    queue=queue, durable=settings.persistent or settings.quorum, auto_delete=settings.auto_delete,
+                    arguments={"x-queue-type": "quorum"} if settings.quorum else None,
+                ),  # fmt: skip
                 commands.Queue.DeclareOk,
             )
         if topology.exchange:
