@@ -31,6 +31,7 @@ from cluster.raft import (
     bootstrap,
 )
 from cluster.raft.log import Entry, EntryKind
+from cluster.raft.messages import TimeoutNow
 from cluster.raft.storage import DurableState
 from cluster.wire import message
 
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 TICK = 0.05  # seconds between ticks of every group
 OPTIONS = RaftOptions(election_timeout=1.0, heartbeat_interval=0.1)
+# A new group's preferred leader campaigns this long after it opened, well before any other
+# founding member's election timeout (time enough for them to open the group too).
+CAMPAIGN_DELAY = 0.25
 _RETRY = ("in progress", "has not committed", "has not caught up")
 
 
@@ -122,11 +126,15 @@ class RaftHost:
     def stored_groups(self) -> set[str]:
         return set(self._stored)
 
-    async def open_group(self, name: str, machine: GroupMachine, voters: list[str]) -> Group:
+    async def open_group(self, name: str, machine: GroupMachine, voters: list[str], campaign: bool = False) -> Group:
         """Run group ``name`` on this node: from its stored state, or new with ``voters`` as
-        its founding members (every founding member starts it so, at index 0)."""
+        its founding members (every founding member starts it so, at index 0); a new group
+        with ``campaign`` is led by this node unless something goes wrong (RabbitMQ's
+        declaring node leads its new quorum queue: clients of that node stay local)."""
         stored = self._stored.pop(name, None)
         if stored is None:
+            if campaign:
+                asyncio.get_running_loop().call_later(CAMPAIGN_DELAY, self._campaign, name)
             state, commit = bootstrap(frozenset(voters)), 0
             if self.wal is not None:
                 out = Output()
@@ -144,6 +152,11 @@ class RaftHost:
             if entry.index <= commit:
                 self._apply(group, entry)
         return group
+
+    def _campaign(self, name: str) -> None:
+        group = self.groups.get(name)
+        if group is not None and group.node.term == 0:  # no election yet
+            self._handle(group, group.node.receive(TimeoutNow(0, self.member, self.member)))
 
     async def close_group(self, name: str) -> None:
         group = self.groups.pop(name, None)

@@ -136,6 +136,7 @@ class QueueLog:
         self.queue = queue
         self.group = group
         self.entries: dict[int, tuple[bytes, bytes, bytes]] = {}  # seq -> (exchange and key, header, body)
+        self.counts: dict[int, int] = {}  # seq -> times returned (a quorum queue's delivery count)
         self.mark = -1
         self.leader: str | None = None
 
@@ -147,17 +148,24 @@ class QueueLog:
             elif kind == "r":
                 for seq in op[1]:
                     self.entries.pop(seq, None)
+                    self.counts.pop(seq, None)
+            elif kind == "c":
+                for seq, count in op[1]:
+                    if seq in self.entries:
+                        self.counts[seq] = count
             elif kind == "d":
                 self.mark = max(self.mark, op[1])
         return None
 
     def restore(self, data: bytes, index: int) -> None:
-        mark, entries = decode(data)
+        mark, entries, counts = decode(data)
         self.mark = mark
         self.entries = {seq: (eak, header, body) for seq, eak, header, body in entries}
+        self.counts = dict(counts)
 
     def snapshot(self) -> bytes:
-        return encode([self.mark, [[seq, *entry] for seq, entry in self.entries.items()]])
+        entries = [[seq, *entry] for seq, entry in self.entries.items()]
+        return encode([self.mark, entries, [[seq, count] for seq, count in self.counts.items()]])
 
     def leader_changed(self, leader: str | None, term: int) -> None:
         self.leader = leader
@@ -194,6 +202,11 @@ class ReplicatedStore:
 
     def mark_delivered(self, qid: int, queue: QueueType) -> None:
         self._mark = queue.delivered_mark  # type: ignore[attr-defined]
+        self._schedule()
+
+    def returned(self, counts: list[tuple[int, int]]) -> None:
+        """A quorum queue's entries returned: their delivery counts, (seq, count) each."""
+        self._ops.append(["c", counts])
         self._schedule()
 
     def pending(self) -> Settlement:
@@ -338,7 +351,7 @@ class ReplicatedQueues:
             return  # (a member added later has the group stored)
         qlog = QueueLog(self, queue.vhost, queue.name, group)
         self.logs[(queue.vhost, queue.name)] = qlog
-        self.broker.spawn(self.host.open_group(group, qlog, sorted(members)))
+        self.broker.spawn(self.host.open_group(group, qlog, sorted(members), campaign=members[0] == self.node))
 
     def _queue_deleted(self, event: Event) -> None:
         queue = event.subject
@@ -389,6 +402,8 @@ class ReplicatedQueues:
         if entries:
             queue.reserve_seqs(entries[-1].seq + 1)  # type: ignore[attr-defined]
             queue.recover_entries(entries)  # type: ignore[attr-defined]
+            if qlog.counts and hasattr(queue, "restore_delivery_counts"):
+                queue.restore_delivery_counts((e, qlog.counts[e.seq]) for e in entries if e.seq in qlog.counts)
         vhost.queues[old.name] = queue
         old.delete()  # its consumers here are cancelled: they consume from the leader again
         queue.recovered()  # type: ignore[attr-defined]

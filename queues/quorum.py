@@ -184,12 +184,20 @@ class QuorumQueue(ClassicQueue):
                 self._timed = True
             back.append(entry)
         ready.extend(back)
+        store = self._store
+        if back and store is not None and hasattr(store, "returned"):  # replicated: counts survive a failover
+            store.returned([(entry.seq, returns[entry.message]) for entry in back])
         self._unacked -= len(back)
         self._unacked_bytes -= size
         self._ready_bytes += size
         if self._drops_head:
             self._drop_head()
         self.dispatch()
+
+    def restore_delivery_counts(self, counts: Iterable[tuple[QueueEntry, int]]) -> None:
+        """Entries recovered from a replicated log, with the times each was returned."""
+        for entry, count in counts:
+            self._returns[entry.message] = count
 
     # -- management ----------------------------------------------------------------------
 
