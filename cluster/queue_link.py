@@ -244,6 +244,9 @@ class QueueLink:
         self._outboxes: dict[str, _Outbox] = {}
         self._flushing = False
         self._throttled: set[str] = set()  # peers whose link is over its send buffer
+        # park(proxy, consumer): keeps a consumer of a lost home node for its queue's next
+        # leader instead of cancelling it (cluster.replicated_queues); True if it did.
+        self.park: Callable[[RemoteQueue, Consumer], bool] | None = None
         # Proxy side.
         self._publishes: dict[str, dict[int, Settlement]] = {}  # node -> id -> settlement
         self._subscriptions: dict[int, Subscription] = {}
@@ -738,7 +741,8 @@ class QueueLink:
             if subscription.node == node:
                 del self._subscriptions[id]
                 subscription.queue.subscriptions.pop(subscription.consumer, None)
-                subscription.consumer.cancelled_by_server()
+                if self.park is None or not self.park(subscription.queue, subscription.consumer):
+                    subscription.consumer.cancelled_by_server()
         # Home side: the peer's subscriptions end and what it held is requeued.
         touched: dict[QueueType, None] = {}
         for key in [key for key in self._stand_ins if key[0] == node]:

@@ -14,9 +14,10 @@ carries publishes, consumers and acks there).
 
 When the leadership moves (the leader is lost, stopped or cut off): the new leader builds
 its queue from its ``QueueLog`` (entries up to the delivered mark marked redelivered) and
-tells every node (``QueueLeader``); each node puts a fresh proxy towards it in place. The old
-leader's consumers are cancelled (basic.cancel, as RabbitMQ's mirrored queues do with
-``x-cancel-on-ha-failover``), and what they held unacked is delivered again by the new leader.
+tells every node (``QueueLeader``); each node puts a fresh proxy towards it in place and its
+clients' consumers consume from it (``_hand_over``; those of a lost leader's node are parked
+until then), except those that asked for ``x-cancel-on-ha-failover``, which get basic.cancel,
+as RabbitMQ does; what they held unacked is delivered again by the new leader.
 A confirmed message is committed on a majority, so the new leader has it: none is lost.
 """
 
@@ -276,6 +277,9 @@ class ReplicatedQueues:
         self.on_node_up: Callable[[str], None] | None = None
         self.mirroring = Mirroring(self)
         link.operations["sync"] = self.mirroring.sync
+        # Consumers of proxies whose leader's node was lost, until a leader takes them.
+        self._parked: dict[QueueType, list[Any]] = {}
+        link.park = self._park
 
     def running_nodes(self) -> list[str]:
         """The nodes a new queue's group may have as members: this one and those linked."""
@@ -405,7 +409,7 @@ class ReplicatedQueues:
             if qlog.counts and hasattr(queue, "restore_delivery_counts"):
                 queue.restore_delivery_counts((e, qlog.counts[e.seq]) for e in entries if e.seq in qlog.counts)
         vhost.queues[old.name] = queue
-        old.delete()  # its consumers here are cancelled: they consume from the leader again
+        self._hand_over(old, queue)
         queue.recovered()  # type: ignore[attr-defined]
         log.info("%s: this node leads it, with %d messages", vhost._resource("queue", old.name), len(entries))
 
@@ -425,11 +429,52 @@ class ReplicatedQueues:
         proxy.dead_letter = vhost._dead_letter
         _carry(old, proxy)
         vhost.queues[name] = proxy
-        if not old.is_remote:  # this node led it: its queue stops, its consumers are cancelled
+        if not old.is_remote:  # this node led it: its queue stops
             store = getattr(old, "_store", None)
             if isinstance(store, ReplicatedStore):
                 store.active = False
-        old.delete()
+        self._hand_over(old, proxy)
+
+    def _hand_over(self, old: QueueType, new: QueueType) -> None:
+        """``new`` replaces ``old`` (the leadership moved): the clients' consumers of ``old``
+        consume from ``new``, as RabbitMQ moves them to a new master, except those that asked
+        for ``x-cancel-on-ha-failover``, which get basic.cancel. What they held unacked is
+        delivered again by the new leader. Then ``old`` goes."""
+        old.on_unused = None  # (its consumers leaving is no reason to delete the queue)
+        consumers = getattr(old, "subscriptions", None) if old.is_remote else old.consumers  # type: ignore[attr-defined]
+        for consumer in [*(consumers or ()), *self._parked.pop(old, ())]:
+            arguments = getattr(consumer, "arguments", None)  # (None: another node's consumer)
+            if arguments is None or arguments.get("x-cancel-on-ha-failover"):
+                continue
+            old.remove_consumer(consumer)
+            if not _alive(consumer):
+                continue
+            consumer.queue = new  # type: ignore[attr-defined]
+            if new.is_remote:
+                self.broker.spawn(self._resubscribe(new, consumer))
+            else:
+                new.add_consumer(consumer)
+        old.delete()  # the consumers left are cancelled
+
+    def _park(self, proxy: QueueType, consumer: Any) -> bool:
+        arguments = getattr(consumer, "arguments", None)
+        if getattr(proxy, "replica_info", None) is None or arguments is None:
+            return False
+        if arguments.get("x-cancel-on-ha-failover"):
+            return False
+        self._parked.setdefault(proxy, []).append(consumer)
+        return True
+
+    @staticmethod
+    async def _resubscribe(proxy: QueueType, consumer: Any) -> None:
+        if not _alive(consumer):
+            return
+        try:
+            await proxy.add_consumer(consumer)
+        except Exception:  # noqa: BLE001 - the new leader refused or went too: the client is told
+            consumer.cancelled_by_server()
+            return
+        proxy.subscribed(consumer)  # type: ignore[attr-defined]
 
     def _tell(self, peer: str, qlog: QueueLog) -> None:
         info = self._info(qlog.vhost, qlog.queue)
@@ -461,6 +506,9 @@ class ReplicatedQueues:
                 self._tell(node, qlog)
         if self.on_node_up is not None:
             self.on_node_up(node)
+        for proxy in [proxy for proxy in self._parked if proxy.home_node == node]:
+            for consumer in self._parked.pop(proxy):  # the same leader is back
+                self.broker.spawn(self._resubscribe(proxy, consumer))
 
     # -- membership (rabbitmq-queues add_member, delete_member, grow, shrink, quorum_status) --
 
@@ -572,3 +620,9 @@ def _carry(old: QueueType, new: QueueType) -> None:
     for attribute in ("policy", "operator_policy", "effective_policy", "replica_record", "replica_info"):
         setattr(new, attribute, getattr(old, attribute, None))
     new.apply_settings(old.settings)
+
+
+def _alive(consumer: Any) -> bool:
+    """Whether a client's consumer is still subscribed on its channel (not cancelled, nor its
+    channel closed)."""
+    return consumer.channel.consumers.get(consumer.tag) is consumer  # type: ignore[no-any-return]

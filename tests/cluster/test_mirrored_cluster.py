@@ -114,14 +114,26 @@ def test_manual_sync_waits_for_sync_queue(members: list[Member]) -> None:
 
 def test_the_master_killed_loses_no_confirmed_message(members: list[Member]) -> None:
     first, second, third = members
+    with first.connect() as connection:
+        connection.channel().queue_declare("ha.move", durable=True)
+    declare_when_reachable(second, "ha.move")
+    wait_mirrors(second, "ha.move", NAMES[1:], NAMES[1:])
     publish(third, "ha.all", 200)
     with second.connect() as connection:
         channel = connection.channel()
         cancelled: list[object] = []
         channel.add_on_cancel_callback(cancelled.append)
         channel.basic_consume("ha.all", lambda *_: None, arguments={"x-cancel-on-ha-failover": True})
+        moving = connection.channel()
+        received: list[bytes] = []
+        moving.basic_consume("ha.move", lambda _ch, method, _p, body: (received.append(body),
+                             moving.basic_ack(method.delivery_tag)))  # fmt: skip
         assert first.process is not None
         first.process.kill()
-        wait_until(None, lambda: connection.process_data_events(0.1) or bool(cancelled), 20, "no basic.cancel")
+        wait_until(connection, lambda: bool(cancelled), 20, "no basic.cancel")
+        wait_until(None, lambda: queue_item(second, "ha.move")["node"] in NAMES[1:], 20, "no new master")
+        publish(third, "ha.move", 5)
+        # The consumer that did not ask to be cancelled consumes from the new master.
+        wait_until(connection, lambda: len(received) == 5, 20, f"received {received}")
     wait_until(None, lambda: queue_item(second, "ha.all")["node"] in NAMES[1:], 20, "no new master")
     assert drain(third, "ha.all", 200) == [str(i).encode() for i in range(200)]
