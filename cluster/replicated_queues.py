@@ -465,16 +465,29 @@ class ReplicatedQueues:
         self._parked.setdefault(proxy, []).append(consumer)
         return True
 
-    @staticmethod
-    async def _resubscribe(proxy: QueueType, consumer: Any) -> None:
-        if not _alive(consumer):
+    async def _resubscribe(self, proxy: QueueType, consumer: Any) -> None:
+        """``consumer`` subscribes at ``proxy``'s leader, asked again while that node is still
+        putting its queue in place (and at the queue object that replaced ``proxy`` meanwhile,
+        if one did); it is cancelled if that does not happen within LEADER_WAIT."""
+        deadline = asyncio.get_running_loop().time() + LEADER_WAIT
+        queue = proxy
+        while _alive(consumer):
+            vhost = self.broker.vhosts.get(queue.vhost)
+            current = vhost.queues.get(queue.name) if vhost is not None else None
+            if current is None or asyncio.get_running_loop().time() > deadline:
+                consumer.cancelled_by_server()  # the client is told
+                return
+            consumer.queue = queue = current
+            if not queue.is_remote:
+                queue.add_consumer(consumer)
+                return
+            try:
+                await queue.add_consumer(consumer)
+            except Exception:  # noqa: BLE001 - not in place yet, or the new leader went too
+                await asyncio.sleep(0.2)
+                continue
+            queue.subscribed(consumer)  # type: ignore[attr-defined]
             return
-        try:
-            await proxy.add_consumer(consumer)
-        except Exception:  # noqa: BLE001 - the new leader refused or went too: the client is told
-            consumer.cancelled_by_server()
-            return
-        proxy.subscribed(consumer)  # type: ignore[attr-defined]
 
     def _tell(self, peer: str, qlog: QueueLog) -> None:
         info = self._info(qlog.vhost, qlog.queue)

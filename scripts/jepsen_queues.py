@@ -1,10 +1,12 @@
 """A Jepsen-style check of replicated queues: three broker processes on loopback, publishers
 with confirms and consumers with manual acks on a quorum queue or a classic queue mirrored by
 an ``ha-mode: all`` policy (``--queue-type mirrored``), while a nemesis kills nodes
-with SIGKILL and restarts them. At the end every node is up, a last consumer drains the queue,
-and the history is checked: every confirmed message was acked during the run or is delivered
-in the final drain (lost = 0); the final drain has each message once; duplicates come only
-from redelivery.
+with SIGKILL and restarts them, and cuts nodes off from the others (fault-injecting proxies
+on every link and heartbeat path, tests/cluster/proxy.py). At the end every node is up, a
+last consumer drains the queue, and the history is checked: every confirmed message was
+acked during the run or is delivered in the final drain (lost = 0); the final drain has each
+message once, and each publisher's messages that were never delivered before in the order
+published; duplicates come only from redelivery.
 
     python scripts/jepsen_queues.py --seconds 120 --seed 7 [--queue-type quorum|mirrored]
 
@@ -28,18 +30,24 @@ from pathlib import Path
 import pika
 from broker_process import free_port, wait_listening
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cluster"))
+from proxy import Proxies  # noqa: E402 - the suite's fault-injecting proxies
+
 NAMES = [f"jepsen-{i}@localhost" for i in range(3)]
 QUEUE = "jepsen"
 
 
 class Node:
-    def __init__(self, index: int, base: Path, cluster_ports: list[int], cookie: Path) -> None:
+    def __init__(self, index: int, base: Path, cluster_ports: list[int], cookie: Path,
+                 peer_ports: dict[int, int] | None = None) -> None:  # fmt: skip
+        """``peer_ports``: where this node dials each other node (a proxy's port), else their
+        cluster ports."""
         self.index = index
         self.port = free_port()
         self.data_dir = base / f"node{index}"
         config = base / f"node{index}.conf"
         config.write_text("".join(
-            f"cluster_formation.classic_config.nodes.{n} = {NAMES[j]}:{cluster_ports[j]}\n"
+            f"cluster_formation.classic_config.nodes.{n} = {NAMES[j]}:{(peer_ports or {}).get(j, cluster_ports[j])}\n"
             for n, j in enumerate(j for j in range(3) if j != index)
         ))  # fmt: skip
         self.command = [sys.executable, "-m", "amqp_server", "--host", "127.0.0.1", "--port", str(self.port),
@@ -77,9 +85,11 @@ class History:
     confirmed: set[str] = field(default_factory=set)
     unconfirmed: set[str] = field(default_factory=set)  # nacked or unanswered: may be in or not
     acked: set[str] = field(default_factory=set)
+    delivered: set[str] = field(default_factory=set)  # acked or not
     deliveries: int = 0
     redeliveries: int = 0
     kills: int = 0
+    partitions: int = 0
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,6 +136,8 @@ def consumer(nodes: list[Node], history: History, stop: threading.Event, rng: ra
                         break
                     if method is None:
                         continue
+                    with history.lock:
+                        history.delivered.add(body.decode())
                     channel.basic_ack(method.delivery_tag)
                     with history.lock:
                         history.deliveries += 1
@@ -137,12 +149,21 @@ def consumer(nodes: list[Node], history: History, stop: threading.Event, rng: ra
             time.sleep(0.1)
 
 
-def nemesis(nodes: list[Node], history: History, stop: threading.Event, rng: random.Random) -> None:
+def nemesis(nodes: list[Node], history: History, stop: threading.Event, rng: random.Random,
+            proxies: Proxies | None) -> None:  # fmt: skip
+    """Every 1-2.5 s a random node is killed with SIGKILL and restarted 0.5-2 s later, or (with
+    ``proxies``, one time in two) cut off from the others for 1-4 s."""
     while not stop.is_set():
         time.sleep(rng.uniform(1.0, 2.5))
         if stop.is_set():
             break
         victim = rng.choice(nodes)
+        if proxies is not None and rng.random() < 0.5:
+            proxies.isolate(victim.index)
+            history.partitions += 1
+            time.sleep(rng.uniform(1.0, 4.0))
+            proxies.heal()
+            continue
         victim.kill()
         history.kills += 1
         time.sleep(rng.uniform(0.5, 2.0))
@@ -184,14 +205,33 @@ def declare(node: Node, queue_type: str) -> None:
         connection.channel().queue_declare(QUEUE, durable=True, arguments=arguments)
 
 
-def run(seconds: float, seed: int, publishers: int = 2, queue_type: str = "quorum") -> dict[str, object]:
+def out_of_order(final: list[str], delivered: set[str]) -> int:
+    """Messages of the final drain that come before an earlier message of their publisher,
+    among those never delivered before (a redelivered one may come back anywhere)."""
+    last: dict[str, int] = {}
+    count = 0
+    for body in final:
+        if body in delivered:
+            continue
+        publisher, number = body.rsplit("-", 1)
+        if int(number) < last.get(publisher, 0):
+            count += 1
+        last[publisher] = max(last.get(publisher, 0), int(number))
+    return count
+
+
+def run(seconds: float, seed: int, publishers: int = 2, queue_type: str = "quorum",
+        partitions: bool = True) -> dict[str, object]:  # fmt: skip
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as directory:
         base = Path(directory)
         cookie = base / "cookie"
         cookie.write_text("jepsen\n")
         cluster_ports = [free_port() for _ in range(3)]
-        nodes = [Node(i, base, cluster_ports, cookie) for i in range(3)]
+        proxies = Proxies(cluster_ports) if partitions else None
+        nodes = [Node(i, base, cluster_ports, cookie,
+                      {j: proxies.pairs[i, j].port for j in range(3) if j != i} if proxies else None)
+                 for i in range(3)]  # fmt: skip
         for node in nodes:
             node.start()
         try:
@@ -203,7 +243,7 @@ def run(seconds: float, seed: int, publishers: int = 2, queue_type: str = "quoru
             workers = [threading.Thread(target=publisher, args=(nodes, history, stop, f"p{i}", random.Random(rng.random())))
                        for i in range(publishers)]  # fmt: skip
             workers.append(threading.Thread(target=consumer, args=(nodes, history, stop, random.Random(rng.random()))))
-            chaos = threading.Thread(target=nemesis, args=(nodes, history, stop, random.Random(rng.random())))
+            chaos = threading.Thread(target=nemesis, args=(nodes, history, stop, random.Random(rng.random()), proxies))
             for worker in [*workers, chaos]:
                 worker.daemon = True
                 worker.start()
@@ -220,6 +260,8 @@ def run(seconds: float, seed: int, publishers: int = 2, queue_type: str = "quoru
         finally:
             for node in nodes:
                 node.kill()
+            if proxies is not None:
+                proxies.close()
     drained = set(final)
     lost = history.confirmed - history.acked - drained
     return {
@@ -227,6 +269,7 @@ def run(seconds: float, seed: int, publishers: int = 2, queue_type: str = "quoru
         "seconds": seconds,
         "queue_type": queue_type,
         "kills": history.kills,
+        "partitions": history.partitions,
         "confirmed": len(history.confirmed),
         "unconfirmed": len(history.unconfirmed),
         "acked_during_run": len(history.acked),
@@ -234,6 +277,7 @@ def run(seconds: float, seed: int, publishers: int = 2, queue_type: str = "quoru
         "redelivered_during_run": history.redeliveries,
         "final_drain": len(final),
         "final_drain_duplicates": len(final) - len(drained),
+        "final_drain_out_of_order": out_of_order(final, history.delivered),
         "redelivered_after_ack": len(drained & history.acked),
         "lost": sorted(lost)[:20],
         "lost_count": len(lost),
@@ -246,10 +290,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--queue-type", choices=("quorum", "mirrored"), default="quorum")
+    parser.add_argument("--no-partitions", action="store_true", help="kills and restarts only")
     args = parser.parse_args()
-    result = run(args.seconds, args.seed, queue_type=args.queue_type)
+    result = run(args.seconds, args.seed, queue_type=args.queue_type, partitions=not args.no_partitions)
     print(json.dumps(result, indent=2))
-    sys.exit(1 if result["lost_count"] or result["final_drain_duplicates"] else 0)
+    sys.exit(1 if result["lost_count"] or result["final_drain_duplicates"] or result["final_drain_out_of_order"]
+             else 0)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,12 +11,10 @@ time.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,65 +25,9 @@ import requests
 from conftest import Node, free_port
 from helpers import wait_until
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
-from proxy import TcpProxy, UdpProxy
+from proxy import Proxies
 
 NAMES = [f"rabbit-{i}@localhost" for i in range(3)]
-
-
-class PairedUdpProxy(UdpProxy):
-    """Heartbeats on the TCP proxy's port number: the failure detector sends them to the
-    link's port (by convention, docs/clustering.md)."""
-
-    async def start_on(self, port: int) -> PairedUdpProxy:
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", port))
-        self.port = port
-        return self
-
-
-class Proxies:
-    """One TcpProxy (links) and one UdpProxy (heartbeats) per ordered pair of nodes, on an
-    event loop of their own thread."""
-
-    def __init__(self, cluster_ports: list[int]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.pairs: dict[tuple[int, int], TcpProxy] = {}
-        self.heartbeats: list[tuple[int, int, PairedUdpProxy]] = []
-        for i in range(3):
-            for j in range(3):
-                if i != j:
-                    target = ("127.0.0.1", cluster_ports[j])
-                    self.pairs[i, j] = proxy = self.run(TcpProxy(target).start())
-                    self.heartbeats.append((i, j, self.run(PairedUdpProxy(target).start_on(proxy.port))))
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def isolate(self, node: int) -> None:
-        async def drop() -> None:
-            for (i, j), proxy in self.pairs.items():
-                if node in (i, j):
-                    proxy.drop()
-            for i, j, heartbeats in self.heartbeats:
-                if node in (i, j):
-                    heartbeats.drop()
-
-        self.run(drop())
-
-    def heal(self) -> None:
-        async def heal() -> None:
-            for proxy in [*self.pairs.values(), *(h for _i, _j, h in self.heartbeats)]:
-                proxy.heal()
-
-        self.run(heal())
-
-    def close(self) -> None:
-        for proxy in [*self.pairs.values(), *(h for _i, _j, h in self.heartbeats)]:
-            self.run(proxy.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class ClusterNode:
