@@ -138,6 +138,7 @@ class QueueLog:
         self.group = group
         self.entries: dict[int, tuple[bytes, bytes, bytes]] = {}  # seq -> (exchange and key, header, body)
         self.counts: dict[int, int] = {}  # seq -> times returned (a quorum queue's delivery count)
+        self.held: dict[int, str] = {}  # seq -> reason: being dead-lettered at least once
         self.mark = -1
         self.leader: str | None = None
 
@@ -150,23 +151,30 @@ class QueueLog:
                 for seq in op[1]:
                     self.entries.pop(seq, None)
                     self.counts.pop(seq, None)
+                    self.held.pop(seq, None)
             elif kind == "c":
                 for seq, count in op[1]:
                     if seq in self.entries:
                         self.counts[seq] = count
+            elif kind == "x":
+                for seq, reason in op[1]:
+                    if seq in self.entries:
+                        self.held[seq] = reason
             elif kind == "d":
                 self.mark = max(self.mark, op[1])
         return None
 
     def restore(self, data: bytes, index: int) -> None:
-        mark, entries, counts = decode(data)
+        mark, entries, counts, held = decode(data)
         self.mark = mark
         self.entries = {seq: (eak, header, body) for seq, eak, header, body in entries}
         self.counts = dict(counts)
+        self.held = dict(held)
 
     def snapshot(self) -> bytes:
         entries = [[seq, *entry] for seq, entry in self.entries.items()]
-        return encode([self.mark, entries, [[seq, count] for seq, count in self.counts.items()]])
+        counts = [[seq, count] for seq, count in self.counts.items()]
+        return encode([self.mark, entries, counts, [[seq, reason] for seq, reason in self.held.items()]])
 
     def leader_changed(self, leader: str | None, term: int) -> None:
         self.leader = leader
@@ -208,6 +216,11 @@ class ReplicatedStore:
     def returned(self, counts: list[tuple[int, int]]) -> None:
         """A quorum queue's entries returned: their delivery counts, (seq, count) each."""
         self._ops.append(["c", counts])
+        self._schedule()
+
+    def held(self, reasons: list[tuple[int, str]]) -> None:
+        """A quorum queue's entries being dead-lettered at least once, (seq, reason) each."""
+        self._ops.append(["x", reasons])
         self._schedule()
 
     def pending(self) -> Settlement:
@@ -398,16 +411,20 @@ class ReplicatedQueues:
         store = ReplicatedStore(self.host, qlog.group)
         queue.attach_store(store, 0)  # type: ignore[attr-defined]
         entries = []
+        held = []
         for seq, (exchange_and_key, header, body) in qlog.entries.items():
             entry = QueueEntry(message_from(exchange_and_key, header, body), seq, queue)
             entry.stored = store
             entry.redelivered = seq <= qlog.mark
-            entries.append(entry)
+            (held if seq in qlog.held else entries).append(entry)
         if entries:
             queue.reserve_seqs(entries[-1].seq + 1)  # type: ignore[attr-defined]
             queue.recover_entries(entries)  # type: ignore[attr-defined]
             if qlog.counts and hasattr(queue, "restore_delivery_counts"):
                 queue.restore_delivery_counts((e, qlog.counts[e.seq]) for e in entries if e.seq in qlog.counts)
+        if held and hasattr(queue, "restore_dead_letters"):
+            queue.reserve_seqs(max(entry.seq for entry in held) + 1)  # type: ignore[attr-defined]
+            queue.restore_dead_letters((entry, qlog.held[entry.seq]) for entry in held)
         vhost.queues[old.name] = queue
         self._hand_over(old, queue)
         queue.recovered()  # type: ignore[attr-defined]

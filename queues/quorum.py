@@ -13,7 +13,8 @@ A quorum queue is a classic queue (``queues.classic``) with these differences, a
   carry the count in an ``x-delivery-count`` header;
 * ``reject-publish`` is a soft limit: publishes are refused once the queue is over its limit,
   until it is back to 80% of it; ``reject-publish-dlx`` acts as ``drop-head``;
-* dead-lettering is at-most-once (``at-least-once`` is accepted and acts the same for now).
+* dead-lettering is at-most-once, or at-least-once with ``dead-letter-strategy: at-least-once``
+  and ``overflow: reject-publish`` (``queues.at_least_once``).
 
 It is a single-member group for now: replication across nodes (issue 15) will run the same
 state changes from the cluster's Raft log. They are kept in one place for that: every change
@@ -32,6 +33,7 @@ from amqp_server.protocol.content import FLAG_HEADERS, join_properties, split_pr
 from amqp_server.protocol.errors import PRECONDITION_FAILED, ChannelError
 from amqp_server.protocol.tables import L_LONG, decode_entries, encode_entries, set_table_value
 from queues.arguments import TYPE_ARGS
+from queues.at_least_once import RetainedDeadLetters
 from queues.base import Consumer, QueueEntry
 from queues.classic import ClassicQueue
 
@@ -62,6 +64,8 @@ class QuorumQueue(ClassicQueue):
         # Unacked entries delivered with an x-delivery-count header -> the message they hold.
         self._copies: dict[QueueEntry, Any] = {}
         self._blocked = False  # reject-publish: over the limit, not yet back under the soft one
+        self._leaving: list[QueueEntry] = []  # at-least-once: unstored at the end of this turn
+        self._retained: RetainedDeadLetters | None = None
         super().__init__(*args, **kwargs)
 
     def _configure(self) -> None:
@@ -70,6 +74,10 @@ class QuorumQueue(ClassicQueue):
         if self._limits.reject_dlx:  # rabbit_quorum_queue:overflow/3: drop-head instead
             self._drops_head = self._limits.limited
             self._rejects = False
+        settings = self.settings
+        self._at_least_once = (settings.dead_letter_strategy == "at-least-once"
+                               and settings.overflow == "reject-publish"
+                               and settings.dead_letter_exchange is not None)  # fmt: skip
 
     @classmethod
     def validate_arguments(cls, arguments: Mapping[str, Any], where: str) -> None:
@@ -154,7 +162,55 @@ class QuorumQueue(ClassicQueue):
         if returns:
             for message in messages:
                 returns.pop(message, None)
-        super()._dead_letter(messages, reason)
+        if not self._at_least_once or self._deleted or self.dead_letter is None:
+            super()._dead_letter(messages, reason)
+            return
+        # At least once: each stays (those just leaving the store stay stored) until taken.
+        leaving = {id(entry.message): entry for entry in self._leaving}
+        held = [leaving.pop(id(message), None) or QueueEntry(message, 0, self) for message in messages]
+        self._leaving = list(leaving.values())
+        self._hold(held, reason)
+
+    # -- at-least-once dead-lettering (queues.at_least_once) ---------------------------------
+
+    def _unstore(self, entry: QueueEntry) -> None:
+        if not self._at_least_once or self._deleted:
+            super()._unstore(entry)
+            return
+        # Leaving the store at the end of this turn, unless it is being dead-lettered.
+        if not self._leaving:
+            self._clock.loop().call_soon(self._flush_leaving)
+        self._leaving.append(entry)
+
+    def _flush_leaving(self) -> None:
+        leaving, self._leaving = self._leaving, []
+        for entry in leaving:
+            if entry.stored is not None:
+                super()._unstore(entry)
+
+    def _release_dead(self, entry: QueueEntry) -> None:
+        if entry.stored is not None:
+            super()._unstore(entry)
+
+    def _hold(self, entries: list[QueueEntry], reason: str) -> None:
+        if self._retained is None:
+            self._retained = RetainedDeadLetters(
+                lambda message, why: self.dead_letter(self, [message], why) if self.dead_letter else None,
+                self._release_dead, self._clock.loop(),
+            )  # fmt: skip
+        store = self._store
+        if store is not None and hasattr(store, "held"):  # replicated: a new leader keeps them
+            store.held([(entry.seq, reason) for entry in entries if entry.stored is not None])
+        for entry in entries:
+            self._retained.hold(entry, reason)
+
+    def restore_dead_letters(self, held: Iterable[tuple[QueueEntry, str]]) -> None:
+        """Entries recovered from a replicated log that were being dead-lettered."""
+        by_reason: dict[str, list[QueueEntry]] = {}
+        for entry, reason in held:
+            by_reason.setdefault(reason, []).append(entry)
+        for reason, entries in by_reason.items():
+            self._hold(entries, reason)
 
     def requeue(self, entries: Iterable[QueueEntry]) -> None:
         """Returned entries go to the back of the queue in the order they come back (the order
@@ -211,7 +267,19 @@ class QuorumQueue(ClassicQueue):
     def delete(self) -> int:
         self._returns.clear()
         self._copies.clear()
-        return super().delete()
+        count = super().delete()
+        self._flush_leaving()
+        if self._retained is not None:
+            for entry in self._retained.drop():
+                self._release_dead(entry)
+        return count
+
+    def stats(self) -> dict[str, Any]:
+        stats = super().stats()
+        retained = self._retained
+        stats["messages_dlx"] = len(retained.pending) if retained is not None else 0
+        stats["message_bytes_dlx"] = retained.bytes if retained is not None else 0
+        return stats
 
 
 def with_delivery_count(message: Any, count: int) -> Message:

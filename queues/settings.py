@@ -36,6 +36,7 @@ class QueueSettings:
     max_priority: int | None = None
     single_active_consumer: bool = False
     delivery_limit: int | None = None
+    dead_letter_strategy: str = "at-most-once"  # or at-least-once (quorum queues)
 
     @classmethod
     def resolve(
@@ -48,7 +49,8 @@ class QueueSettings:
 
         Numeric limits (message-ttl, expires, max-length, max-length-bytes, delivery-limit):
         the lowest of argument, policy and operator policy. dead-letter-exchange,
-        dead-letter-routing-key and overflow: the argument if given, else the policy.
+        dead-letter-routing-key, dead-letter-strategy and overflow: the argument if given, else
+        the policy.
         """
         policy = policy or {}
         operator_policy = operator_policy or {}
@@ -77,4 +79,6 @@ class QueueSettings:
             max_priority=max_priority if max_priority else None,
             single_active_consumer=arguments.get("x-single-active-consumer") is True,
             delivery_limit=lowest("x-delivery-limit", "delivery-limit"),
+            dead_letter_strategy=_text(argument_first("x-dead-letter-strategy", "dead-letter-strategy"))
+            or "at-most-once",
         )

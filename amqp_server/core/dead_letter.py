@@ -49,7 +49,7 @@ from amqp_server.protocol.tables import (
 
 if TYPE_CHECKING:
     from amqp_server.core.vhost import VirtualHost
-    from queues.base import QueueType
+    from queues.base import QueueType, Settlement
 
 REJECTED = b"rejected"
 ROUTING_HEADERS = (b"CC", b"BCC")
@@ -59,20 +59,25 @@ ROUTING_HEADERS = (b"CC", b"BCC")
 # The hook
 
 
-def dead_letter(vhost: VirtualHost, queue: QueueType, messages: list[Any], reason: str) -> None:
-    """Republish ``messages`` that left ``queue`` for ``reason`` to its dead-letter exchange.
+def dead_letter(
+    vhost: VirtualHost, queue: QueueType, messages: list[Any], reason: str
+) -> list[bool | Settlement] | None:
+    """Republish ``messages`` that left ``queue`` for ``reason`` to its dead-letter exchange:
+    the target queues' publish results (what an at-least-once queue waits for), None when
+    nothing was routed.
 
     The vhost installs this (bound to itself) as every queue's ``dead_letter`` hook.
     """
     settings = queue.settings
     exchange_name = settings.dead_letter_exchange
     if exchange_name is None or not messages:
-        return
+        return None
     if vhost.queues.get(queue.name) is not queue:
-        return  # a deleted queue's process is gone in RabbitMQ: nothing dead-letters from it
+        return None  # a deleted queue's process is gone in RabbitMQ: nothing dead-letters from it
     exchange = vhost.exchanges.get(exchange_name)
     if exchange is None:
-        return  # rabbit_amqqueue_process:with_dlx: no such exchange, the message is dropped
+        return None  # rabbit_amqqueue_process:with_dlx: no such exchange, the message is dropped
+    results: list[bool | Settlement] = []
     routing_key = settings.dead_letter_routing_key
     reason_bytes = reason.encode()
     queue_name = queue.name.encode()
@@ -89,14 +94,15 @@ def dead_letter(vhost: VirtualHost, queue: QueueType, messages: list[Any], reaso
             if deaths is not None:
                 targets = [target for target in targets if not is_cycle(target.name.encode(), deaths)]
         for target in targets:
-            target.publish(dead)
+            results.append(target.publish(dead))
+    return results or None
 
 
-def dead_letter_hook(vhost: VirtualHost) -> Callable[[QueueType, list[Any], str], None]:
+def dead_letter_hook(vhost: VirtualHost) -> Callable[[QueueType, list[Any], str], list[bool | Settlement] | None]:
     """``dead_letter`` bound to ``vhost``: what the vhost sets as ``queue.dead_letter``."""
 
-    def hook(queue: QueueType, messages: list[Any], reason: str) -> None:
-        dead_letter(vhost, queue, messages, reason)
+    def hook(queue: QueueType, messages: list[Any], reason: str) -> list[bool | Settlement] | None:
+        return dead_letter(vhost, queue, messages, reason)
 
     return hook
 

@@ -18,7 +18,7 @@ import aiormq
 import pika
 import pytest
 from conftest import start_broker
-from helpers import channel_error, drain, message_count
+from helpers import channel_error, drain, message_count, wait_until
 
 QUORUM = {"x-queue-type": "quorum"}
 
@@ -190,6 +190,31 @@ def test_delivery_count_header_and_delivery_limit_dead_letters(quorum, channel, 
     assert "x-delivery-count" not in properties.headers  # the stored message, not the delivered copy
     assert properties.headers["x-first-death-reason"] == "delivery_limit"
     assert properties.headers["x-death"][0]["reason"] == "delivery_limit"
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["in memory", "on disk"])
+def test_at_least_once_dead_letters_wait_until_their_target_takes_them(tmp_path, handles, stored) -> None:  # noqa: ANN001
+    handle = start_broker(data_dir=str(tmp_path / "data") if stored else None)
+    handles.append(handle)
+    channel = handle.connect().channel()
+    # A target that refuses once full: at-most-once would lose what it refused.
+    channel.queue_declare("dead", durable=True, arguments={**QUORUM, "x-max-length": 1, "x-overflow": "reject-publish"})
+    channel.queue_declare("source", durable=True, arguments={
+        **QUORUM, "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})  # fmt: skip
+    confirmed(channel, "source", b"1", b"2", b"3")
+    for _ in range(3):
+        method, _, _ = channel.basic_get("source")
+        channel.basic_reject(method.delivery_tag, requeue=False)
+    # The target took two (its soft limit) and refused the third, which the source keeps.
+    wait_until(channel.connection, lambda: message_count(channel, "dead") == 2, 5, "not dead-lettered")
+    assert message_count(channel, "source") == 0  # (held back from consumers)
+    taken = [channel.basic_get("dead", auto_ack=True)[2] for _ in range(2)]
+    assert taken == [b"1", b"2"]
+    # Sent again (every 2 s) until the target takes it.
+    wait_until(channel.connection, lambda: message_count(channel, "dead") == 1, 10, "the third was lost")
+    method, properties, body = channel.basic_get("dead", auto_ack=True)
+    assert body == b"3" and properties.headers["x-first-death-reason"] == "rejected"
 
 
 def test_a_closed_channel_returns_its_messages_and_counts_them(quorum, connection, channel) -> None:  # noqa: ANN001
