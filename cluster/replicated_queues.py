@@ -292,6 +292,7 @@ class ReplicatedQueues:
         link.operations["sync"] = self.mirroring.sync
         # Consumers of proxies whose leader's node was lost, until a leader takes them.
         self._parked: dict[QueueType, list[Any]] = {}
+        self._moving: dict[Any, asyncio.Task[None]] = {}  # consumers being subscribed elsewhere
         link.park = self._park
 
     def running_nodes(self) -> list[str]:
@@ -463,14 +464,11 @@ class ReplicatedQueues:
             arguments = getattr(consumer, "arguments", None)  # (None: another node's consumer)
             if arguments is None or arguments.get("x-cancel-on-ha-failover"):
                 continue
+            if consumer in self._moving:
+                continue  # its move follows the queue object in place
             old.remove_consumer(consumer)
-            if not _alive(consumer):
-                continue
-            consumer.queue = new  # type: ignore[attr-defined]
-            if new.is_remote:
-                self.broker.spawn(self._resubscribe(new, consumer))
-            else:
-                new.add_consumer(consumer)
+            if _alive(consumer):
+                self._move(consumer)
         old.delete()  # the consumers left are cancelled
 
     def _park(self, proxy: QueueType, consumer: Any) -> bool:
@@ -482,29 +480,38 @@ class ReplicatedQueues:
         self._parked.setdefault(proxy, []).append(consumer)
         return True
 
-    async def _resubscribe(self, proxy: QueueType, consumer: Any) -> None:
-        """``consumer`` subscribes at ``proxy``'s leader, asked again while that node is still
-        putting its queue in place (and at the queue object that replaced ``proxy`` meanwhile,
-        if one did); it is cancelled if that does not happen within LEADER_WAIT."""
+    def _move(self, consumer: Any) -> None:
+        """``consumer`` subscribes at the queue object in its vhost now (``_subscribe``)."""
+        self._moving[consumer] = self.broker.spawn(self._subscribe(consumer))
+
+    async def _subscribe(self, consumer: Any) -> None:
+        """Subscribe ``consumer`` at the queue object in place, asked again while the leader is
+        still putting its queue in place, and again at the object that replaced it if one did
+        meanwhile; cancelled if that does not happen within LEADER_WAIT."""
         deadline = asyncio.get_running_loop().time() + LEADER_WAIT
-        queue = proxy
-        while _alive(consumer):
-            vhost = self.broker.vhosts.get(queue.vhost)
-            current = vhost.queues.get(queue.name) if vhost is not None else None
-            if current is None or asyncio.get_running_loop().time() > deadline:
-                consumer.cancelled_by_server()  # the client is told
-                return
-            consumer.queue = queue = current
-            if not queue.is_remote:
-                queue.add_consumer(consumer)
-                return
-            try:
-                await queue.add_consumer(consumer)
-            except Exception:  # noqa: BLE001 - not in place yet, or the new leader went too
-                await asyncio.sleep(0.2)
-                continue
-            queue.subscribed(consumer)  # type: ignore[attr-defined]
-            return
+        name = consumer.queue.name
+        vhost = self.broker.vhosts.get(consumer.queue.vhost)
+        try:
+            while _alive(consumer):
+                queue = vhost.queues.get(name) if vhost is not None else None
+                if queue is None or asyncio.get_running_loop().time() > deadline:
+                    consumer.cancelled_by_server()  # the client is told
+                    return
+                consumer.queue = queue
+                if not queue.is_remote:
+                    queue.add_consumer(consumer)
+                    return
+                try:
+                    await queue.add_consumer(consumer)
+                except Exception:  # noqa: BLE001 - not in place yet, or the new leader went too
+                    await asyncio.sleep(0.2)
+                    continue
+                if vhost.queues.get(name) is queue and _alive(consumer):  # type: ignore[union-attr]
+                    queue.subscribed(consumer)  # type: ignore[attr-defined]
+                    return
+                queue.remove_consumer(consumer)  # replaced meanwhile (or the channel closed)
+        finally:
+            self._moving.pop(consumer, None)
 
     def _tell(self, peer: str, qlog: QueueLog) -> None:
         info = self._info(qlog.vhost, qlog.queue)
@@ -538,7 +545,8 @@ class ReplicatedQueues:
             self.on_node_up(node)
         for proxy in [proxy for proxy in self._parked if proxy.home_node == node]:
             for consumer in self._parked.pop(proxy):  # the same leader is back
-                self.broker.spawn(self._resubscribe(proxy, consumer))
+                if _alive(consumer) and consumer not in self._moving:
+                    self._move(consumer)
 
     # -- membership (rabbitmq-queues add_member, delete_member, grow, shrink, quorum_status) --
 
