@@ -56,6 +56,7 @@ APPLY_WAITS = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 #: Seconds a peer stays down before its transient queues are deleted (a link that comes
 #: straight back was not a node going down).
 DOWN_GRACE = 2.0
+DROP_TRIES = 15  # drop_transient tries, DOWN_GRACE apart, while the node stays down
 #: Seconds between the home node's reports of its queues' counters.
 STATS_INTERVAL = 1.0
 
@@ -706,12 +707,21 @@ class QueueLink:
     def _still_down(self, node: str) -> None:
         # One node does the deleting: the first of the running ones by name.
         if not self.service.running(node) and self.broker.node_name == min([self.broker.node_name, *self.service.peers()]):
-            self.broker.spawn(self.drop_transient(node))
+            self.broker.spawn(self._drop_while_down(node))
 
-    async def drop_transient(self, node: str) -> None:
+    async def _drop_while_down(self, node: str) -> None:
+        """drop_transient, tried again while the metadata cannot commit (its leader was the
+        node that went, and the others are electing one) and the node is still down."""
+        for _ in range(DROP_TRIES):
+            if self.service.running(node) or await self.drop_transient(node):
+                return
+            await asyncio.sleep(DOWN_GRACE)
+
+    async def drop_transient(self, node: str) -> bool:
         """Delete the exclusive and non-durable queues homed on ``node``: as RabbitMQ deletes
         them when their node goes down (they cannot come back), and at a node's start those of
-        its previous run (a whole cluster stopped together left them in the metadata)."""
+        its previous run (a whole cluster stopped together left them in the metadata). False
+        if the metadata refused a delete (no quorum now)."""
         for vhost in list(self.broker.vhosts.values()):
             gone = [q.name for q in vhost.queues.values()
                     if q.home_node == node and (not q.durable or q.exclusive_owner is not None)]  # fmt: skip
@@ -721,7 +731,8 @@ class QueueLink:
                 except Exception as exc:  # noqa: BLE001 - no quorum now, say: the next start tries again
                     log.warning("transient queue '%s' in vhost '%s' of node %s not deleted: %s", name, vhost.name,
                                 node, getattr(exc, "reply_text", exc))  # fmt: skip
-                    return
+                    return False
+        return True
 
     def _lost(self, node: str) -> None:
         """The link to ``node`` is gone, with whatever it carried."""
