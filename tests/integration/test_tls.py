@@ -1,4 +1,4 @@
-"""AMQPS: pika and aio-pika over TLS, peer verification (no, untrusted and expired client
+"""AMQPS: pika, aio-pika and kombu over TLS, peer verification (no, untrusted and expired client
 certificates refused), EXTERNAL logins from a client certificate, TLS versions, the wrong
 protocol on either port refused at once, and certificates reloaded by SIGHUP."""
 
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
+import kombu
 import pika
 import pika.exceptions
 import pytest
@@ -107,6 +108,29 @@ async def test_aio_pika_over_tls(pki: dict, tls_broker: BrokerHandle, unique: st
         message = await queue.get(timeout=5)
         assert message is not None and message.body == b"over tls"
         await message.ack()
+
+
+def test_kombu_over_tls(pki: dict, tls_broker: BrokerHandle, unique: str) -> None:
+    """kombu (py-amqp, Celery's transport) with its ``ssl`` options as Celery passes them."""
+    tls = {"ca_certs": str(pki["ca"].path), "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost"}
+    with kombu.Connection(f"amqp://guest:guest@localhost:{tls_port(tls_broker)}//", ssl=tls) as connection:
+        queue = connection.SimpleQueue(unique, queue_opts={"auto_delete": True})
+        queue.put({"over": "tls"})
+        message = queue.get(timeout=5)
+        assert message.payload == {"over": "tls"}
+        message.ack()
+        queue.close()
+
+
+def test_kombu_with_a_client_certificate_logs_in_by_external(pki: dict, mutual_broker: BrokerHandle) -> None:
+    tls = {"ca_certs": str(pki["ca"].path), "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost",
+           "certfile": str(pki["guest"].cert), "keyfile": str(pki["guest"].key)}  # fmt: skip
+    url = f"amqp://localhost:{tls_port(mutual_broker)}//"
+    with kombu.Connection(url, ssl=tls, login_method="EXTERNAL") as connection:
+        connection.connect()
+        assert connection.connected
+        users = mutual_broker.call(lambda: sorted(c.username for c in mutual_broker.broker.connections))
+        assert users == ["guest"]
 
 
 def test_wrong_protocol_on_either_port_is_refused_at_once(pki: dict, tls_broker: BrokerHandle) -> None:
