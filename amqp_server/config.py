@@ -19,6 +19,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from amqp_server.auth.config import ALIASES, EC_ALGORITHMS, HMAC_ALGORITHMS, RSA_ALGORITHMS, chain_entries
@@ -187,10 +188,12 @@ def non_negative(value: str) -> int:
 
 #: The TLS options of a listener, under the prefix of its kind (``ssl_options.`` for AMQPS,
 #: ``management.ssl.``, ``prometheus.ssl.``, ``cluster.ssl_options.`` for both ends of the links
-#: between nodes); each prefix's ``TlsOptions`` is a BrokerConfig field.
+#: between nodes), and of the HTTP auth backend's client (``auth_http.ssl_options.``); each
+#: prefix's ``TlsOptions`` is a BrokerConfig field (``auth.``: of its AuthConfig).
 TLS_PREFIXES = {"ssl_options.": "ssl_options", "management.ssl.": "management_ssl_options",
                 "prometheus.ssl.": "prometheus_ssl_options",
-                "cluster.ssl_options.": "cluster_ssl_options"}  # fmt: skip
+                "cluster.ssl_options.": "cluster_ssl_options",
+                "auth_http.ssl_options.": "auth.http_ssl_options"}  # fmt: skip
 #: The links between nodes: TLS on or off (RabbitMQ's ``-proto_dist inet_tls``), the name a
 #: dialed peer's certificate must carry, and TLS 1.2 and 1.3 only.
 CLUSTER_TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -199,6 +202,13 @@ CLUSTER_TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 CLUSTER_TLS_PATTERNS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "cluster.ssl_options.versions.$n": ("versions", enum("tlsv1.2", "tlsv1.3")),
+}
+#: The HTTP auth backend's client: the name the service's certificate must carry (and the SNI
+#: sent), as for the links; ``sni`` is rabbitmq_auth_backend_http's own key for it (``none``: the
+#: host of the URL).
+AUTH_HTTP_TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "auth_http.ssl_options.server_name_indication": ("server_name_indication", string),
+    "auth_http.ssl_options.sni": ("server_name_indication", lambda value: "" if value == "none" else value),
 }
 TLS_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "cacertfile": ("cacertfile", string),
@@ -220,7 +230,7 @@ def tls_options(config: BrokerConfig, entry: str) -> TlsOptions | None:
     """The ``TlsOptions`` a TLS key (``management.ssl.certfile``) sets, or None for another key."""
     for prefix, name in TLS_PREFIXES.items():
         if entry.startswith(prefix) and entry != f"{prefix}port":
-            return getattr(config, name)
+            return attrgetter(name)(config)
     return None
 
 
@@ -262,6 +272,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "listeners.ssl": ("ssl_listeners", enum("none")),
     **{f"{prefix}{key}": spec for prefix in TLS_PREFIXES for key, spec in TLS_KEYS.items()},
     **CLUSTER_TLS_KEYS,
+    **AUTH_HTTP_TLS_KEYS,
     "management.ssl.port": ("management_ssl_port", ranged(0, 65535)),
     "prometheus.ssl.port": ("prometheus_ssl_port", ranged(0, 65535)),
     "ssl_handshake_timeout": ("ssl_handshake_timeout", milliseconds_or_infinity),

@@ -1,7 +1,8 @@
 """TLS for the AMQP listeners: RabbitMQ's ``ssl_options.*`` made into an ``ssl.SSLContext``,
 reloaded in place when certificates are rotated, and the login a client certificate gives
 (rabbitmq_auth_mechanism_ssl's ``ssl_cert_login_from``). The links between cluster nodes take
-the same options for both of their ends (``server_context`` and ``client_context``).
+the same options for both of their ends (``server_context`` and ``client_context``), the HTTP
+auth backend's requests to https URLs a client context of their own (``auth_http.ssl_options``).
 
 Everything here is the standard library's ``ssl``: OpenSSL does the protocol; this module only
 translates RabbitMQ's settings into it.
@@ -9,6 +10,8 @@ translates RabbitMQ's settings into it.
 
 from __future__ import annotations
 
+import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,15 +72,17 @@ def server_context(options: TlsOptions) -> ssl.SSLContext:
     return context
 
 
-def client_context(options: TlsOptions) -> ssl.SSLContext:
-    """A client context for ``options`` (a node dialing its peers): ``verify_peer`` checks the
-    server's chain against ``cacertfile`` (the system's CAs without one) and its host name unless
-    ``server_name_indication = disable``; ``verify_none`` checks nothing. TlsError as above."""
+def client_context(options: TlsOptions, certificate: bool = True) -> ssl.SSLContext:
+    """A client context for ``options`` (a node dialing its peers, the HTTP auth backend):
+    ``verify_peer`` checks the server's chain against ``cacertfile`` (the system's CAs without
+    one) and its host name unless ``server_name_indication = disable``; ``verify_none`` checks
+    nothing. ``certificate``: a ``certfile`` is required (else presented only when set).
+    TlsError as above."""
     context = _context(ssl.PROTOCOL_TLS_CLIENT, options)
     verify = options.verify == "verify_peer"
     context.check_hostname = verify and options.server_name_indication != "disable"
     context.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
-    load_files(context, options)
+    load_files(context, options, certificate)
     if verify and not options.cacertfile:
         context.load_default_certs()
     return context
@@ -96,15 +101,21 @@ def _context(protocol: ssl._SSLMethod, options: TlsOptions) -> ssl.SSLContext:
     return context
 
 
-def load_files(context: ssl.SSLContext, options: TlsOptions) -> None:
+def load_files(context: ssl.SSLContext, options: TlsOptions, certificate: bool = True) -> None:
     """(Re)load the certificate, key and CA files into ``context``: handshakes from then on use
-    them, established connections keep theirs (how certificates are rotated without a restart)."""
-    if not options.certfile:
+    them, established connections keep theirs (how certificates are rotated without a restart).
+    ``certificate`` False: no ``certfile`` is fine (a client that presents none)."""
+    if not options.certfile and certificate:
         raise TlsError("ssl_options.certfile is not set: a TLS listener needs a certificate")
+    if not options.certfile and options.keyfile:
+        raise TlsError("ssl_options.certfile is not set: keyfile is the key of a certificate")
     try:
-        context.load_cert_chain(options.certfile, options.keyfile or None, options.password or None)
-    except FileNotFoundError as exc:
-        raise TlsError(f"ssl_options: cannot read {exc.filename}: {exc.strerror}") from exc
+        if options.certfile:
+            context.load_cert_chain(options.certfile, options.keyfile or None, options.password or None)
+    except FileNotFoundError as exc:  # (load_cert_chain does not say which file)
+        files = (options.certfile, options.keyfile)
+        missing = exc.filename or next((f for f in files if f and not os.path.exists(f)), "")
+        raise TlsError(f"ssl_options: cannot read {missing}: {exc.strerror}") from exc
     except ssl.SSLError as exc:
         raise TlsError(f"ssl_options.certfile/keyfile: {exc.reason or exc}") from exc
     if options.cacertfile:
@@ -131,3 +142,13 @@ def certificate_login(peercert: dict[str, Any] | None, login_from: str) -> str |
         return distinguished_name(subject) or None
     names = [value for rdn in subject for name, value in rdn if name == "commonName"]
     return names[0] if names else None
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a log line shows it."""
+    return tidy(str(exc) or type(exc).__name__)
+
+
+def tidy(reason: str) -> str:
+    """OpenSSL's words without the source line they come with."""
+    return re.sub(r" \(_ssl\.c:[0-9]+\)$", "", reason)

@@ -24,8 +24,8 @@ import ssl
 import time
 from typing import Any
 
-from amqp_server.tls import TlsError, TlsOptions, client_context
-from cluster.link_tls import TLS_RECORD, describe, server_hostname
+from amqp_server.tls import TlsError, TlsOptions, client_context, describe
+from cluster.link_tls import TLS_RECORD, server_hostname
 from cluster.wire import (
     FRAME_MAX,
     HANDSHAKE,

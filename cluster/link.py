@@ -43,7 +43,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from amqp_server.core.alarms import erlang_atom
-from cluster.link_tls import CLOSED_BEFORE, LinkTls, PlainAccepted, TlsListener, dial_tls, tidy
+from amqp_server.tls import tidy
+from cluster.link_tls import CLOSED_BEFORE, LinkTls, PlainAccepted, TlsListener, dial_tls
 from cluster.wire import (
     FRAME_MAX,
     HANDSHAKE,

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
 import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from amqp_server.tls import TlsOptions, client_context, server_context
+from amqp_server.tls import TlsOptions, client_context, describe, server_context
 
 if TYPE_CHECKING:
     from cluster.link import Link
@@ -170,13 +169,3 @@ async def dial_tls(link: Link, tls: LinkTls, node: str, address: tuple[str, int]
         hint = f" ({CLOSED_IN_TLS})" if isinstance(exc, (ssl.SSLEOFError, ConnectionResetError)) else ""
         log.error("link to node %s at %s:%s failed: TLS handshake: %s%s", node, *address, describe(exc), hint)
         raise
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as a log line shows it."""
-    return tidy(str(exc) or type(exc).__name__)
-
-
-def tidy(reason: str) -> str:
-    """OpenSSL's words without the source line they come with."""
-    return re.sub(r" \(_ssl\.c:[0-9]+\)$", "", reason)

@@ -115,8 +115,14 @@ class Chain:
                 backend = InternalBackend(broker)
             elif name == HTTP:
                 from amqp_server.auth.http import HttpBackend  # (imported only when configured)
+                from amqp_server.tls import TlsError
 
-                backend = HttpBackend(config)
+                try:
+                    backend = HttpBackend(config)
+                except TlsError as exc:  # (its text names the ssl_options key): one line, no traceback
+                    from amqp_server.server import StartError
+
+                    raise StartError(f"auth_http.{exc}") from None
             elif name == OAUTH2:
                 from amqp_server.auth.oauth2 import OAuth2Backend  # (PyJWT only when configured)
 

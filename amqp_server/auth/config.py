@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from amqp_server.tls import TlsOptions
+
 INTERNAL = "rabbit_auth_backend_internal"
 HTTP = "rabbit_auth_backend_http"
 OAUTH2 = "rabbit_auth_backend_oauth2"
@@ -32,6 +34,10 @@ class AuthConfig:
     http_topic_path: str = "http://localhost:8000/auth/topic"
     http_request_timeout: int | None = None  # None: no limit (RabbitMQ's infinity)
     http_connection_timeout: int | None = None  # None: the request timeout
+    # ``auth_http.ssl_options.*``: the TLS client of https URLs. The service's certificate is
+    # checked (against ``cacertfile``, or the system's CAs) unless ``verify = verify_none``;
+    # ``certfile``/``keyfile``: a client certificate to present, if the service asks for one.
+    http_ssl_options: TlsOptions = field(default_factory=lambda: TlsOptions(verify="verify_peer"))
     # rabbit_auth_backend_cache: the backend it asks (authn, authz), how long answers live (ms),
     # and whether refusals are kept too.
     cache_backend: tuple[str, str] | None = None

@@ -1,6 +1,7 @@
 """The backend chain (``auth_backends``) over the wire: logins and checks through
 rabbit_auth_backend_http (a stub service written with aiohttp, on the broker's own event loop, so
-that a broker blocking on it would hang), rabbit_auth_backend_cache in front of it, and
+that a broker blocking on it would hang; also over HTTPS, with ``auth_http.ssl_options.*``),
+rabbit_auth_backend_cache in front of it, and
 rabbit_auth_backend_oauth2 (JWTs signed here with RSA and EC keys); the chain falling through to
 the internal users; RabbitMQ's refusal texts; token expiry and connection.update-secret; and
 the HTTP API's login through the chain."""
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -27,9 +30,13 @@ from pamqp import commands
 from pika.exceptions import ProbableAccessDeniedError, ProbableAuthenticationError
 
 from amqp_server.auth.config import CACHE, HTTP, INTERNAL, OAUTH2, AuthConfig
+from amqp_server.config import apply_conf
+from amqp_server.core.broker import BrokerConfig
+from amqp_server.server import Server, StartError
 from tests.conftest import BrokerHandle, free_port, start_broker
 from tests.helpers import channel_error, closes, connect_named, server_connection
 from tests.integration.rawamqp import RawClient
+from tests.tls_certs import Authority
 
 LOGIN_REFUSED = "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
 
@@ -40,14 +47,16 @@ LOGIN_REFUSED = "ACCESS_REFUSED - Login was refused using authentication mechani
 class AuthService:
     """rabbit_auth_backend_http's counterpart: alice (password alice-pw, tags management and
     policymaker) may use vhost / and any resource not named forbidden-*; on topic exchanges, the
-    routing keys her own name starts. Everyone else is denied. It records every request."""
+    routing keys her own name starts. Everyone else is denied. It records every request. With
+    ``tls`` (a server context) it serves HTTPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, parameters)
         self.port = free_port()
+        self.tls = tls
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/auth/{name}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/auth/{name}"
 
     def config(self, **overrides: Any) -> AuthConfig:
         paths = {f"http_{name}_path": self.url(name) for name in ("user", "vhost", "resource", "topic")}
@@ -62,7 +71,7 @@ class AuthService:
         app.router.add_route("*", "/auth/{what}", self.handle)
         runner = web.AppRunner(app)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=self.tls).start()
         return runner
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -226,6 +235,117 @@ def test_post_and_the_cache_backend() -> None:
         assert {method for method, _path, _params in new} == {"POST"}
         assert [path for _m, path, _p in new].count("user") == 2  # authn, then authz: once each
         assert [path for _m, path, _p in new].count("resource") == 1
+
+
+# -- the HTTP backend over HTTPS (auth_http.ssl_options.*) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_ca(tmp_path_factory: pytest.TempPathFactory) -> Authority:
+    """A private CA: the system's CAs do not know it."""
+    return Authority(tmp_path_factory.mktemp("auth-tls"), "auth-ca")
+
+
+def https_service(ca: Authority, client_certificate: bool = False) -> AuthService:
+    """The stub service over TLS, with a certificate for 127.0.0.1 from ``ca``; with
+    ``client_certificate``, it takes only clients presenting one from ``ca``."""
+    issued = ca.issue("auth-service", "localhost", server=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(issued.cert, issued.key)
+    if client_certificate:
+        context.load_verify_locations(ca.path)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return AuthService(context)
+
+
+def conf_auth(service: AuthService, text: str = "") -> AuthConfig:
+    """The auth settings of a rabbitmq.conf saying ``auth_backends.1 = http``, the service's
+    URLs and ``text``."""
+    urls = "".join(
+        f"auth_http.{name}_path = {service.url(name)}\n" for name in ("user", "vhost", "resource", "topic")
+    )
+    config = BrokerConfig()
+    apply_conf(f"auth_backends.1 = http\n{urls}{text}", config)
+    return config.auth
+
+
+def refused_quickly(handle: BrokerHandle, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """alice's login refused at once; the HTTP backend's warnings."""
+    started = time.monotonic()
+    with (
+        caplog.at_level(logging.WARNING, "amqp_server.auth.http"),
+        pytest.raises(ProbableAuthenticationError) as refused,
+    ):
+        alice(handle, connection_attempts=1)
+    assert time.monotonic() - started < 5
+    assert f"(403) '{LOGIN_REFUSED}'" in str(refused.value)
+    return [r.getMessage() for r in caplog.records if r.name == "amqp_server.auth.http"]
+
+
+def test_https_service_trusted_with_cacertfile(auth_ca: Authority) -> None:
+    service = https_service(auth_ca)
+    auth = conf_auth(service, f"auth_http.ssl_options.cacertfile = {auth_ca.path}\n")
+    for handle in _with_service(service, auth=auth):
+        with alice(handle) as connection:
+            connection.channel().queue_declare("alice-https", exclusive=True)
+    assert service.asked("user", username="alice", password="alice-pw")
+    assert service.asked("resource", name="alice-https", permission="configure")
+
+
+def test_https_service_of_an_unknown_ca_refuses_logins(
+    auth_ca: Authority, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without cacertfile the service's certificate is checked against the system's CAs: the
+    request fails, the login is refused (as when the service is down), and the log says why."""
+    service = https_service(auth_ca)
+    for handle in _with_service(service, auth=conf_auth(service)):
+        warnings = refused_quickly(handle, caplog)
+    assert service.requests == []
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        f"HTTP auth service {service.url('user')}: TLS handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED]"
+    )
+    assert warnings[0].endswith(
+        "(checked against the system's CAs: auth_http.ssl_options.cacertfile is not set)"
+    )
+
+
+def test_https_service_requiring_a_client_certificate(
+    auth_ca: Authority, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = https_service(auth_ca, client_certificate=True)
+    issued = auth_ca.issue("auth-client", "broker")
+    trust = f"auth_http.ssl_options.cacertfile = {auth_ca.path}\n"
+    present = (
+        f"auth_http.ssl_options.certfile = {issued.cert}\nauth_http.ssl_options.keyfile = {issued.key}\n"
+    )
+    for handle in _with_service(service, auth=conf_auth(service, trust + present)):
+        with alice(handle) as connection:
+            connection.channel()
+    assert service.asked("vhost", username="alice")
+    before = len(service.requests)
+    for handle in _with_service(service, auth=conf_auth(service, trust)):
+        warnings = refused_quickly(handle, caplog)
+    assert len(service.requests) == before
+    assert len(warnings) == 1 and warnings[0].startswith(f"HTTP auth service {service.url('user')}: ")
+    assert "certificate" in warnings[0].lower()  # (the hint, or OpenSSL's alert when it comes first)
+
+
+def test_https_options_that_make_no_context_stop_the_start(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    for text, error in (
+        (f"cacertfile = {missing}", f"auth_http.ssl_options.cacertfile: cannot load {missing}: "),
+        (f"certfile = {missing}", f"auth_http.ssl_options: cannot read {missing}: No such file or directory"),
+        (
+            f"keyfile = {missing}",
+            "auth_http.ssl_options.certfile is not set: keyfile is the key of a certificate",
+        ),
+    ):
+        config = BrokerConfig(host="127.0.0.1", port=0)
+        apply_conf(f"auth_backends.1 = http\nauth_http.ssl_options.{text}\n", config)
+        with pytest.raises(StartError) as failed:
+            Server(config)
+        assert str(failed.value).startswith(error)
 
 
 # -- OAuth 2.0 ------------------------------------------------------------------------------------

@@ -197,6 +197,35 @@ def test_tls_keys():
     assert "auth_mechanisms.1" in error("auth_mechanisms.1 = CRAM-MD5")
 
 
+def test_auth_http_tls_keys():
+    """rabbitmq_auth_backend_http's ``auth_http.ssl_options.*``: the TLS client of https URLs,
+    which checks the service's certificate unless told not to."""
+    assert conf("").auth.http_ssl_options.verify == "verify_peer"
+    options = conf(
+        "auth_http.ssl_options.cacertfile = /etc/tls/ca.pem\n"
+        "auth_http.ssl_options.certfile = /etc/tls/client.pem\n"
+        "auth_http.ssl_options.keyfile = /etc/tls/client.key\n"
+        "auth_http.ssl_options.password = pw\n"
+        "auth_http.ssl_options.verify = verify_none\n"
+        "auth_http.ssl_options.fail_if_no_peer_cert = false\n"
+        "auth_http.ssl_options.depth = 3\n"
+        "auth_http.ssl_options.versions.1 = tlsv1.3\n"
+        "auth_http.ssl_options.versions.2 = tlsv1.2\n"
+        "auth_http.ssl_options.ciphers.1 = TLS_AES_256_GCM_SHA384\n"
+        "auth_http.ssl_options.server_name_indication = auth.example.com\n"
+    ).auth.http_ssl_options
+    assert (options.cacertfile, options.certfile, options.keyfile, options.password) == (
+        "/etc/tls/ca.pem", "/etc/tls/client.pem", "/etc/tls/client.key", "pw",
+    )  # fmt: skip
+    assert (options.verify, options.fail_if_no_peer_cert, options.depth) == ("verify_none", False, 3)
+    assert (options.versions, options.ciphers) == (["tlsv1.3", "tlsv1.2"], ["TLS_AES_256_GCM_SHA384"])
+    assert options.server_name_indication == "auth.example.com"
+    for sni, name in (("auth.example.com", "auth.example.com"), ("none", "")):  # (none: the URL's host)
+        assert conf(f"auth_http.ssl_options.sni = {sni}").auth.http_ssl_options.server_name_indication == name
+    assert conf("ssl_options.cacertfile = /a.pem\n").auth.http_ssl_options.cacertfile == ""  # the listeners'
+    assert "auth_http.ssl_options.verify" in error("auth_http.ssl_options.verify = maybe\n")
+    assert "auth_http.ssl_options.versions.1" in error("auth_http.ssl_options.versions.1 = sslv3\n")
+
 
 # -- keys whose lines make one list ---------------------------------------------------------------
 
