@@ -10,6 +10,7 @@ The tests run in order on one cluster (module fixture); the last one kills a nod
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 
 import pika
@@ -112,6 +113,19 @@ def test_manual_sync_waits_for_sync_queue(members: list[Member]) -> None:
     assert code != 0 and "no queue 'nothing.here'" in err
 
 
+def test_a_policy_cleared_takes_the_mirrors_away_and_keeps_the_messages(members: list[Member]) -> None:
+    first, second, third = members
+    set_policy(first, "gone", "^gone\\.", {"ha-mode": "all"})
+    with first.connect() as connection:
+        connection.channel().queue_declare("gone.q", durable=True)
+    wait_mirrors(first, "gone.q", NAMES[1:], NAMES[1:])
+    publish(second, "gone.q", 10)
+    code, _, err = ctl(first.data_dir, "clear_policy", "gone")
+    assert code == 0, err
+    wait_mirrors(third, "gone.q", [], [])
+    assert drain(third, "gone.q", 10) == [str(i).encode() for i in range(10)]
+
+
 def test_the_master_killed_loses_no_confirmed_message(members: list[Member]) -> None:
     first, second, third = members
     with first.connect() as connection:
@@ -137,3 +151,18 @@ def test_the_master_killed_loses_no_confirmed_message(members: list[Member]) -> 
         wait_until(connection, lambda: len(received) == 5, 20, f"received {received}")
     wait_until(None, lambda: queue_item(second, "ha.all")["node"] in NAMES[1:], 20, "no new master")
     assert drain(third, "ha.all", 200) == [str(i).encode() for i in range(200)]
+
+
+def test_a_whole_cluster_restart_keeps_mirrored_queues(members: list[Member]) -> None:
+    first, second, third = members
+    publish(second, "ha.move", 5)
+    for node in (second, third):
+        assert node.process is not None
+        node.process.stop(signal.SIGTERM)
+    for node in members:
+        node.start()
+    for node in members:
+        assert node.process is not None
+        node.process.wait_listening(60)
+    wait_until(None, lambda: len(mirrors(first, "ha.move")[1]) == 2, 30, "the group did not come back")
+    assert drain(first, "ha.move", 5) == [str(i).encode() for i in range(5)]
