@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pika
@@ -56,11 +57,11 @@ class Member:
         return self.process.connect()
 
 
-@pytest.fixture(scope="module")
-def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
-    base = tmp_path_factory.mktemp("cross")
+@contextmanager
+def three_members(base: Path) -> Iterator[list[Member]]:
+    """Three clustered broker processes under ``base``, listening; killed on the way out."""
     cookie = base / "cookie"
-    cookie.write_text("cross-node cookie\n")
+    cookie.write_text(f"{base.name} cookie\n")
     ports = [free_port() for _ in range(3)]
     nodes = [Member(i, base, ports, cookie).start() for i in range(3)]
     try:
@@ -70,8 +71,14 @@ def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
         yield nodes
     finally:
         for node in nodes:
-            if node.process is not None:
+            if node.process is not None and node.process.process.returncode is None:
                 node.process.kill()
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
+    with three_members(tmp_path_factory.mktemp("cross")) as nodes:
+        yield nodes
 
 
 def declare_when_reachable(node: Member, name: str) -> pika.frame.Method:

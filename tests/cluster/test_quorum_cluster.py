@@ -17,27 +17,14 @@ from pathlib import Path
 import pika
 import pytest
 import requests
-from conftest import free_port
 from helpers import wait_until
-from test_cross_node_queues import NAMES, Member, declare_when_reachable, queue_item
+from test_cross_node_queues import NAMES, Member, declare_when_reachable, queue_item, three_members
 
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Member]]:
-    base = tmp_path_factory.mktemp("quorum")
-    cookie = base / "cookie"
-    cookie.write_text("quorum cookie\n")
-    ports = [free_port() for _ in range(3)]
-    nodes = [Member(i, base, ports, cookie).start() for i in range(3)]
-    try:
-        for node in nodes:
-            assert node.process is not None
-            node.process.wait_listening(30)
+    with three_members(tmp_path_factory.mktemp("quorum")) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            if node.process is not None and node.process.process.returncode is None:
-                node.process.kill()
 
 
 def leader_of(node: Member, name: str) -> str:
