@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from amqp_server.storage.sqlite_db import open_database
+from amqp_server.storage.sqlite_db import open_database, transaction
 from cluster.codec import command_plain, config_from, config_plain, entry_from
 from cluster.raft.output import Output
 from cluster.raft.snapshot import Snapshot
@@ -97,15 +97,10 @@ class SqliteRaftStorage:
     async def _write_all(self, outputs: list[Output], commit: int) -> None:
         assert self._db is not None
         db = self._db
-        await db.execute("BEGIN")
-        try:
+        async with transaction(db):
             for out in outputs:
                 await self._write(db, out)
             await _put(db, "commit", commit)
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
         self.transactions += 1
 
     @staticmethod
@@ -154,19 +149,13 @@ class SqliteRaftStorage:
         async with db.execute("SELECT NULL, config FROM snapshot UNION ALL "
                               "SELECT idx, command FROM log WHERE kind = 'config'") as cursor:  # fmt: skip
             rows = await cursor.fetchall()
-        async with self._lock:
-            await db.execute("BEGIN")
-            try:
-                for idx, plain in rows:
-                    kept = json.dumps([[m for m in g if m.partition("#")[0] != node] for g in json.loads(plain)])  # fmt: skip
-                    if idx is None:
-                        await db.execute("UPDATE snapshot SET config = ?", (kept,))
-                    else:
-                        await db.execute("UPDATE log SET command = ? WHERE idx = ?", (kept, idx))
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+        async with self._lock, transaction(db):
+            for idx, plain in rows:
+                kept = json.dumps([[m for m in g if m.partition("#")[0] != node] for g in json.loads(plain)])  # fmt: skip
+                if idx is None:
+                    await db.execute("UPDATE snapshot SET config = ?", (kept,))
+                else:
+                    await db.execute("UPDATE log SET command = ? WHERE idx = ?", (kept, idx))
 
     async def close(self) -> None:
         async with self._lock:

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from amqp_server.storage.sqlite_db import open_database
+from amqp_server.storage.sqlite_db import open_database, transaction
 from cluster.codec import config_from, config_plain
 from cluster.raft.log import Entry, EntryKind
 from cluster.raft.output import Output
@@ -90,17 +90,12 @@ class RaftWal:
     async def _write_all(self, outputs: list[tuple[str, Output]], commits: dict[str, int]) -> None:
         assert self._db is not None
         db = self._db
-        await db.execute("BEGIN")
-        try:
+        async with transaction(db):
             for group, out in outputs:
                 await self._write(db, group, out)
             await db.executemany(
                 "UPDATE state SET commit_index = ? WHERE grp = ?", [(c, g) for g, c in commits.items()]
             )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
         self.transactions += 1
 
     @staticmethod
@@ -129,11 +124,9 @@ class RaftWal:
     async def drop(self, group: str) -> None:
         """Forget a group (its queue was deleted)."""
         assert self._db is not None
-        async with self._lock:
-            await self._db.execute("BEGIN")
+        async with self._lock, transaction(self._db) as db:
             for table in ("log", "state", "snapshot"):
-                await self._db.execute(f"DELETE FROM {table} WHERE grp = ?", (group,))  # noqa: S608 - fixed names
-            await self._db.execute("COMMIT")
+                await db.execute(f"DELETE FROM {table} WHERE grp = ?", (group,))  # noqa: S608 - fixed names
 
     async def close(self) -> None:
         if self._db is not None:

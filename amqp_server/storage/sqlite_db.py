@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiosqlite
@@ -21,6 +22,18 @@ Migration = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 class StoreError(RuntimeError):
     """A store cannot be opened or read; the broker must not start."""
+
+
+@asynccontextmanager
+async def transaction(db: aiosqlite.Connection, begin: str = "BEGIN") -> AsyncIterator[aiosqlite.Connection]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    await db.execute(begin)
+    try:
+        yield db
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
 
 
 async def open_database(
