@@ -15,8 +15,8 @@ message is never lost:
 * a policy that comes to an existing classic queue turns it into a group: the queue record
   gets a group (every node then holds the replicated queue in its place) and the old queue's
   messages move into it, each removed from the old one once the group has it; its consumers
-  are cancelled (basic.cancel) as on a failover. A node stopped mid-way moves the rest when it
-  starts again.
+  are cancelled (basic.cancel: unlike a failover's, they were the old queue's, on every node).
+  A node stopped mid-way moves the rest when it starts again.
 
 Mirrors are placed as ``rabbit_mirror_queue_misc:suggested_queue_nodes``: ``all`` every node
 (running ones at once, the others when they come up), ``exactly`` N members (kept ones first,
@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from amqp_server.core.changes import queue_record
 from amqp_server.core.events import Event
 from amqp_server.core.policy import effective_definition, select
 from amqp_server.metadata.store import Change
@@ -179,13 +180,11 @@ class Mirroring:
 
     async def _convert(self, vhost: VirtualHost, old: QueueType, definition: Mapping[str, Any]) -> None:
         members = [self.broker.node_name]  # (it leads at once; mirrors join then: _adjust)
-        record = {"type": old.type_name, "durable": old.durable, "auto_delete": old.auto_delete,
-                  "exclusive_owner": None, "arguments": dict(old.arguments), "home_node": old.home_node,
-                  "members": members, "group": uuid.uuid4().hex}  # fmt: skip
+        record = {**queue_record(old), "members": members, "group": uuid.uuid4().hex}
         await self.broker.change(Change("queue", "put", vhost.name, old.name, record, persisted=old.durable))
         log.info("queue '%s' in vhost '%s' is mirrored on %s", old.name, vhost.name, ", ".join(members))
         old.cancel_consumers()  # type: ignore[attr-defined]
-        self.broker.spawn(self._move(vhost.name, old))
+        self.broker.spawn(self._move_messages(vhost.name, old))
 
     def _recover_leftover(self, queue: QueueType) -> None:
         """The node stopped while moving a queue's messages into its group: the rest, still in
@@ -199,9 +198,9 @@ class Mirroring:
         assert store is not None
         store.attach(old)
         old.enable_paging(store, self.broker.config.queue_memory_window)  # type: ignore[attr-defined]
-        self.broker.spawn(self._move(vhost.name, old))
+        self.broker.spawn(self._move_messages(vhost.name, old))
 
-    async def _move(self, vhost_name: str, old: QueueType) -> None:
+    async def _move_messages(self, vhost_name: str, old: QueueType) -> None:
         """``old``'s messages into the queue in its place, in order, each settled in ``old``
         once the group has it; done when ``old`` holds none (its unacked ones come back to it
         when they are returned)."""

@@ -275,7 +275,6 @@ class ReplicatedQueues:
         self.link = link
         self.node = broker.node_name
         self.logs: dict[tuple[str, str], QueueLog] = {}
-        self.leaders: dict[tuple[str, str], str] = {}  # what nodes told of queues this node is no member of
         self.info: dict[tuple[str, str], ReplicaInfo] = {}
         self._changed = asyncio.Event()
         broker.events.subscribe(self._queue_created, "queue.created")
@@ -327,9 +326,9 @@ class ReplicatedQueues:
     def build(self, queue_type: str, record: dict[str, Any], vhost: str, name: str, **kwargs: Any) -> QueueType:
         """The object a node first holds for a replicated queue: a proxy towards the leader
         (none known yet: the home node recorded, which answers "down" until it leads)."""
-        leader = self.leaders.get((vhost, name))
-        if leader is not None:
-            kwargs["home_node"] = leader
+        info = self.info.get((vhost, name))
+        if info is not None and info.leader is not None:
+            kwargs["home_node"] = info.leader
         proxy = RemoteQueue(queue_type, self.link, vhost, name, **kwargs)
         proxy.replica_record = record  # type: ignore[attr-defined]  # its members and group, for _queue_created
         proxy.replica_info = self._info(vhost, name)  # type: ignore[attr-defined]
@@ -374,7 +373,6 @@ class ReplicatedQueues:
     def _queue_deleted(self, event: Event) -> None:
         queue = event.subject
         key = (queue.vhost, queue.name)
-        self.leaders.pop(key, None)
         self.info.pop(key, None)
         qlog = self.logs.pop(key, None)
         if qlog is not None:
@@ -434,7 +432,7 @@ class ReplicatedQueues:
     def _follow(self, vhost_name: str, name: str, leader: str) -> None:
         """A fresh proxy towards ``leader`` replaces what was there (a proxy's delivery ids are
         its home node's: they must not reach another node)."""
-        self.leaders[(vhost_name, name)] = leader
+        self._info(vhost_name, name).leader = leader
         vhost = self.broker.vhosts.get(vhost_name)
         old = vhost.queues.get(name) if vhost is not None else None
         if vhost is None or old is None or (old.is_remote and old.home_node == leader):
@@ -648,8 +646,8 @@ class ReplicatedQueues:
         del self.logs[(qlog.vhost, qlog.queue)]
         self.broker.spawn(self.host.close_group(qlog.group))
         if qlog.leader == self.node:
-            self.leaders.pop((qlog.vhost, qlog.queue), None)
             self._follow(qlog.vhost, qlog.queue, self.node)
+            self._info(qlog.vhost, qlog.queue).leader = None
 
 
 def _carry(old: QueueType, new: QueueType) -> None:

@@ -374,11 +374,7 @@ def snapshot(vhost: VirtualHost) -> list[Change]:
         for x in vhost.exchanges.values() if x.name and not x.name.startswith("amq.")
     ]
     changes += [
-        Change("queue", "put", vhost.name, q.name,
-               {"type": q.type_name, "durable": q.durable, "auto_delete": q.auto_delete,
-                "exclusive_owner": q.exclusive_owner, "arguments": dict(q.arguments), "home_node": q.home_node,
-                **replica_fields(q)},
-               persisted=q.durable and q.exclusive_owner is None)  # fmt: skip
+        Change("queue", "put", vhost.name, q.name, queue_record(q), persisted=q.durable and q.exclusive_owner is None)
         for q in vhost.queues.values()
     ]
     changes += [Change("binding", "put", vhost.name, repr(b.key), binding_record(b), persisted=_persisted(vhost, b))
@@ -386,10 +382,13 @@ def snapshot(vhost: VirtualHost) -> list[Change]:
     return changes
 
 
-def replica_fields(queue: QueueType) -> dict[str, Any]:
-    """The record fields of a replicated queue's group (``cluster.replicated_queues``)."""
-    record = getattr(queue, "replica_record", None) or {}
-    return {key: record[key] for key in ("members", "group") if key in record}
+def queue_record(queue: QueueType) -> dict[str, Any]:
+    """The metadata record a queue is put with, a replicated queue's group included
+    (``cluster.replicated_queues``)."""
+    replica = getattr(queue, "replica_record", None) or {}
+    return {"type": queue.type_name, "durable": queue.durable, "auto_delete": queue.auto_delete,
+            "exclusive_owner": queue.exclusive_owner, "arguments": dict(queue.arguments),
+            "home_node": queue.home_node, **{key: replica[key] for key in ("members", "group") if key in replica}}  # fmt: skip
 
 
 def _persisted(vhost: VirtualHost, binding: Binding) -> bool:
